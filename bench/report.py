@@ -1,0 +1,271 @@
+"""The header (machine, versions), the tables, the JSON file and the plot."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import sys
+
+import numpy as np
+
+from contenders import COPY, RECIPE
+
+PEERS = ("numpy", "numpy-inplace", "scipy", "torch", "onnxruntime")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(peers, thread_counts, l3, working_set, hot) -> dict:
+    def ver(mod):
+        return getattr(mod, "__version__", "?") if mod is not None else "not installed"
+
+    info = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "l3_bytes": l3,
+        "working_set_bytes": None if hot else working_set,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": ver(sys.modules.get("scipy")) if peers.scipy_special else "not installed",
+        "torch": ver(peers.torch),
+        "onnxruntime": ver(peers.ort),
+        "onnx": ver(peers.onnx),
+        "fastsoftmax": ver(peers.fsm),
+        "isa_active": peers.default_isa or None,
+        "isa_available": peers.fsm_isas(),
+        "threads": list(thread_counts),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "notes": list(peers.notes),
+    }
+    if peers.torch is not None:
+        try:
+            info["torch_cpu_capability"] = peers.torch.backends.cpu.get_cpu_capability()
+        except Exception:
+            pass
+    return info
+
+
+def header_text(info: dict, cmd: str) -> str:
+    ws = info["working_set_bytes"]
+    lines = [
+        f"# fastsoftmax benchmark — {info['date']}",
+        "",
+        f"- command: `{cmd}`",
+        f"- CPU: {info['cpu']} ({info['machine']}), {info['cores']} cores "
+        f"({info['cores_usable']} usable), L3 {info['l3_bytes'] >> 20} MiB",
+        f"- fastsoftmax {info['fastsoftmax']}: ISA active `{info['isa_active']}`, "
+        f"available {info['isa_available']}",
+        f"- python {info['python']}, numpy {info['numpy']}, scipy {info['scipy']}, "
+        f"torch {info['torch']}"
+        + (f" ({info['torch_cpu_capability']})" if "torch_cpu_capability" in info else "")
+        + f", onnxruntime {info['onnxruntime']}, onnx {info['onnx']}",
+        f"- threads: {info['threads']} (fastsoftmax.set_num_threads, "
+        "torch.set_num_threads, ORT intra_op_num_threads; NumPy/SciPy are single-threaded)"
+        f"; OMP_NUM_THREADS={info['omp_num_threads']}",
+        "- buffers: "
+        + (f"rotated so input+output copies span {ws >> 20} MiB (out of cache)" if ws
+           else "one copy (--hot: in-cache numbers)"),
+        "- columns: median µs per call; `vs numpy` and `x copy` are medians of same-round "
+        "ratios (numpy recipe time / this, this / np.copyto time); GB/s counts x read + "
+        "y written once; ULP: max error vs a float64 (f64 case: long double) reference",
+    ]
+    for n in info["notes"]:
+        lines.append(f"- note: {n}")
+    return "\n".join(lines)
+
+
+def _fmt_us(ns: float) -> str:
+    us = ns / 1e3
+    return f"{us:.3g}" if us < 100 else f"{us:,.0f}"
+
+
+def _fmt_ulp(u) -> str:
+    if u is None or (isinstance(u, float) and np.isnan(u)):
+        return "-"
+    if np.isinf(u):
+        return "inf"
+    return f"{u:.2f}" if u < 10 else f"{u:,.0f}"
+
+
+def table_text(results: list, func: str, threads: int) -> str:
+    rows = [r for r in results if r["func"] == func and r["threads"] == threads]
+    if not rows:
+        return ""
+    out = [
+        f"## {func}, {threads} thread{'s' if threads > 1 else ''}",
+        "",
+        "| case | contender | µs | vs numpy | x copy | GB/s | max ULP |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        first = True
+        for name, c in r["contenders"].items():
+            case = f"{r['case']}" if first else ""
+            first = False
+            out.append(
+                f"| {case} | {name} | {_fmt_us(c['median_ns'])} | "
+                f"{c.get('speedup', float('nan')):.2f} | {c.get('x_copy', float('nan')):.2f} | "
+                f"{c['gbps']:.1f} | {_fmt_ulp(c.get('max_ulp'))} |"
+            )
+    for r in rows:
+        for n in r.get("notes", []):
+            out.append(f"\nnote ({r['case']}): {n}")
+    return "\n".join(out)
+
+
+def _per_round_ratio(a, b) -> float:
+    return float(np.median(np.asarray(a) / np.asarray(b)))
+
+
+def summary_text(results: list) -> str:
+    """Per case: the fastest fastsoftmax column against the fastest peer, in copy times."""
+    out = [
+        "## summary: fastest fastsoftmax column vs fastest peer (x copy, same-round ratios)",
+        "",
+        "| func | thr | case | fastsoftmax | x copy | best peer | x copy | fsm speedup |",
+        "|---|--:|---|---|--:|---|--:|--:|",
+    ]
+    for r in results:
+        cs = r["contenders"]
+        fsm = [n for n in cs if n.startswith("fsm-")]
+        peers = [n for n in cs if n in PEERS]
+        if not fsm or not peers:
+            continue
+        bf = min(fsm, key=lambda n: cs[n]["median_ns"])
+        bp = min(peers, key=lambda n: cs[n]["median_ns"])
+        sp = _per_round_ratio(cs[bp]["times_ns"], cs[bf]["times_ns"])
+        out.append(
+            f"| {r['func']} | {r['threads']} | {r['case']} | {bf} | "
+            f"{cs[bf].get('x_copy', float('nan')):.2f} | {bp} | "
+            f"{cs[bp].get('x_copy', float('nan')):.2f} | {sp:.2f} |"
+        )
+    return "\n".join(out) if len(out) > 4 else ""
+
+
+def write_json(path: str, info: dict, results: list) -> None:
+    with open(path, "w") as f:
+        json.dump({"machine": info, "results": results}, f, indent=1)
+
+
+# -- plot -------------------------------------------------------------------------------
+
+_STYLE = {  # stable colours: fastsoftmax columns warm, peers cool, copy grey
+    "numpy": ("tab:blue", "o"),
+    "numpy-inplace": ("tab:cyan", "o"),
+    "scipy": ("tab:purple", "s"),
+    "torch": ("tab:green", "^"),
+    "onnxruntime": ("tab:olive", "v"),
+    COPY: ("0.45", "x"),
+}
+_FSM_COLOURS = ["tab:red", "tab:orange", "tab:brown", "tab:pink", "gold"]
+
+
+def _style(name: str, fsm_names: list):
+    if name in _STYLE:
+        return _STYLE[name]
+    return _FSM_COLOURS[fsm_names.index(name) % len(_FSM_COLOURS)], "D"
+
+
+def plot(path: str, info: dict, results: list) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    funcs = sorted({r["func"] for r in results}, key=lambda f: f != "softmax")
+    threads = sorted({r["threads"] for r in results})
+    names = []
+    for r in results:
+        names += [n for n in r["contenders"] if n not in names]
+    fsm_names = [n for n in names if n.startswith("fsm-")]
+
+    def is_plain(r):  # float32, last axis, as allocated: one line per contender
+        return r["dtype"] == "float32" and r["layout"] == "c" and r["axis"] in (-1, len(r["shape"]) - 1)
+
+    others = [r for r in results if not is_plain(r)]
+    ncols = len(threads) + (1 if others else 0)
+    fig, axes = plt.subplots(
+        len(funcs), ncols, figsize=(6.2 * ncols, 4.6 * len(funcs)), squeeze=False,
+        gridspec_kw={"width_ratios": [1.0] * len(threads) + ([1.25] if others else [])},
+    )
+    for i, func in enumerate(funcs):
+        for j, t in enumerate(threads):
+            ax = axes[i][j]
+            rs = sorted((r for r in results if r["func"] == func and r["threads"] == t
+                         and is_plain(r)), key=lambda r: r["size"])
+            for n in names:
+                pts = [(r["size"], r["contenders"][n]["median_ns"] / r["size"])
+                       for r in rs if n in r["contenders"]]
+                if not pts:
+                    continue
+                c, m = _style(n, fsm_names)
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, marker=m, color=c, label=n, ms=4,
+                        lw=2.2 if n.startswith("fsm-") else 1.2,
+                        ls="--" if n == COPY else "-")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("elements per call (float32, last axis, contiguous)")
+            ax.set_ylabel("ns / element")
+            ax.set_title(f"{func}, {t} thread{'s' if t > 1 else ''}")
+            ax.grid(True, which="both", alpha=0.3)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7, ncol=2)
+        if others:
+            _bars(axes[i][-1], [r for r in others if r["func"] == func], names, fsm_names,
+                  threads)
+            axes[i][-1].set_title(f"{func}: layouts and dtypes")
+    ws = info.get("working_set_bytes")
+    fig.suptitle(
+        f"fastsoftmax {info.get('fastsoftmax')} ({info.get('isa_active')}) vs peers — "
+        f"{info.get('cpu')}, {info.get('cores')} cores, "
+        + ("out of cache" if ws else "in cache") + f" — {info.get('date', '')[:10]}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _bars(ax, rs, names, fsm_names, threads):
+    """Horizontal bars of ns/element for the non-plain cases, at the first thread count
+    and the last (hatched)."""
+    cases = []
+    for r in rs:
+        if r["case"] not in cases:
+            cases.append(r["case"])
+    present = [n for n in names if any(n in r["contenders"] for r in rs)]
+    tsel = [threads[0]] + ([threads[-1]] if len(threads) > 1 else [])
+    h = 0.8 / (len(present) * len(tsel))
+    for ci, case in enumerate(cases):
+        for ni, n in enumerate(present):
+            for ti, t in enumerate(tsel):
+                r = next((r for r in rs if r["case"] == case and r["threads"] == t), None)
+                if r is None or n not in r["contenders"]:
+                    continue
+                v = r["contenders"][n]["median_ns"] / r["size"]
+                c, _ = _style(n, fsm_names)
+                y = ci + (ni * len(tsel) + ti) * h - 0.4
+                ax.barh(y, v, height=h, color=c, hatch="///" if ti else None,
+                        edgecolor="white" if ti else c, lw=0)
+    ax.set_yticks(range(len(cases)))
+    ax.set_yticklabels(cases, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("ns / element" + (f" (hatched: {tsel[-1]} threads)" if len(tsel) > 1 else ""))
+    ax.grid(True, axis="x", which="both", alpha=0.3)

@@ -1,0 +1,90 @@
+"""Interleaved timing: every round runs each contender once, in a shuffled order.
+
+The memory bandwidth of a shared machine drifts (up to 2x within seconds here), so a
+time is only compared with times of the same round: speedups and "x copy" are
+medians over rounds of per-round ratios, never ratios of medians.
+
+One sample = a batch of ``k`` calls (k chosen per contender so a batch lasts about
+``sample_ns``; 1 for anything slower), each call on the next buffer pair of the
+rotation, timed with ``time.perf_counter_ns`` as a whole and divided by ``k``.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Settings:
+    budget_s: float = 2.0  # time per (case, function, threads) when rounds allow
+    min_rounds: int = 5
+    max_rounds: int = 60
+    sample_ns: int = 1_000_000  # a batch of fast calls lasts about this long
+    settle_s: float = 0.0005  # idle gap before each sample: spinning thread pools sleep
+
+
+def _run(fn, pairs) -> int:
+    t0 = time.perf_counter_ns()
+    for x, o in pairs:
+        fn(x, o)
+    return time.perf_counter_ns() - t0
+
+
+def calibrate(c, bufs, s: Settings) -> tuple:
+    """Warm a contender up; return (calls per sample, estimated ns per call)."""
+    c.prepare()
+    t = _run(c.fn, bufs.take(1))  # first call: page faults, lazy init
+    if t < s.sample_ns:
+        t = min(_run(c.fn, bufs.take(1)) for _ in range(3))
+    t = max(t, 50)
+    return max(1, min(100_000, round(s.sample_ns / t))), t
+
+
+def measure(contenders, bufs, s: Settings, seed: int = 0, tick=None) -> dict:
+    """Times per call (ns) of each contender, one entry per round, same round order."""
+    k, est = {}, {}
+    for c in contenders:
+        k[c.name], est[c.name] = calibrate(c, bufs, s)
+    round_ns = sum(k[c.name] * est[c.name] for c in contenders)
+    rounds = int(min(s.max_rounds, max(s.min_rounds, math.ceil(s.budget_s * 1e9 / round_ns))))
+
+    times = {c.name: [] for c in contenders}
+    rng = np.random.default_rng(seed)
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(rounds):
+            if tick:
+                tick(r, rounds)
+            for i in rng.permutation(len(contenders)):
+                c = contenders[i]
+                n = k[c.name]
+                c.prepare()
+                pairs = bufs.take(n)
+                if s.settle_s:
+                    time.sleep(s.settle_s)
+                times[c.name].append(_run(c.fn, pairs) / n)
+    finally:
+        if gc_was:
+            gc.enable()
+    return {"rounds": rounds, "calls_per_sample": k, "times_ns": times}
+
+
+def summarize(times: dict, recipe: str, copy: str) -> dict:
+    """Median time and the medians of per-round ratios against the recipe and copy."""
+    out = {}
+    for name, ts in times.items():
+        t = np.asarray(ts, dtype=float)
+        row = {"median_ns": float(np.median(t)), "min_ns": float(t.min())}
+        row["q1_ns"], row["q3_ns"] = (float(v) for v in np.percentile(t, [25, 75]))
+        if recipe in times:
+            row["speedup"] = float(np.median(np.asarray(times[recipe]) / t))
+        if copy in times:
+            row["x_copy"] = float(np.median(t / np.asarray(times[copy])))
+        out[name] = row
+    return out

@@ -1,0 +1,618 @@
+// The N-D driver.
+//
+// 1. Normalize: drop length-1 dims, split kept ("outer") and reduced dims, sort
+//    each by x stride and merge neighbours that are contiguous in every operand
+//    (tuple axes collapse into one where the strides allow).
+// 2. Pick a mode:
+//    ROW    one reduced dim, contiguous in x (and y): row kernels straight on memory.
+//    PANEL  one reduced dim, strided, and a kept dim contiguous in x (and y): panel
+//           kernels across that dim, tiled so a tile stays in L2.
+//    GATHER anything else, or where=/temperature/b/return_sign, or a dtype without
+//           kernels: each row (or kBlock block of a long row) is gathered into a
+//           per-thread buffer in the compute type, computed there, scattered back.
+//           Never an input-sized temporary.
+// 3. Threads: rows are split in contiguous chunks; a few rows longer than kBlock
+//    are split by blocks instead. Each row is always computed the same way (blocks
+//    of kBlock, partials merged in block order), so bits never depend on threads.
+#include "driver.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <numeric>
+
+#include "fastsoftmax/common.h"
+#include "fastsoftmax/kernels.h"
+
+#ifdef FASTSOFTMAX_OPENMP
+#include <omp.h>
+#endif
+
+namespace fastsoftmax {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Below this many elements a call runs on the calling thread; above it each
+// thread gets at least kMinPerThread elements. A parallel region costs a few µs.
+constexpr int64_t kParallelMin = int64_t(1) << 15;
+constexpr int64_t kMinPerThread = int64_t(1) << 14;
+// A panel tile (reduced length x lanes) of x is kept near this size so that the
+// three passes over it hit L2.
+constexpr int64_t kPanelTileBytes = int64_t(256) << 10;
+constexpr int64_t kMaxPanelLanes = 4096;
+
+enum Opnd { X = 0, Y = 1, M = 2, B = 3, SG = 4, kNumOpnds = 5 };
+
+struct Dim {
+  int64_t size;
+  int64_t st[kNumOpnds];  // byte strides
+};
+
+struct Layout {
+  std::vector<Dim> outer;  // kept dims, outermost first
+  std::vector<Dim> red;    // reduced dims, outermost first
+  int64_t rows = 1;        // product of outer sizes
+  int64_t n = 1;           // product of reduced sizes
+};
+
+const Operand& operand(const Problem& p, int k) {
+  switch (k) {
+    case X: return p.x;
+    case Y: return p.y;
+    case M: return p.mask;
+    case B: return p.b;
+    default: return p.sign;
+  }
+}
+
+void sort_and_merge(std::vector<Dim>& dims) {
+  std::stable_sort(dims.begin(), dims.end(), [](const Dim& a, const Dim& b) {
+    return std::llabs(a.st[X]) > std::llabs(b.st[X]);
+  });
+  std::vector<Dim> merged;
+  for (const Dim& d : dims) {
+    if (!merged.empty()) {
+      Dim& o = merged.back();
+      bool ok = true;
+      for (int k = 0; k < kNumOpnds; ++k) ok &= (o.st[k] == d.st[k] * d.size);
+      if (ok) {
+        o.size *= d.size;
+        for (int k = 0; k < kNumOpnds; ++k) o.st[k] = d.st[k];
+        continue;
+      }
+    }
+    merged.push_back(d);
+  }
+  dims.swap(merged);
+}
+
+Layout normalize(const Problem& p) {
+  Layout L;
+  for (size_t d = 0; d < p.shape.size(); ++d) {
+    if (p.shape[d] == 1) continue;
+    Dim dim{p.shape[d], {}};
+    for (int k = 0; k < kNumOpnds; ++k) {
+      const Operand& o = operand(p, k);
+      dim.st[k] = o.data ? o.strides[d] : 0;
+    }
+    (p.reduced[d] ? L.red : L.outer).push_back(dim);
+  }
+  sort_and_merge(L.outer);
+  sort_and_merge(L.red);
+  for (const Dim& d : L.outer) L.rows *= d.size;
+  for (const Dim& d : L.red) L.n *= d.size;
+  return L;
+}
+
+// Byte offsets of every operand for outer row r (row-major over `dims`),
+// maintained incrementally within a contiguous range of rows.
+struct OuterWalk {
+  const std::vector<Dim>& dims;
+  int64_t idx[64] = {};
+  int64_t off[kNumOpnds] = {};
+  explicit OuterWalk(const std::vector<Dim>& d) : dims(d) {}
+  void seek(int64_t r) {
+    std::fill(off, off + kNumOpnds, 0);
+    for (int d = int(dims.size()) - 1; d >= 0; --d) {
+      idx[d] = r % dims[d].size;
+      r /= dims[d].size;
+      for (int k = 0; k < kNumOpnds; ++k) off[k] += idx[d] * dims[d].st[k];
+    }
+  }
+  void next() {
+    for (int d = int(dims.size()) - 1; d >= 0; --d) {
+      for (int k = 0; k < kNumOpnds; ++k) off[k] += dims[d].st[k];
+      if (++idx[d] < dims[d].size) return;
+      for (int k = 0; k < kNumOpnds; ++k) off[k] -= dims[d].size * dims[d].st[k];
+      idx[d] = 0;
+    }
+  }
+};
+
+int threads_for(int64_t elements, int threads) {
+  if (threads <= 1 || elements < kParallelMin) return 1;
+  return int(std::max<int64_t>(1, std::min<int64_t>(threads, elements / kMinPerThread)));
+}
+
+// Calls fn(begin, end) on contiguous chunks of [0, count), one per thread.
+template <class F>
+void parallel_chunks(int64_t count, int nt, F&& fn) {
+  nt = int(std::min<int64_t>(nt, count));
+  if (nt <= 1) {
+    if (count > 0) fn(int64_t(0), count);
+    return;
+  }
+#ifdef FASTSOFTMAX_OPENMP
+#pragma omp parallel num_threads(nt)
+  {
+    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+    const int64_t b = count * t / T, e = count * (t + 1) / T;
+    if (b < e) fn(b, e);
+  }
+#else
+  fn(int64_t(0), count);
+#endif
+}
+
+// Storage <-> compute conversions.
+inline float load(const uint16_t* p) { return half_to_float(*p); }
+inline float load(const float* p) { return *p; }
+inline double load(const double* p) { return *p; }
+inline void store(uint16_t* p, double v) { *p = float_to_half(float(v)); }
+inline void store(float* p, double v) { *p = float(v); }
+inline void store(double* p, double v) { *p = v; }
+
+// Merge of block partials, in block order.
+struct Merged {
+  double max;  // NaN, +inf, -inf (special rows) or finite
+  double sum;  // valid when max is finite
+};
+
+Merged merge(const Partial* parts, int64_t nb) {
+  double m = -kInf;
+  for (int64_t b = 0; b < nb; ++b) {
+    if (std::isnan(parts[b].max)) return {kNaN, 0};
+    m = std::max(m, parts[b].max);
+  }
+  if (!std::isfinite(m)) return {m, 0};
+  CompensatedSum s;
+  for (int64_t b = 0; b < nb; ++b)
+    if (parts[b].max != -kInf) s.add(parts[b].sum * std::exp(parts[b].max - m));
+  return {m, s.value()};
+}
+
+double lse_value(const Merged& r) {
+  return std::isfinite(r.max) ? r.max + std::log(r.sum) : r.max;  // NaN/+inf/-inf as is
+}
+
+// Value a special (non-finite max) row takes everywhere.
+double special_value(double max, Op op) {
+  if (max == -kInf) return op == Op::log_softmax ? -kInf : 0.0;
+  return kNaN;
+}
+
+int64_t num_blocks(int64_t n) { return (n + kBlock - 1) / kBlock; }
+
+// ---- one contiguous row, any length (ROW mode and gathered rows) --------------
+// `nt` > 1 splits the blocks of a long row across threads (same bits).
+template <class S, class C>
+void row_contiguous(const KernelSet<S, C>& k, Op op, const S* x, S* y, int64_t n, int nt,
+                    double* lse_out) {
+  if (n <= kBlock) {
+    if (op == Op::softmax) {
+      k.softmax_row(x, y, n);
+    } else if (op == Op::log_softmax) {
+      k.log_softmax_row(x, y, n);
+    } else {
+      const Partial p = k.reduce(x, n);
+      *lse_out = lse_value({p.max, p.sum});
+    }
+    return;
+  }
+  const int64_t nb = num_blocks(n);
+  std::unique_ptr<Partial[]> parts(new Partial[nb]);
+  auto block_len = [&](int64_t b) { return std::min(kBlock, n - b * kBlock); };
+  parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) parts[b] = k.reduce(x + b * kBlock, block_len(b));
+  });
+  const Merged r = merge(parts.get(), nb);
+  if (op == Op::logsumexp) {
+    *lse_out = lse_value(r);
+    return;
+  }
+  if (!std::isfinite(r.max)) {
+    const double v = special_value(r.max, op);
+    for (int64_t i = 0; i < n; ++i) store(y + i, v);
+    return;
+  }
+  const C m = C(r.max);
+  const C a = op == Op::softmax ? C(1.0 / r.sum) : C(std::log(r.sum));
+  parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      if (op == Op::softmax)
+        k.softmax_finish(x + b * kBlock, y + b * kBlock, block_len(b), m, a);
+      else
+        k.log_softmax_finish(x + b * kBlock, y + b * kBlock, block_len(b), m, a);
+    }
+  });
+}
+
+template <class S, class C>
+void run_rows(const Problem& p, const Layout& L, const KernelSet<S, C>& k) {
+  const int64_t n = L.n, rows = L.rows;
+  const int nt = threads_for(rows * n, p.threads);
+  auto row_ptrs = [&](const OuterWalk& w, const S*& x, S*& y) {
+    x = reinterpret_cast<const S*>(p.x.data + w.off[X]);
+    y = reinterpret_cast<S*>(p.y.data + w.off[Y]);
+  };
+  if (n > kBlock && rows < nt) {  // few long rows: split each row's blocks
+    OuterWalk w(L.outer);
+    w.seek(0);
+    for (int64_t r = 0; r < rows; ++r, w.next()) {
+      const S* x;
+      S* y;
+      row_ptrs(w, x, y);
+      double lse;
+      row_contiguous(k, p.op, x, y, n, nt, &lse);
+      if (p.op == Op::logsumexp) store(y, lse);
+    }
+    return;
+  }
+  parallel_chunks(rows, nt, [&](int64_t r0, int64_t r1) {
+    OuterWalk w(L.outer);
+    w.seek(r0);
+    for (int64_t r = r0; r < r1; ++r, w.next()) {
+      const S* x;
+      S* y;
+      row_ptrs(w, x, y);
+      double lse;
+      row_contiguous(k, p.op, x, y, n, 1, &lse);
+      if (p.op == Op::logsumexp) store(y, lse);
+    }
+  });
+}
+
+// ---- PANEL mode ----------------------------------------------------------------
+template <class S, class C>
+void run_panels(const Problem& p, const Layout& L, const KernelSet<S, C>& k, size_t lane_dim) {
+  const int64_t isz = int64_t(sizeof(S));
+  std::vector<Dim> outer = L.outer;
+  const Dim lanes = outer[lane_dim];
+  outer.erase(outer.begin() + lane_dim);
+  const Dim& red = L.red[0];
+  const int64_t n = red.size, W = lanes.size;
+  const int64_t ldx = red.st[X] / isz, ldy = red.st[Y] / isz;
+  int64_t tw = kPanelTileBytes / std::max<int64_t>(1, n * isz);
+  tw = std::clamp<int64_t>(tw / 16 * 16, 16, kMaxPanelLanes);
+  tw = std::min(tw, W);
+  const int64_t tiles = (W + tw - 1) / tw;
+  int64_t outer_rows = 1;
+  for (const Dim& d : outer) outer_rows *= d.size;
+  const int nt = threads_for(L.rows * n, p.threads);
+  parallel_chunks(outer_rows * tiles, nt, [&](int64_t i0, int64_t i1) {
+    OuterWalk w(outer);
+    std::unique_ptr<C[]> lse;
+    if (p.op == Op::logsumexp) lse.reset(new C[tw]);
+    int64_t cur_row = -1;
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t r = i / tiles, t = i % tiles;
+      if (r != cur_row) {
+        if (cur_row + 1 == r && cur_row >= 0)
+          w.next();
+        else
+          w.seek(r);
+        cur_row = r;
+      }
+      const int64_t j0 = t * tw, wc = std::min(tw, W - j0);
+      const S* x = reinterpret_cast<const S*>(p.x.data + w.off[X] + j0 * lanes.st[X]);
+      char* ybase = p.y.data + w.off[Y] + j0 * lanes.st[Y];
+      if (p.op == Op::softmax) {
+        k.softmax_panel(x, ldx, reinterpret_cast<S*>(ybase), ldy, n, wc);
+      } else if (p.op == Op::log_softmax) {
+        k.log_softmax_panel(x, ldx, reinterpret_cast<S*>(ybase), ldy, n, wc);
+      } else {
+        k.logsumexp_panel(x, ldx, n, wc, lse.get());
+        for (int64_t j = 0; j < wc; ++j)
+          store(reinterpret_cast<S*>(ybase + j * lanes.st[Y]), double(lse[j]));
+      }
+    }
+  });
+}
+
+// ---- GATHER mode -----------------------------------------------------------------
+// Walks the elements [e0, e0 + cnt) of one row (row-major over the reduced dims),
+// calling f(i, off) with the byte offsets of every operand (relative to the row).
+struct RowWalk {
+  const std::vector<Dim>& dims;
+  explicit RowWalk(const std::vector<Dim>& d) : dims(d) {}
+  template <class F>
+  void for_range(int64_t e0, int64_t cnt, F&& f) const {
+    const int nd = int(dims.size());
+    int64_t idx[64];
+    int64_t off[kNumOpnds] = {};
+    int64_t rem = e0;
+    for (int d = nd - 1; d >= 0; --d) {
+      idx[d] = rem % dims[d].size;
+      rem /= dims[d].size;
+      for (int k = 0; k < kNumOpnds; ++k) off[k] += idx[d] * dims[d].st[k];
+    }
+    const Dim& in = dims[nd - 1];
+    int64_t i = 0;
+    while (true) {
+      const int64_t run = std::min(in.size - idx[nd - 1], cnt - i);
+      for (int64_t j = 0; j < run; ++j, ++i) {
+        f(i, off);
+        for (int k = 0; k < kNumOpnds; ++k) off[k] += in.st[k];
+      }
+      if (i >= cnt) return;
+      // The innermost dim is exhausted: rewind it and carry into the outer ones.
+      for (int k = 0; k < kNumOpnds; ++k) off[k] -= in.size * in.st[k];
+      idx[nd - 1] = 0;
+      for (int d = nd - 2; d >= 0; --d) {
+        for (int k = 0; k < kNumOpnds; ++k) off[k] += dims[d].st[k];
+        if (++idx[d] < dims[d].size) break;
+        for (int k = 0; k < kNumOpnds; ++k) off[k] -= dims[d].size * dims[d].st[k];
+        idx[d] = 0;
+      }
+    }
+  }
+};
+
+template <class S, class C>
+void gather_block(const Problem& p, const RowWalk& walk, const int64_t base[kNumOpnds],
+                  int64_t e0, int64_t cnt, C* buf) {
+  const char* xb = p.x.data + base[X];
+  const bool scale = p.temperature != 1.0;
+  const C T = C(p.temperature);
+  const char* mb = p.mask.data ? p.mask.data + base[M] : nullptr;
+  walk.for_range(e0, cnt, [&](int64_t i, const int64_t* off) {
+    C v = C(load(reinterpret_cast<const S*>(xb + off[X])));
+    if (scale) v = v / T;
+    if (mb && !mb[off[M]]) v = -std::numeric_limits<C>::infinity();
+    buf[i] = v;
+  });
+}
+
+template <class S, class C>
+void scatter_block(const Problem& p, const RowWalk& walk, const int64_t base[kNumOpnds],
+                   int64_t e0, int64_t cnt, const C* buf) {
+  char* yb = p.y.data + base[Y];
+  walk.for_range(e0, cnt, [&](int64_t i, const int64_t* off) {
+    store(reinterpret_cast<S*>(yb + off[Y]), double(buf[i]));
+  });
+}
+
+template <class S, class C>
+void gathered_row(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
+                  const int64_t base[kNumOpnds], C* buf, Partial* parts, int nt) {
+  const RowWalk walk(L.red);
+  const int64_t n = L.n;
+  S* yrow = reinterpret_cast<S*>(p.y.data + base[Y]);
+  if (n <= kBlock) {
+    gather_block<S, C>(p, walk, base, 0, n, buf);
+    if (p.op == Op::logsumexp) {
+      const Partial r = k.reduce(buf, n);
+      store(yrow, lse_value({r.max, r.sum}));
+      return;
+    }
+    // The output row is contiguous and of the compute type: write it directly.
+    const bool direct = std::is_same<S, C>::value && L.red.size() == 1 &&
+                        L.red[0].st[Y] == int64_t(sizeof(S));
+    C* dst = direct ? reinterpret_cast<C*>(yrow) : buf;
+    if (p.op == Op::softmax)
+      k.softmax_row(buf, dst, n);
+    else
+      k.log_softmax_row(buf, dst, n);
+    if (!direct) scatter_block<S, C>(p, walk, base, 0, n, buf);
+    return;
+  }
+  // Long row: reduce block by block, merge in order, then finish block by block.
+  const int64_t nb = num_blocks(n);
+  auto block_len = [&](int64_t b) { return std::min(kBlock, n - b * kBlock); };
+  const int nt_eff = int(std::min<int64_t>(nt, nb));
+  const int64_t stride = kBlock;  // each thread t uses buf + t * kBlock
+  auto tid = []() {
+#ifdef FASTSOFTMAX_OPENMP
+    return int64_t(omp_get_thread_num());
+#else
+    return int64_t(0);
+#endif
+  };
+  parallel_chunks(nb, nt_eff, [&](int64_t b0, int64_t b1) {
+    C* tb = buf + (nt_eff > 1 ? tid() : 0) * stride;
+    for (int64_t b = b0; b < b1; ++b) {
+      gather_block<S, C>(p, walk, base, b * kBlock, block_len(b), tb);
+      parts[b] = k.reduce(tb, block_len(b));
+    }
+  });
+  const Merged r = merge(parts, nb);
+  if (p.op == Op::logsumexp) {
+    store(yrow, lse_value(r));
+    return;
+  }
+  const bool special = !std::isfinite(r.max);
+  const double sv = special_value(r.max, p.op);
+  const C m = C(r.max);
+  const C a = special ? C(0) : p.op == Op::softmax ? C(1.0 / r.sum) : C(std::log(r.sum));
+  parallel_chunks(nb, nt_eff, [&](int64_t b0, int64_t b1) {
+    C* tb = buf + (nt_eff > 1 ? tid() : 0) * stride;
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t len = block_len(b);
+      if (special) {
+        std::fill(tb, tb + len, C(sv));
+      } else {
+        gather_block<S, C>(p, walk, base, b * kBlock, len, tb);
+        if (p.op == Op::softmax)
+          k.softmax_finish(tb, tb, len, m, a);
+        else
+          k.log_softmax_finish(tb, tb, len, m, a);
+      }
+      scatter_block<S, C>(p, walk, base, b * kBlock, len, tb);
+    }
+  });
+}
+
+template <class S, class C>
+void run_gather(const Problem& p, const Layout& L, const KernelSet<C, C>& k) {
+  const int64_t n = L.n, rows = L.rows;
+  const int nt = threads_for(rows * n, p.threads);
+  const int64_t buf_len = std::min(n, kBlock);
+  const int64_t nb = num_blocks(n);
+  if (n > kBlock && rows < nt) {  // few long rows: threads share each row's blocks
+    std::unique_ptr<C[]> buf(new C[buf_len * nt]);
+    std::unique_ptr<Partial[]> parts(new Partial[nb]);
+    OuterWalk w(L.outer);
+    w.seek(0);
+    for (int64_t r = 0; r < rows; ++r, w.next())
+      gathered_row<S, C>(p, L, k, w.off, buf.get(), parts.get(), nt);
+    return;
+  }
+  parallel_chunks(rows, nt, [&](int64_t r0, int64_t r1) {
+    std::unique_ptr<C[]> buf(new C[buf_len]);
+    std::unique_ptr<Partial[]> parts(new Partial[nb]);
+    OuterWalk w(L.outer);
+    w.seek(r0);
+    for (int64_t r = r0; r < r1; ++r, w.next())
+      gathered_row<S, C>(p, L, k, w.off, buf.get(), parts.get(), 1);
+  });
+}
+
+// ---- logsumexp with b= and/or return_sign: in double, scipy's semantics ---------
+// Entries with b == 0 (or masked out) take no part. sign is that of sum(b*exp(x)).
+template <class S>
+void run_lse_weighted(const Problem& p, const Layout& L) {
+  const int64_t n = L.n, rows = L.rows;
+  const int nt = threads_for(rows * n, p.threads);
+  parallel_chunks(rows, nt, [&](int64_t r0, int64_t r1) {
+    const RowWalk walk(L.red);
+    OuterWalk w(L.outer);
+    w.seek(r0);
+    for (int64_t r = r0; r < r1; ++r, w.next()) {
+      const char* xb = p.x.data + w.off[X];
+      const char* bb = p.b.data ? p.b.data + w.off[B] : nullptr;
+      const char* mb = p.mask.data ? p.mask.data + w.off[M] : nullptr;
+      auto weight = [&](const int64_t* off) {
+        if (mb && !mb[off[M]]) return 0.0;
+        return bb ? *reinterpret_cast<const double*>(bb + off[B]) : 1.0;
+      };
+      double m = -kInf;
+      bool nan = false, inf_pos = false, inf_neg = false;
+      walk.for_range(0, n, [&](int64_t, const int64_t* off) {
+        const double bw = weight(off);
+        if (bw == 0.0) return;
+        const double v = double(load(reinterpret_cast<const S*>(xb + off[X])));
+        nan |= std::isnan(v) || std::isnan(bw);
+        if (v == kInf) (bw > 0 ? inf_pos : inf_neg) = true;
+        m = v > m ? v : m;
+      });
+      double value, sign;
+      if (nan || (inf_pos && inf_neg)) {
+        value = sign = kNaN;
+      } else if (m == kInf) {
+        value = kInf;
+        sign = inf_pos ? 1.0 : -1.0;
+      } else if (m == -kInf) {
+        value = -kInf;
+        sign = 0.0;
+      } else {
+        CompensatedSum s;
+        walk.for_range(0, n, [&](int64_t, const int64_t* off) {
+          const double bw = weight(off);
+          if (bw == 0.0) return;
+          s.add(bw * std::exp(double(load(reinterpret_cast<const S*>(xb + off[X]))) - m));
+        });
+        const double sum = s.value();
+        if (sum == 0.0) {
+          value = -kInf;
+          sign = 0.0;
+        } else {
+          value = m + std::log(std::fabs(sum));
+          sign = sum > 0 ? 1.0 : -1.0;
+          if (!p.sign.data && sum < 0) value = kNaN;  // scipy: log of a negative sum
+        }
+      }
+      store(reinterpret_cast<S*>(p.y.data + w.off[Y]), value);
+      if (p.sign.data) store(reinterpret_cast<S*>(p.sign.data + w.off[SG]), sign);
+    }
+  });
+}
+
+template <class S, class C>
+const KernelSet<S, C>& set_for(const KernelTable& t);
+template <>
+const KernelSet<float, float>& set_for(const KernelTable& t) { return t.f32; }
+template <>
+const KernelSet<double, double>& set_for(const KernelTable& t) { return t.f64; }
+template <>
+const KernelSet<uint16_t, float>& set_for(const KernelTable& t) { return t.f16; }
+
+template <class S, class C>
+void run_typed(const Problem& p, const Layout& L) {
+  const KernelTable& table = kernels();
+  const KernelSet<S, C>& ks = set_for<S, C>(table);
+  const KernelSet<C, C>& kc = set_for<C, C>(table);
+  const int64_t isz = int64_t(sizeof(S));
+  const bool lse = p.op == Op::logsumexp;
+  if (lse && (p.b.data || p.sign.data)) return run_lse_weighted<S>(p, L);
+  const bool plain = p.temperature == 1.0 && !p.mask.data && ks.reduce != nullptr;
+  if (plain && L.red.size() == 1) {
+    const Dim& r = L.red[0];
+    if (r.st[X] == isz && (lse || r.st[Y] == isz)) return run_rows<S, C>(p, L, ks);
+    const bool strides_ok = r.st[X] % isz == 0 && (lse || r.st[Y] % isz == 0);
+    if (strides_ok) {
+      // the innermost kept dim that is contiguous in x (and y) carries the lanes
+      for (size_t d = L.outer.size(); d-- > 0;) {
+        const Dim& o = L.outer[d];
+        if (o.st[X] == isz && (lse || o.st[Y] == isz)) return run_panels<S, C>(p, L, ks, d);
+      }
+    }
+  }
+  run_gather<S, C>(p, L, kc);
+}
+
+}  // namespace
+
+void run(const Problem& p) {
+  Layout L = normalize(p);
+  if (L.rows == 0) return;
+  for (size_t d = 0; d < p.shape.size(); ++d)
+    if (p.reduced[d] && p.shape[d] == 0) L.n = 0;
+  if (L.n == 0) {
+    // Empty reduction: softmax outputs are empty too; logsumexp gives -inf (sign 0).
+    if (p.op != Op::logsumexp) return;
+    OuterWalk w(L.outer);
+    w.seek(0);
+    for (int64_t r = 0; r < L.rows; ++r, w.next()) {
+      char* y = p.y.data + w.off[Y];
+      char* s = p.sign.data ? p.sign.data + w.off[SG] : nullptr;
+      switch (p.dtype) {
+        case DType::f16: store(reinterpret_cast<uint16_t*>(y), -kInf);
+          if (s) store(reinterpret_cast<uint16_t*>(s), 0.0);
+          break;
+        case DType::f32: store(reinterpret_cast<float*>(y), -kInf);
+          if (s) store(reinterpret_cast<float*>(s), 0.0);
+          break;
+        case DType::f64: store(reinterpret_cast<double*>(y), -kInf);
+          if (s) store(reinterpret_cast<double*>(s), 0.0);
+          break;
+      }
+    }
+    return;
+  }
+  if (L.red.empty()) {  // every reduced dim had length 1: rows of one element
+    const int64_t isz = itemsize(p.dtype);
+    L.red.push_back(Dim{1, {isz, isz, 0, 0, 0}});
+  }
+  if (L.outer.empty()) L.outer.push_back(Dim{1, {0, 0, 0, 0, 0}});
+  switch (p.dtype) {
+    case DType::f16: return run_typed<uint16_t, float>(p, L);
+    case DType::f32: return run_typed<float, float>(p, L);
+    case DType::f64: return run_typed<double, double>(p, L);
+  }
+}
+
+}  // namespace fastsoftmax

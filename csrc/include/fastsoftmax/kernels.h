@@ -1,0 +1,99 @@
+// The kernel table: one entry per (operation, dtype), filled once per ISA.
+//
+// Every ISA file (csrc/kernels/<isa>.cpp) provides a function
+//     bool fill_<isa>(KernelTable& t);
+// that writes its kernels into `t` and returns false when it was compiled without
+// support for that ISA (e.g. avx512 on an aarch64 build). dispatch.cpp decides
+// which one runs; the driver (driver.cpp) only ever calls through the table.
+//
+// Contracts shared by every kernel below (the scalar ISA is the readable reference):
+//  * `x` and `y` are contiguous along the row (panels: along the lanes); `y == x`
+//    (in place) is allowed, any other overlap is not.
+//  * A "row" has n >= 1 elements. Row kernels are only called with n <= kBlock;
+//    longer rows are cut into blocks of exactly kBlock elements (the last one
+//    shorter), reduced with `reduce`, merged in block order by the driver and
+//    finished block by block. kBlock is fixed, so a row's bits never depend on the
+//    thread count or on the batch around it.
+//  * Special values follow SPEC.md's table: a row with a NaN is all NaN; else a
+//    row with +inf is all NaN (logsumexp: +inf); a row of only -inf gives 0
+//    (log_softmax: -inf; logsumexp: -inf).
+//  * No kernel may emit floating-point exceptions that matter (we never read the
+//    flags), nor allocate, nor touch memory outside [x, x+n) / [y, y+n).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace fastsoftmax {
+
+enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
+constexpr int kNumIsas = 4;
+const char* isa_name(Isa isa);
+
+// Rows longer than this are processed as blocks (see above). 2^17 float32 = 512 KiB:
+// a block's x and y fit in this machine's 2 MiB L2 together.
+constexpr int64_t kBlock = int64_t(1) << 17;
+
+// Result of reducing one block (or a whole row) of x:
+//   max: NaN if the block holds a NaN; otherwise the exact maximum (+inf/-inf allowed).
+//   sum: when max is finite, sum over the block of exp(x_i - max), accumulated so
+//        that its relative error is a few units of the *compute* type's epsilon
+//        (float32 data: accumulate in double; float64: compensated/blocked).
+//        Unspecified when max is not finite.
+struct Partial {
+  double max;
+  double sum;
+};
+
+// Kernels for one storage dtype. S is the storage type (float, double, or uint16_t
+// for IEEE float16); C is the compute type (float for float16 and float32, double
+// for float64). float16 kernels are optional (nullptr): the driver then converts
+// through a float32 buffer and calls the float32 kernels.
+template <class S, class C>
+struct KernelSet {
+  // Whole row, 1 <= n <= kBlock. softmax: y = exp(x - max) / sum exp(x - max).
+  void (*softmax_row)(const S* x, S* y, int64_t n) = nullptr;
+  // log_softmax: y = (x - max) - log(sum exp(x - max)).
+  void (*log_softmax_row)(const S* x, S* y, int64_t n) = nullptr;
+  // One block (1 <= n <= kBlock): its Partial. Also the logsumexp of short rows.
+  Partial (*reduce)(const S* x, int64_t n) = nullptr;
+  // Second pass of a long row, given the merged max (finite) and scale = 1 / total sum:
+  // y = exp(x - max) * scale.
+  void (*softmax_finish)(const S* x, S* y, int64_t n, C max, C scale) = nullptr;
+  // y = (x - max) - log_sum   (max finite; x - max formed first, for accuracy).
+  void (*log_softmax_finish)(const S* x, S* y, int64_t n, C max, C log_sum) = nullptr;
+
+  // Panels: the reduced axis is strided and `w` lanes next to each other are
+  // contiguous. Element (i, j) (reduced index i < n, lane j < w) is x[i * ldx + j];
+  // the output is y[i * ldy + j]. Every lane is an independent row of length n
+  // (n >= 1, any length, no blocking); a lane's bits must not depend on w or on
+  // its position in the panel (vector tails use masks, never different code).
+  void (*softmax_panel)(const S* x, int64_t ldx, S* y, int64_t ldy, int64_t n,
+                        int64_t w) = nullptr;
+  void (*log_softmax_panel)(const S* x, int64_t ldx, S* y, int64_t ldy, int64_t n,
+                            int64_t w) = nullptr;
+  // logsumexp of each lane, written to out[0..w) (contiguous, compute type).
+  void (*logsumexp_panel)(const S* x, int64_t ldx, int64_t n, int64_t w, C* out) = nullptr;
+};
+
+struct KernelTable {
+  Isa isa = Isa::scalar;
+  KernelSet<float, float> f32;
+  KernelSet<double, double> f64;
+  KernelSet<uint16_t, float> f16;  // optional entries
+};
+
+// Provided by csrc/kernels/<isa>.cpp. Return false if not compiled for this target.
+bool fill_scalar(KernelTable& t);
+bool fill_avx2(KernelTable& t);
+bool fill_avx512(KernelTable& t);
+bool fill_neon(KernelTable& t);
+
+// dispatch.cpp
+bool cpu_supports(Isa isa);          // compiled in AND the CPU + OS support it
+const KernelTable& kernels();        // the active table (chosen on first use)
+const KernelTable& kernels_for(Isa isa);  // a specific table (throws if unsupported)
+void set_active_isa(Isa isa);        // throws std::invalid_argument if unsupported
+Isa parse_isa(const char* name);     // throws std::invalid_argument on unknown names
+
+}  // namespace fastsoftmax

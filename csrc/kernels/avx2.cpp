@@ -1,0 +1,6 @@
+// The avx2 ISA. Placeholder until its kernels land: reports "not compiled".
+#include "fastsoftmax/kernels.h"
+
+namespace fastsoftmax {
+bool fill_avx2(KernelTable&) { return false; }
+}  // namespace fastsoftmax

@@ -1,0 +1,247 @@
+// The scalar ISA: the readable reference for every kernel of the table.
+// Plain C++; every SIMD kernel is tested against these and against float64.
+//
+// Row plan (n <= kBlock): one pass for the max (tracking NaN), one pass that
+// computes e_i = exp(x_i - max) and accumulates their sum in double (float32) or
+// compensated double (float64), then y_i = e_i * (1 / sum) (softmax) or
+// y_i = (x_i - max) - log(sum) (log_softmax).
+#include <cmath>
+#include <limits>
+
+#include "fastsoftmax/common.h"
+#include "fastsoftmax/kernels.h"
+
+namespace fastsoftmax {
+namespace scalar {
+namespace {
+
+template <class C>
+constexpr C kNaN = std::numeric_limits<C>::quiet_NaN();
+template <class C>
+constexpr C kInf = std::numeric_limits<C>::infinity();
+
+// Exact max of x[0..n) as double, NaN if any element is NaN.
+template <class C>
+double row_max(const C* x, int64_t n) {
+  C m = -kInf<C>;
+  bool nan = false;
+  for (int64_t i = 0; i < n; ++i) {
+    const C v = x[i];
+    nan |= (v != v);
+    m = v > m ? v : m;
+  }
+  return nan ? std::numeric_limits<double>::quiet_NaN() : double(m);
+}
+
+// Sum of exp(x_i - m), m finite. float: exp in float, summed in double (exact
+// enough for any row length). double: compensated sum.
+inline double sum_exp(const float* x, int64_t n, float m) {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i) s += double(std::exp(x[i] - m));
+  return s;
+}
+inline double sum_exp(const double* x, int64_t n, double m) {
+  CompensatedSum s;
+  for (int64_t i = 0; i < n; ++i) s.add(std::exp(x[i] - m));
+  return s.value();
+}
+
+template <class C>
+Partial reduce(const C* x, int64_t n) {
+  const double m = row_max(x, n);
+  if (!std::isfinite(m)) return {m, 0.0};
+  return {m, sum_exp(x, n, C(m))};
+}
+
+template <class C>
+void fill(C* y, int64_t n, C v) {
+  for (int64_t i = 0; i < n; ++i) y[i] = v;
+}
+
+template <class C>
+void softmax_finish(const C* x, C* y, int64_t n, C m, C scale) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i] - m) * scale;
+}
+
+template <class C>
+void log_softmax_finish(const C* x, C* y, int64_t n, C m, C log_sum) {
+  for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) - log_sum;
+}
+
+// Non-finite max: the whole row is decided by the special-value table.
+// Returns true when it wrote the row.
+template <class C>
+bool special_row(double m, C* y, int64_t n, bool log) {
+  if (std::isfinite(m)) return false;
+  if (m == -kInf<double>)
+    fill(y, n, log ? -kInf<C> : C(0));
+  else
+    fill(y, n, kNaN<C>);  // NaN, or +inf present
+  return true;
+}
+
+template <class C>
+void softmax_row(const C* x, C* y, int64_t n) {
+  const double m = row_max(x, n);
+  if (special_row(m, y, n, false)) return;
+  const C mc = C(m);
+  // Store the exps while summing (same bits as recomputing them), then scale.
+  double s;
+  if constexpr (sizeof(C) == 4) {
+    double acc = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      const C e = std::exp(x[i] - mc);
+      y[i] = e;
+      acc += double(e);
+    }
+    s = acc;
+  } else {
+    CompensatedSum acc;
+    for (int64_t i = 0; i < n; ++i) {
+      const C e = std::exp(x[i] - mc);
+      y[i] = e;
+      acc.add(e);
+    }
+    s = acc.value();
+  }
+  if (s != s) {  // a NaN that the max could not see cannot exist; keep the table safe
+    fill(y, n, kNaN<C>);
+    return;
+  }
+  const C scale = C(1.0 / s);
+  for (int64_t i = 0; i < n; ++i) y[i] *= scale;
+}
+
+template <class C>
+void log_softmax_row(const C* x, C* y, int64_t n) {
+  const double m = row_max(x, n);
+  if (special_row(m, y, n, true)) return;
+  const C mc = C(m);
+  const C log_sum = C(std::log(sum_exp(x, n, mc)));
+  log_softmax_finish(x, y, n, mc, log_sum);
+}
+
+// ---- panels: lanes contiguous, reduced axis strided --------------------------
+// Processed in chunks of kLanes lanes so the per-lane state lives on the stack;
+// each lane runs exactly the row algorithm above, so results match row kernels.
+constexpr int64_t kLanes = 64;
+
+template <class C>
+struct LaneState {
+  C max[kLanes];
+  double sum[kLanes];
+  double comp[kLanes];
+  bool nan[kLanes];
+};
+
+template <class C>
+void panel_reduce(const C* x, int64_t ldx, int64_t n, int64_t w, LaneState<C>& st) {
+  for (int64_t j = 0; j < w; ++j) {
+    st.max[j] = -kInf<C>;
+    st.nan[j] = false;
+    st.sum[j] = 0.0;
+    st.comp[j] = 0.0;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const C* r = x + i * ldx;
+    for (int64_t j = 0; j < w; ++j) {
+      const C v = r[j];
+      st.nan[j] |= (v != v);
+      st.max[j] = v > st.max[j] ? v : st.max[j];
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const C* r = x + i * ldx;
+    for (int64_t j = 0; j < w; ++j) {
+      if (!std::isfinite(st.max[j])) continue;
+      const double e = double(std::exp(r[j] - st.max[j]));
+      if constexpr (sizeof(C) == 4) {
+        st.sum[j] += e;
+      } else {  // Neumaier, as CompensatedSum
+        const double t = st.sum[j] + e;
+        st.comp[j] += std::fabs(st.sum[j]) >= std::fabs(e) ? (st.sum[j] - t) + e
+                                                          : (e - t) + st.sum[j];
+        st.sum[j] = t;
+      }
+    }
+  }
+  for (int64_t j = 0; j < w; ++j) st.sum[j] += st.comp[j];
+}
+
+template <class C, bool kLog>
+void softmax_panel_impl(const C* x, int64_t ldx, C* y, int64_t ldy, int64_t n, int64_t w) {
+  LaneState<C> st;
+  for (int64_t j0 = 0; j0 < w; j0 += kLanes) {
+    const int64_t wc = std::min(kLanes, w - j0);
+    panel_reduce(x + j0, ldx, n, wc, st);
+    C a[kLanes];  // scale (softmax) or log_sum (log_softmax)
+    for (int64_t j = 0; j < wc; ++j) {
+      if (st.nan[j]) st.max[j] = kNaN<C>;
+      a[j] = kLog ? C(std::log(st.sum[j])) : C(1.0 / st.sum[j]);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const C* r = x + i * ldx + j0;
+      C* o = y + i * ldy + j0;
+      for (int64_t j = 0; j < wc; ++j) {
+        const C m = st.max[j];
+        C v;
+        if (std::isfinite(m))
+          v = kLog ? (r[j] - m) - a[j] : std::exp(r[j] - m) * a[j];
+        else if (m == -kInf<C>)
+          v = kLog ? -kInf<C> : C(0);
+        else
+          v = kNaN<C>;
+        o[j] = v;
+      }
+    }
+  }
+}
+
+template <class C>
+void softmax_panel(const C* x, int64_t ldx, C* y, int64_t ldy, int64_t n, int64_t w) {
+  softmax_panel_impl<C, false>(x, ldx, y, ldy, n, w);
+}
+template <class C>
+void log_softmax_panel(const C* x, int64_t ldx, C* y, int64_t ldy, int64_t n, int64_t w) {
+  softmax_panel_impl<C, true>(x, ldx, y, ldy, n, w);
+}
+
+template <class C>
+void logsumexp_panel(const C* x, int64_t ldx, int64_t n, int64_t w, C* out) {
+  LaneState<C> st;
+  for (int64_t j0 = 0; j0 < w; j0 += kLanes) {
+    const int64_t wc = std::min(kLanes, w - j0);
+    panel_reduce(x + j0, ldx, n, wc, st);
+    for (int64_t j = 0; j < wc; ++j) {
+      const C m = st.max[j];
+      out[j0 + j] = st.nan[j]            ? kNaN<C>
+                    : !std::isfinite(m) ? m
+                                         : C(double(m) + std::log(st.sum[j]));
+    }
+  }
+}
+
+template <class C>
+void fill_set(KernelSet<C, C>& k) {
+  k.softmax_row = softmax_row<C>;
+  k.log_softmax_row = log_softmax_row<C>;
+  k.reduce = reduce<C>;
+  k.softmax_finish = softmax_finish<C>;
+  k.log_softmax_finish = log_softmax_finish<C>;
+  k.softmax_panel = softmax_panel<C>;
+  k.log_softmax_panel = log_softmax_panel<C>;
+  k.logsumexp_panel = logsumexp_panel<C>;
+}
+
+}  // namespace
+}  // namespace scalar
+
+bool fill_scalar(KernelTable& t) {
+  t.isa = Isa::scalar;
+  scalar::fill_set(t.f32);
+  scalar::fill_set(t.f64);
+  t.f16 = KernelSet<uint16_t, float>{};  // float16 goes through float32 buffers
+  return true;
+}
+
+}  // namespace fastsoftmax

@@ -1,0 +1,373 @@
+// pybind11 binding. The public functions live here so that the common call — a
+// native float16/32/64 ndarray and an int axis, nothing else — reaches the driver
+// with almost no Python work. Everything else (lists, casts, tuple axes, where=,
+// out=, b=, ...) is normalized by fastsoftmax._api and comes back through
+// `_compute` with arrays the driver can take as they are.
+#include <pybind11/pybind11.h>
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "driver.h"
+#include "fastsoftmax/kernels.h"
+
+#ifdef FASTSOFTMAX_OPENMP
+#include <omp.h>
+#endif
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace fastsoftmax {
+void register_testing(py::module_& m);
+
+namespace {
+
+static_assert(sizeof(void*) == 8, "64-bit only");
+
+constexpr int kNpyHalf = 23, kNpyFloat = 11, kNpyDouble = 12;
+constexpr int kFlagC = 0x1, kFlagF = 0x2, kFlagAligned = 0x100, kFlagWriteable = 0x400;
+
+// ---- threads -------------------------------------------------------------------
+std::atomic<int> g_thread_override{0};  // 0: follow OpenMP (OMP_NUM_THREADS, threadpoolctl)
+
+int num_procs() {
+#ifdef FASTSOFTMAX_OPENMP
+  return omp_get_num_procs();
+#else
+  return 1;
+#endif
+}
+
+int get_num_threads() {
+  const int o = g_thread_override.load(std::memory_order_relaxed);
+  if (o > 0) return o;
+#ifdef FASTSOFTMAX_OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+int validate_threads(py::handle n) {
+  if (!PyLong_Check(n.ptr()) || PyBool_Check(n.ptr()))
+    throw py::value_error("n must be an int >= 1, or -1 for all cores");
+  const long long v = n.cast<long long>();
+  if (v == -1) return num_procs();
+  if (v < 1 || v > (1 << 16))
+    throw py::value_error("n must be >= 1, or -1 for all cores; got " + std::to_string(v));
+  return int(v);
+}
+
+// Returns the previous override (0 = none) so threads(n) can restore it exactly.
+int set_num_threads(py::handle n) {
+  const int v = validate_threads(n);
+  return g_thread_override.exchange(v);
+}
+
+// ---- arrays --------------------------------------------------------------------
+PyTypeObject* g_ndarray_type = nullptr;
+py::object g_fallback[3];
+
+struct ArrayView {
+  char* data;
+  int nd;
+  const Py_intptr_t* shape;
+  const Py_intptr_t* strides;
+  int type_num;
+  char byteorder;
+  int flags;
+};
+
+ArrayView view_of(py::handle h) {
+  auto* a = py::detail::array_proxy(h.ptr());
+  auto* d = py::detail::array_descriptor_proxy(a->descr);
+  return {a->data, a->nd, a->dimensions, a->strides, d->type_num, d->byteorder, a->flags};
+}
+
+bool dtype_of(int type_num, DType& out) {
+  switch (type_num) {
+    case kNpyHalf: out = DType::f16; return true;
+    case kNpyFloat: out = DType::f32; return true;
+    case kNpyDouble: out = DType::f64; return true;
+    default: return false;
+  }
+}
+
+// An ndarray the kernels can read directly: native float16/32/64, aligned.
+bool fast_array(py::handle x, DType& dt) {
+  if (Py_TYPE(x.ptr()) != g_ndarray_type) return false;
+  const ArrayView v = view_of(x);
+  return dtype_of(v.type_num, dt) && (v.byteorder == '=' || v.byteorder == '<') &&
+         (v.flags & kFlagAligned);
+}
+
+py::dtype numpy_dtype(DType d) {
+  switch (d) {
+    case DType::f16: return py::dtype("float16");
+    case DType::f32: return py::dtype::of<float>();
+    default: return py::dtype::of<double>();
+  }
+}
+
+// Allocates the result: Fortran order for Fortran-contiguous inputs (so a
+// transposed view keeps its panel layout), C order otherwise.
+py::array empty_like_layout(const ArrayView& v, DType dt, const std::vector<int64_t>& shape,
+                            bool fortran) {
+  const int64_t isz = itemsize(dt);
+  std::vector<py::ssize_t> sh(shape.begin(), shape.end()), st(shape.size());
+  int64_t acc = isz;
+  if (fortran) {
+    for (size_t d = 0; d < shape.size(); ++d) st[d] = acc, acc *= std::max<int64_t>(1, shape[d]);
+  } else {
+    for (size_t d = shape.size(); d-- > 0;) st[d] = acc, acc *= std::max<int64_t>(1, shape[d]);
+  }
+  return py::array(numpy_dtype(dt), sh, st);
+}
+
+Operand operand_of(py::handle a) {
+  const ArrayView v = view_of(a);
+  Operand o;
+  o.data = v.data;
+  o.strides.assign(v.strides, v.strides + v.nd);
+  return o;
+}
+
+// Strides of a kept-dims output (logsumexp) spread over x's dims: 0 on reduced dims.
+std::vector<int64_t> spread_strides(const ArrayView& out, const std::vector<bool>& reduced) {
+  std::vector<int64_t> st(reduced.size(), 0);
+  const bool keepdims = size_t(out.nd) == reduced.size();
+  int j = 0;
+  for (size_t d = 0; d < reduced.size(); ++d) {
+    if (keepdims)
+      st[d] = reduced[d] ? 0 : out.strides[d];
+    else if (!reduced[d])
+      st[d] = out.strides[j++];
+  }
+  return st;
+}
+
+void run_released(const Problem& p) {
+  py::gil_scoped_release release;
+  run(p);
+}
+
+// ---- the fast entry points -------------------------------------------------------
+// Defaults are compared by identity: a default argument object is shared.
+bool int_axis(py::handle axis, int nd, int& out) {
+  if (!PyLong_CheckExact(axis.ptr())) return false;
+  int overflow = 0;
+  const long a = PyLong_AsLongAndOverflow(axis.ptr(), &overflow);
+  if (overflow || a < -nd || a >= nd) return false;  // the Python path raises AxisError
+  out = int(a < 0 ? a + nd : a);
+  return true;
+}
+
+bool is_one(py::handle t) {
+  return PyFloat_CheckExact(t.ptr()) ? PyFloat_AS_DOUBLE(t.ptr()) == 1.0
+                                      : (PyLong_CheckExact(t.ptr()) && PyLong_AsLong(t.ptr()) == 1);
+}
+
+py::object softmax_like(Op op, py::handle x, py::handle axis, py::handle temperature,
+                        py::handle where, py::handle dtype, py::handle out) {
+  DType dt;
+  int ax;
+  if (where.is_none() && dtype.is_none() && out.is_none() && is_one(temperature) &&
+      fast_array(x, dt)) {
+    const ArrayView v = view_of(x);
+    if (v.nd >= 1 && int_axis(axis, v.nd, ax)) {
+      Problem p;
+      p.op = op;
+      p.dtype = dt;
+      p.shape.assign(v.shape, v.shape + v.nd);
+      p.reduced.assign(v.nd, false);
+      p.reduced[ax] = true;
+      const bool fortran = (v.flags & kFlagF) && !(v.flags & kFlagC);
+      py::array y = empty_like_layout(v, dt, p.shape, fortran);
+      p.x = operand_of(x);
+      p.y = operand_of(y);
+      p.threads = get_num_threads();
+      run_released(p);
+      return std::move(y);
+    }
+  }
+  return g_fallback[int(op)](x, axis, "temperature"_a = temperature, "where"_a = where,
+                             "dtype"_a = dtype, "out"_a = out);
+}
+
+py::object logsumexp_entry(py::handle x, py::handle axis, py::handle keepdims, py::handle b,
+                           py::handle return_sign, py::handle where, py::handle dtype,
+                           py::handle out) {
+  DType dt;
+  int ax;
+  if (b.is_none() && where.is_none() && dtype.is_none() && out.is_none() &&
+      keepdims.ptr() == Py_False && return_sign.ptr() == Py_False && fast_array(x, dt)) {
+    const ArrayView v = view_of(x);
+    if (v.nd >= 1 && int_axis(axis, v.nd, ax)) {
+      Problem p;
+      p.op = Op::logsumexp;
+      p.dtype = dt;
+      p.shape.assign(v.shape, v.shape + v.nd);
+      p.reduced.assign(v.nd, false);
+      p.reduced[ax] = true;
+      std::vector<int64_t> oshape;
+      for (int d = 0; d < v.nd; ++d)
+        if (d != ax) oshape.push_back(v.shape[d]);
+      py::array y = empty_like_layout(v, dt, oshape, false);
+      p.x = operand_of(x);
+      const ArrayView yv = view_of(y);
+      p.y.data = yv.data;
+      p.y.strides = spread_strides(yv, p.reduced);
+      p.threads = get_num_threads();
+      run_released(p);
+      if (oshape.empty()) return y[py::tuple()];  // a NumPy scalar
+      return std::move(y);
+    }
+  }
+  return g_fallback[int(Op::logsumexp)](x, axis, "keepdims"_a = keepdims, "b"_a = b,
+                                        "return_sign"_a = return_sign, "where"_a = where,
+                                        "dtype"_a = dtype, "out"_a = out);
+}
+
+// ---- the general entry, called by fastsoftmax._api with normalized arguments ------
+// x: native aligned float16/32/64 ndarray; axes: sorted distinct non-negative ints;
+// out: writable, aligned, same dtype, shape of the result (logsumexp: kept dims, with
+// or without keepdims); where: bool array broadcast to x.shape or None; b: float64
+// array broadcast to x.shape or None; sign: like out or None.
+void compute(int op, py::array x, const std::vector<int>& axes, double temperature,
+             py::object where, py::array out, py::object b, py::object sign) {
+  DType dt;
+  const ArrayView v = view_of(x);
+  if (!fast_array(x, dt)) throw py::type_error("_compute: x must be a native float array");
+  const ArrayView ov = view_of(out);
+  if (ov.type_num != v.type_num || !(ov.flags & kFlagWriteable) || !(ov.flags & kFlagAligned))
+    throw py::type_error("_compute: out must be writable, aligned, of x's dtype");
+  Problem p;
+  p.op = Op(op);
+  p.dtype = dt;
+  p.shape.assign(v.shape, v.shape + v.nd);
+  p.reduced.assign(v.nd, false);
+  for (int a : axes) {
+    if (a < 0 || a >= v.nd) throw py::value_error("_compute: bad axis");
+    p.reduced[a] = true;
+  }
+  p.temperature = temperature;
+  p.x = operand_of(x);
+  if (p.op == Op::logsumexp) {
+    p.y.data = ov.data;
+    p.y.strides = spread_strides(ov, p.reduced);
+  } else {
+    if (ov.nd != v.nd) throw py::value_error("_compute: out shape");
+    p.y = operand_of(out);
+  }
+  auto check_full = [&](py::handle a, int type_num, const char* what) {
+    const ArrayView av = view_of(a);
+    if (av.nd != v.nd || av.type_num != type_num)
+      throw py::value_error(std::string("_compute: bad ") + what);
+    for (int d = 0; d < v.nd; ++d)
+      if (av.shape[d] != v.shape[d]) throw py::value_error(std::string("_compute: bad ") + what);
+  };
+  if (!where.is_none()) {
+    check_full(where, 0 /* NPY_BOOL */, "where");
+    p.mask = operand_of(where);
+  }
+  if (!b.is_none()) {
+    check_full(b, kNpyDouble, "b");
+    p.b = operand_of(b);
+  }
+  if (!sign.is_none()) {
+    const ArrayView sv = view_of(sign);
+    if (sv.type_num != v.type_num || sv.nd != ov.nd) throw py::value_error("_compute: sign");
+    p.sign.data = sv.data;
+    p.sign.strides = spread_strides(sv, p.reduced);
+  }
+  p.threads = get_num_threads();
+  run_released(p);
+}
+
+py::list available_isas() {
+  py::list l;
+  for (int i = kNumIsas - 1; i >= 0; --i)
+    if (cpu_supports(Isa(i))) l.append(isa_name(Isa(i)));
+  return l;
+}
+
+}  // namespace
+}  // namespace fastsoftmax
+
+PYBIND11_MODULE(_core, m) {
+  using namespace fastsoftmax;
+  m.doc() = "fastsoftmax C++ core (kernels, dispatch, N-D driver)";
+  g_ndarray_type = reinterpret_cast<PyTypeObject*>(py::module_::import("numpy").attr("ndarray").ptr());
+
+  const py::object one = py::float_(1.0);
+  m.def(
+      "softmax",
+      [](py::handle x, py::handle axis, py::handle temperature, py::handle where,
+         py::handle dtype, py::handle out) {
+        return softmax_like(Op::softmax, x, axis, temperature, where, dtype, out);
+      },
+      "x"_a, "axis"_a = -1, py::kw_only(), "temperature"_a = one, "where"_a = py::none(),
+      "dtype"_a = py::none(), "out"_a = py::none(),
+      "softmax(x, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None)\n\n"
+      "exp(x/T - max) / sum(exp(x/T - max)) along `axis` (int, tuple of ints or None).\n"
+      "See fastsoftmax's README for the full contract.");
+  m.def(
+      "log_softmax",
+      [](py::handle x, py::handle axis, py::handle temperature, py::handle where,
+         py::handle dtype, py::handle out) {
+        return softmax_like(Op::log_softmax, x, axis, temperature, where, dtype, out);
+      },
+      "x"_a, "axis"_a = -1, py::kw_only(), "temperature"_a = one, "where"_a = py::none(),
+      "dtype"_a = py::none(), "out"_a = py::none(),
+      "log_softmax(x, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None)\n\n"
+      "(x/T - max) - log(sum(exp(x/T - max))) along `axis`.");
+  m.def("logsumexp", &logsumexp_entry, "x"_a, "axis"_a = -1, py::kw_only(),
+        "keepdims"_a = false, "b"_a = py::none(), "return_sign"_a = false,
+        "where"_a = py::none(), "dtype"_a = py::none(), "out"_a = py::none(),
+        "logsumexp(x, axis=-1, *, keepdims=False, b=None, return_sign=False, where=None, "
+        "dtype=None, out=None)\n\nlog(sum(b * exp(x))) along `axis`, as "
+        "scipy.special.logsumexp.");
+  m.def("_compute", &compute, "op"_a, "x"_a, "axes"_a, "temperature"_a, "where"_a, "out"_a,
+        "b"_a, "sign"_a);
+  m.def("_set_fallbacks", [](py::object s, py::object l, py::object e) {
+    g_fallback[0] = s;
+    g_fallback[1] = l;
+    g_fallback[2] = e;
+  });
+  m.def("get_num_threads", &get_num_threads,
+        "The number of threads the next call may use (set_num_threads, else OpenMP's).");
+  m.def("_set_num_threads", &set_num_threads, "n"_a);
+  m.def("_clear_num_threads", []() { g_thread_override.store(0); });
+  m.def("_restore_num_threads", [](int prev) { g_thread_override.store(prev); });
+  m.def("isa", []() { return std::string(isa_name(kernels().isa)); },
+        "The instruction set of the kernels in use: avx512, avx2, neon or scalar.");
+  m.def("available_isas", &available_isas,
+        "The instruction sets this build and CPU can run, widest first.");
+  m.def("_set_isa", [](const std::string& name) {
+    try {
+      set_active_isa(parse_isa(name.c_str()));
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
+  });
+  m.attr("has_openmp") =
+#ifdef FASTSOFTMAX_OPENMP
+      true;
+#else
+      false;
+#endif
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const std::invalid_argument& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+  py::module_ t = m.def_submodule("_testing", "test hooks (not public API)");
+  register_testing(t);
+}

@@ -1,0 +1,35 @@
+"""fastsoftmax: the fastest correct softmax a CPU can run, for NumPy arrays.
+
+softmax, log_softmax and logsumexp are implemented in C++ (SIMD kernels for AVX-512,
+AVX2+FMA, NEON and a scalar fallback, chosen at run time; OpenMP across rows).
+See the README for the contract; ``isa()`` tells which kernels are in use.
+"""
+
+from __future__ import annotations
+
+from . import _api, _core
+from ._api import set_num_threads, threads
+from ._core import available_isas, get_num_threads, isa, log_softmax, logsumexp, softmax
+
+__all__ = [
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "set_num_threads",
+    "get_num_threads",
+    "threads",
+    "isa",
+    "available_isas",
+]
+__version__ = "0.1.0"
+
+_core._set_fallbacks(_api.softmax, _api.log_softmax, _api.logsumexp)
+
+
+def _set_isa(name: str) -> None:
+    """Switch the kernels to instruction set `name` (tests and benchmarks)."""
+    _core._set_isa(name)
+
+
+# Choose the kernels now, so that a bad FASTSOFTMAX_ISA fails at import, clearly.
+isa()

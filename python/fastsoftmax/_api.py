@@ -1,0 +1,224 @@
+"""Argument normalization for every call the C++ fast path does not take.
+
+The C++ entry points (``_core.softmax`` ...) handle a native float ndarray with an
+int axis directly; anything else lands here, is turned into arrays the driver can
+take as they are (native, aligned, right dtype; where/b broadcast as zero-stride
+views, never copied to full size), and goes back through ``_core._compute``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+
+from . import _core
+
+try:  # NumPy >= 2.0
+    from numpy.lib.array_utils import normalize_axis_tuple
+except ImportError:  # pragma: no cover - NumPy 1.x
+    from numpy.core.numeric import normalize_axis_tuple  # type: ignore[no-redef]
+
+_SOFTMAX, _LOG_SOFTMAX, _LOGSUMEXP = 0, 1, 2
+_FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _float_dtype(d: np.dtype) -> np.dtype | None:
+    """The native float16/32/64 dtype equal to `d` up to byte order, else None."""
+    if d.kind == "f" and d.itemsize in (2, 4, 8) and d.type is not np.longdouble:
+        return d.newbyteorder("=")
+    return None
+
+
+def _compute_dtype(x: np.ndarray, dtype, name: str = "x") -> np.dtype:
+    if dtype is not None:
+        try:
+            d = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype must be float16, float32 or float64; got {dtype!r}") from None
+        fd = _float_dtype(d)
+        if fd is None:
+            raise TypeError(f"dtype must be float16, float32 or float64; got {d}")
+        if not np.can_cast(x.dtype, fd, casting="unsafe") or x.dtype.kind not in "biuf":
+            raise TypeError(f"{name} has unsupported dtype {x.dtype}")
+        return fd
+    fd = _float_dtype(x.dtype)
+    if fd is not None:
+        return fd
+    if x.dtype.kind in "biu":
+        return np.dtype(np.float64)  # as np.exp and SciPy do
+    raise TypeError(
+        f"{name} has unsupported dtype {x.dtype}: expected float16, float32, float64, "
+        "an integer or bool dtype"
+    )
+
+
+def _prepare(x, dtype, name: str = "x") -> np.ndarray:
+    """x as an aligned native array of its compute dtype (copies only if it must)."""
+    x = np.asarray(x)
+    rd = _compute_dtype(x, dtype, name)
+    if x.dtype != rd or not x.flags.aligned:
+        x = x.astype(rd, order="K")
+    return x
+
+
+def _axes(axis, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    if not isinstance(axis, tuple):
+        try:
+            axis = operator.index(axis)
+        except TypeError:
+            raise TypeError(
+                f"axis must be an int, a tuple of ints or None; got {type(axis).__name__}"
+            ) from None
+    return tuple(sorted(normalize_axis_tuple(axis, ndim, "axis")))
+
+
+def _temperature(t) -> float:
+    if isinstance(t, bool) or not isinstance(t, numbers.Real):
+        raise TypeError(f"temperature must be a real number; got {type(t).__name__}")
+    tf = float(t)
+    if not (math.isfinite(tf) and tf > 0):
+        raise ValueError(f"temperature must be finite and > 0; got {t!r}")
+    return tf
+
+
+def _where(where, shape: tuple[int, ...]) -> np.ndarray | None:
+    if where is None:
+        return None
+    w = np.asarray(where)
+    if w.dtype != np.bool_:
+        raise TypeError(f"where must be a boolean array; got dtype {w.dtype}")
+    try:
+        bshape = np.broadcast_shapes(w.shape, shape)
+    except ValueError:
+        bshape = None
+    if bshape != tuple(shape):
+        raise ValueError(f"where of shape {w.shape} does not broadcast to x's shape {shape}")
+    return np.broadcast_to(w, shape)
+
+
+def _out(out, shape: tuple[int, ...], rd: np.dtype, x: np.ndarray, name: str = "out"):
+    """(array the core writes, array to copy it into afterwards or None)."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray; got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {out.shape}; expected {tuple(shape)}")
+    if out.dtype.kind != "f" or out.dtype.itemsize != rd.itemsize:
+        raise TypeError(f"{name} has dtype {out.dtype}; expected {rd}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    same_layout = (
+        out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
+        and out.strides == x.strides
+        and out.shape == x.shape
+    )
+    needs_temp = (
+        out.dtype != rd
+        or not out.flags.aligned
+        or (not same_layout and np.may_share_memory(out, x))
+    )
+    if needs_temp:
+        return np.empty(shape, rd), out
+    return out, None
+
+
+def _softmax_like(op, x, axis, temperature, where, dtype, out):
+    x = _prepare(x, dtype)
+    axes = _axes(axis, x.ndim)
+    t = _temperature(temperature)
+    mask = _where(where, x.shape)
+    if out is None:
+        target, copy_to = np.empty_like(x, order="K"), None
+    else:
+        target, copy_to = _out(out, x.shape, x.dtype, x)
+    _core._compute(op, x, list(axes), t, mask, target, None, None)
+    if copy_to is not None:
+        np.copyto(copy_to, target, casting="unsafe")
+        return copy_to
+    return target
+
+
+def softmax(x, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None):
+    return _softmax_like(_SOFTMAX, x, axis, temperature, where, dtype, out)
+
+
+def log_softmax(x, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None):
+    return _softmax_like(_LOG_SOFTMAX, x, axis, temperature, where, dtype, out)
+
+
+def logsumexp(
+    x, axis=-1, *, keepdims=False, b=None, return_sign=False, where=None, dtype=None, out=None
+):
+    x = np.asarray(x)
+    bw = None
+    if b is not None:
+        bw = np.asarray(b)
+        if bw.dtype.kind not in "biuf" or (bw.dtype.kind == "f" and _float_dtype(bw.dtype) is None):
+            raise TypeError(f"b has unsupported dtype {bw.dtype}: expected a real dtype")
+        if dtype is None:
+            _compute_dtype(x, None)  # raises the TypeError for a bad x dtype
+            dtype = np.result_type(_compute_dtype(x, None), _compute_dtype(bw, None, "b"))
+    x = _prepare(x, dtype)
+    if bw is not None:
+        try:
+            shape = np.broadcast_shapes(x.shape, bw.shape)
+        except ValueError:
+            raise ValueError(
+                f"b of shape {bw.shape} does not broadcast with x's shape {x.shape}"
+            ) from None
+        x = np.broadcast_to(x, shape)
+        bw = np.broadcast_to(np.asarray(bw, dtype=np.float64), shape)
+        if not bw.flags.aligned:  # pragma: no cover - np.asarray gives aligned data
+            bw = bw.copy()
+    axes = _axes(axis, x.ndim)
+    mask = _where(where, x.shape)
+    keep = bool(keepdims)
+    oshape = tuple(
+        (1 if d in axes else s) for d, s in enumerate(x.shape) if keep or d not in axes
+    )
+    if out is None:
+        target, copy_to = np.empty(oshape, x.dtype), None
+    else:
+        target, copy_to = _out(out, oshape, x.dtype, x)
+    sign = np.empty(oshape, x.dtype) if return_sign else None
+    _core._compute(_LOGSUMEXP, x, list(axes), 1.0, mask, target, bw, sign)
+    if copy_to is not None:
+        np.copyto(copy_to, target, casting="unsafe")
+        result = copy_to
+    elif target.ndim == 0:
+        result = target[()]
+    else:
+        result = target
+    if return_sign:
+        return result, (sign[()] if sign.ndim == 0 else sign)
+    return result
+
+
+def _thread_count(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise ValueError(f"n must be an int >= 1, or -1 for all cores; got {n!r}")
+    return int(n)
+
+
+def set_num_threads(n: int) -> None:
+    """Use `n` threads from now on (n >= 1, or -1 for all cores).
+
+    Overrides OMP_NUM_THREADS and threadpoolctl until changed again.
+    """
+    _core._set_num_threads(_thread_count(n))
+
+
+@contextmanager
+def threads(n: int) -> Iterator[None]:
+    """Context manager: use `n` threads inside the block, then restore the setting."""
+    prev = _core._set_num_threads(_thread_count(n))
+    try:
+        yield
+    finally:
+        _core._restore_num_threads(prev)

@@ -1,0 +1,52 @@
+"""Shared fixtures: the ISA parametrization and the Hypothesis profile.
+
+Every test that runs a kernel requests the ``isa`` fixture (most modules through
+``pytestmark = pytest.mark.usefixtures("isa")``), so it runs once per instruction set
+this build and CPU offer; the test id is the ISA name.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import fastsoftmax
+
+ISAS = list(fastsoftmax.available_isas())
+FUNC_NAMES = ("softmax", "log_softmax", "logsumexp")
+
+# Bounded so the whole suite stays fast; the isa fixture is set once per test, not per
+# example, which is what the function-scoped-fixture health check warns about.
+settings.register_profile(
+    "fastsoftmax",
+    max_examples=int(os.environ.get("FASTSOFTMAX_HYPOTHESIS_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile("fastsoftmax")
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    """Switch the active kernels to one available ISA for the test, then restore."""
+    prev = fastsoftmax.isa()
+    fastsoftmax._set_isa(request.param)
+    try:
+        assert fastsoftmax.isa() == request.param
+        yield request.param
+    finally:
+        fastsoftmax._set_isa(prev)
+
+
+@pytest.fixture(params=FUNC_NAMES)
+def func_name(request):
+    return request.param
+
+
+@pytest.fixture
+def rng(request):
+    # a stable seed per test id, so a failure reproduces
+    import zlib
+
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
