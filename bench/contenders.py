@@ -8,6 +8,7 @@ memory order). Peers that are not installed are skipped, with a note for the hea
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -37,6 +38,7 @@ class Peers:
     ort: object = None
     onnx: object = None
     notes: list = field(default_factory=list)
+    ort_spinning: bool = bool(int(os.environ.get("BENCH_ORT_SPINNING", "0")))
     _ort_sessions: dict = field(default_factory=dict)
 
     @classmethod
@@ -108,6 +110,10 @@ class Peers:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
+        if not self.ort_spinning:
+            # ORT's workers otherwise spin after each Run and take a core from whatever
+            # runs next (torch at 2 threads went 40x slower beside them on 2 cores).
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(
             model.SerializeToString(), so, providers=["CPUExecutionProvider"]
         )

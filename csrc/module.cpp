@@ -24,6 +24,7 @@ using namespace pybind11::literals;
 
 namespace fastsoftmax {
 void register_testing(py::module_& m);
+void register_xent(py::module_& m);
 
 namespace {
 
@@ -368,6 +369,7 @@ PYBIND11_MODULE(_core, m) {
       PyErr_SetString(PyExc_ValueError, e.what());
     }
   });
+  register_xent(m);
   py::module_ t = m.def_submodule("_testing", "test hooks (not public API)");
   register_testing(t);
 }
