@@ -37,4 +37,8 @@ struct Problem {
 // computing (argument errors are raised by the caller before).
 void run(const Problem& p);
 
+// The thread count the next call may use: set_num_threads/threads(n) if set, else
+// OpenMP's (OMP_NUM_THREADS, threadpoolctl). Defined in module.cpp.
+int current_num_threads();
+
 }  // namespace fastsoftmax

@@ -44,7 +44,9 @@ int num_procs() {
 #endif
 }
 
-int get_num_threads() {
+}  // namespace
+
+int current_num_threads() {
   const int o = g_thread_override.load(std::memory_order_relaxed);
   if (o > 0) return o;
 #ifdef FASTSOFTMAX_OPENMP
@@ -53,6 +55,10 @@ int get_num_threads() {
   return 1;
 #endif
 }
+
+namespace {
+
+int get_num_threads() { return current_num_threads(); }
 
 int validate_threads(py::handle n) {
   if (!PyLong_Check(n.ptr()) || PyBool_Check(n.ptr()))

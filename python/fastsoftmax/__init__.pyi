@@ -1,0 +1,57 @@
+from contextlib import AbstractContextManager
+from typing import Any, Literal, overload
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+_Axis = int | tuple[int, ...] | None
+
+def softmax(
+    x: ArrayLike,
+    axis: _Axis = -1,
+    *,
+    temperature: float = 1.0,
+    where: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+    out: NDArray[np.floating[Any]] | None = None,
+) -> NDArray[np.floating[Any]]: ...
+def log_softmax(
+    x: ArrayLike,
+    axis: _Axis = -1,
+    *,
+    temperature: float = 1.0,
+    where: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+    out: NDArray[np.floating[Any]] | None = None,
+) -> NDArray[np.floating[Any]]: ...
+@overload
+def logsumexp(
+    x: ArrayLike,
+    axis: _Axis = -1,
+    *,
+    keepdims: bool = False,
+    b: ArrayLike | None = None,
+    return_sign: Literal[False] = False,
+    where: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+    out: NDArray[np.floating[Any]] | None = None,
+) -> NDArray[np.floating[Any]] | np.floating[Any]: ...
+@overload
+def logsumexp(
+    x: ArrayLike,
+    axis: _Axis = -1,
+    *,
+    keepdims: bool = False,
+    b: ArrayLike | None = None,
+    return_sign: Literal[True],
+    where: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+    out: NDArray[np.floating[Any]] | None = None,
+) -> tuple[NDArray[np.floating[Any]] | np.floating[Any], NDArray[np.floating[Any]] | np.floating[Any]]: ...
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...
+def threads(n: int) -> AbstractContextManager[None]: ...
+def isa() -> str: ...
+def available_isas() -> list[str]: ...
+
+__version__: str
