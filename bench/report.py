@@ -12,6 +12,7 @@ import numpy as np
 
 from contenders import COPY, RECIPE
 
+BUSY = 0.05  # flag a row when other processes + steal took more than this share of CPU
 PEERS = ("numpy", "numpy-inplace", "scipy", "torch", "onnxruntime")
 
 
@@ -82,7 +83,10 @@ def header_text(info: dict, cmd: str) -> str:
            else "one copy (--hot: in-cache numbers)"),
         "- columns: median µs per call; `vs numpy` and `x copy` are medians of same-round "
         "ratios (numpy recipe time / this, this / np.copyto time); GB/s counts x read + "
-        "y written once; ULP: max error vs a float64 (f64 case: long double) reference",
+        "y written once; max ULP: error vs a float64 (f64 case: long double) reference; "
+        "K: SPEC's accuracy constant, i.e. max ULP less the |x-max|/2 every float softmax "
+        "pays (SPEC: K <= 4 float32, <= 16 float64 softmax, <= 4 log_softmax; see "
+        "bench/accuracy.py)",
     ]
     for n in info["notes"]:
         lines.append(f"- note: {n}")
@@ -95,11 +99,11 @@ def _fmt_us(ns: float) -> str:
 
 
 def _fmt_ulp(u) -> str:
-    if u is None or (isinstance(u, float) and np.isnan(u)):
+    if u is None or np.isnan(u):
         return "-"
     if np.isinf(u):
         return "inf"
-    return f"{u:.2f}" if u < 10 else f"{u:,.0f}"
+    return f"{u:.2f}" if abs(u) < 10 else f"{u:,.0f}"
 
 
 def table_text(results: list, func: str, threads: int) -> str:
@@ -109,18 +113,22 @@ def table_text(results: list, func: str, threads: int) -> str:
     out = [
         f"## {func}, {threads} thread{'s' if threads > 1 else ''}",
         "",
-        "| case | contender | µs | vs numpy | x copy | GB/s | max ULP |",
-        "|---|---|--:|--:|--:|--:|--:|",
+        "| case | contender | µs | vs numpy | x copy | GB/s | max ULP | K |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         first = True
+        load = r.get("load") or {}
+        busy = load.get("other_cpu", 0.0) + load.get("steal", 0.0)
+        flag = f" ⚠ busy {100 * busy:.0f}%" if busy > BUSY else ""
         for name, c in r["contenders"].items():
-            case = f"{r['case']}" if first else ""
+            case = f"{r['case']}{flag}" if first else ""
             first = False
             out.append(
                 f"| {case} | {name} | {_fmt_us(c['median_ns'])} | "
                 f"{c.get('speedup', float('nan')):.2f} | {c.get('x_copy', float('nan')):.2f} | "
-                f"{c['gbps']:.1f} | {_fmt_ulp(c.get('max_ulp'))} |"
+                f"{c['gbps']:.1f} | {_fmt_ulp(c.get('max_ulp'))} | "
+                f"{_fmt_ulp(c.get('spec_k'))} |"
             )
     for r in rows:
         for n in r.get("notes", []):
@@ -130,6 +138,20 @@ def table_text(results: list, func: str, threads: int) -> str:
 
 def _per_round_ratio(a, b) -> float:
     return float(np.median(np.asarray(a) / np.asarray(b)))
+
+
+def load_text(results: list) -> str:
+    loads = [r["load"] for r in results if r.get("load")]
+    if not loads:
+        return ""
+    other = [ld["other_cpu"] for ld in loads]
+    steal = [ld["steal"] for ld in loads]
+    n_busy = sum(o + s > BUSY for o, s in zip(other, steal))
+    return (
+        f"other processes used {100 * np.mean(other):.1f}% of the CPUs on average while "
+        f"measuring (max {100 * max(other):.0f}%), hypervisor steal {100 * np.mean(steal):.1f}%"
+        f"; {n_busy} of {len(loads)} groups flagged ⚠ busy (> {100 * BUSY:.0f}%)"
+    )
 
 
 def summary_text(results: list) -> str:

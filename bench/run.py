@@ -146,6 +146,9 @@ def main(argv=None) -> int:
     s = report.summary_text(results)
     if s:
         print("\n" + s)
+    s = report.load_text(results)
+    if s:
+        print("\n" + s)
     if a.json:
         report.write_json(a.json, info, results)
         print(f"wrote {a.json}", file=sys.stderr)
@@ -170,7 +173,7 @@ def run_one(peers, case, func, t, bufs, ref, settings, keep, seed, prog) -> dict
             c.prepare()
             y = c.fn(x0, bufs.outs[0])
             if c.kind != "floor":
-                ulps[c.name] = accuracy.max_ulp(func, y, ref, case.dtype)
+                ulps[c.name] = accuracy.errors(ref, y)
             ok.append(c)
         except Exception as e:
             notes.append(f"{c.name} failed: {type(e).__name__}: {str(e)[:160]}")
@@ -183,7 +186,7 @@ def run_one(peers, case, func, t, bufs, ref, settings, keep, seed, prog) -> dict
     for c in ok:
         row = summary[c.name]
         row["gbps"] = case.bytes_moved / row["median_ns"]
-        row["max_ulp"] = ulps.get(c.name)
+        row.update(ulps.get(c.name, {}))
         row["calls_per_sample"] = m["calls_per_sample"][c.name]
         row["times_ns"] = m["times_ns"][c.name]
         rows[c.name] = row
@@ -191,7 +194,7 @@ def run_one(peers, case, func, t, bufs, ref, settings, keep, seed, prog) -> dict
         "case": case.name, "func": func, "threads": t, "shape": list(case.out_shape),
         "dtype": case.dtype, "axis": case.axis, "layout": case.layout, "size": case.size,
         "bytes_moved": case.bytes_moved, "buffer_copies": bufs.n, "rounds": m["rounds"],
-        "notes": notes, "contenders": rows,
+        "load": m["load"], "notes": notes, "contenders": rows,
     }
 
 

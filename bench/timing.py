@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -28,6 +29,41 @@ class Settings:
     settle_s: float = 0.0005  # idle gap before each sample: spinning thread pools sleep
 
 
+class LoadMeter:
+    """CPU time that other processes (and the hypervisor: steal) took while we measured,
+    as a fraction of all cores; read from /proc/stat, so Linux only (None elsewhere).
+    A 2-thread number taken beside a busy neighbour is worth little: report.py flags it.
+    """
+
+    def __init__(self):
+        self.hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.ncpu = os.cpu_count() or 1
+        self.start = self._read()
+
+    @staticmethod
+    def _proc_stat():
+        try:
+            with open("/proc/stat") as f:
+                v = [int(t) for t in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        busy = v[0] + v[1] + v[2] + v[5] + v[6]  # user nice system irq softirq
+        steal = v[7] if len(v) > 7 else 0
+        return busy, steal
+
+    def _read(self):
+        t = os.times()
+        return self._proc_stat(), t.user + t.system, time.monotonic()
+
+    def stop(self) -> dict | None:
+        (s0, own0, w0), (s1, own1, w1) = self.start, self._read()
+        if s0 is None or s1 is None or w1 <= w0:
+            return None
+        cap = (w1 - w0) * self.ncpu
+        other = (s1[0] - s0[0]) / self.hz - (own1 - own0)
+        return {"other_cpu": max(0.0, other / cap), "steal": (s1[1] - s0[1]) / self.hz / cap}
+
+
 def _run(fn, pairs) -> int:
     t0 = time.perf_counter_ns()
     for x, o in pairs:
@@ -38,8 +74,8 @@ def _run(fn, pairs) -> int:
 def calibrate(c, bufs, s: Settings) -> tuple:
     """Warm a contender up; return (calls per sample, estimated ns per call)."""
     c.prepare()
-    t = _run(c.fn, bufs.take(1))  # first call: page faults, lazy init
-    if t < s.sample_ns:
+    t = _run(c.fn, bufs.take(1))  # first call: page faults, lazy init, thread start
+    if t < 50 * s.sample_ns:  # not too slow to afford three more
         t = min(_run(c.fn, bufs.take(1)) for _ in range(3))
     t = max(t, 50)
     return max(1, min(100_000, round(s.sample_ns / t))), t
@@ -54,6 +90,7 @@ def measure(contenders, bufs, s: Settings, seed: int = 0, tick=None) -> dict:
     rounds = int(min(s.max_rounds, max(s.min_rounds, math.ceil(s.budget_s * 1e9 / round_ns))))
 
     times = {c.name: [] for c in contenders}
+    meter = LoadMeter()
     rng = np.random.default_rng(seed)
     gc_was = gc.isenabled()
     gc.disable()
@@ -72,7 +109,7 @@ def measure(contenders, bufs, s: Settings, seed: int = 0, tick=None) -> dict:
     finally:
         if gc_was:
             gc.enable()
-    return {"rounds": rounds, "calls_per_sample": k, "times_ns": times}
+    return {"rounds": rounds, "calls_per_sample": k, "times_ns": times, "load": meter.stop()}
 
 
 def summarize(times: dict, recipe: str, copy: str) -> dict:

@@ -163,6 +163,50 @@ void run_released(const Problem& p) {
   run(p);
 }
 
+// How `out` relates to `x` in memory: 0 disjoint, 1 the very same elements
+// (in place: every kernel allows y == x), 2 any other overlap (compute into a
+// temporary). Conservative: compares the byte ranges the two arrays span.
+int overlap(py::handle x, py::handle out) {
+  const ArrayView a = view_of(x), b = view_of(out);
+  auto span = [](const ArrayView& v, char*& lo, char*& hi) {
+    lo = hi = v.data;
+    for (int d = 0; d < v.nd; ++d) {
+      if (v.shape[d] == 0) { hi = lo; return false; }
+      const int64_t ext = int64_t(v.shape[d] - 1) * v.strides[d];
+      (ext < 0 ? lo : hi) += ext;
+    }
+    return true;
+  };
+  char *alo, *ahi, *blo, *bhi;
+  if (!span(a, alo, ahi) || !span(b, blo, bhi)) return 0;
+  auto isz = [](py::handle h, const ArrayView& v) -> int64_t {
+    DType d;
+    return dtype_of(v.type_num, d) ? itemsize(d) : py::cast<py::array>(h).itemsize();
+  };
+  const int64_t aisz = isz(x, a), bisz = isz(out, b);
+  if (ahi + aisz <= blo || bhi + bisz <= alo) return 0;
+  if (a.data == b.data && a.nd == b.nd && aisz == bisz) {
+    bool same = true;
+    for (int d = 0; d < a.nd; ++d) same &= a.shape[d] == b.shape[d] && a.strides[d] == b.strides[d];
+    if (same) return 1;
+  }
+  return 2;
+}
+
+// out= the fast path can take: an exact ndarray of x's shape and dtype, writable,
+// aligned, and either disjoint from x or x itself. Anything else: the Python path
+// (which raises the errors or computes through a temporary).
+bool fast_out(py::handle x, py::handle out) {
+  if (Py_TYPE(out.ptr()) != g_ndarray_type) return false;
+  const ArrayView v = view_of(x), o = view_of(out);
+  if (o.type_num != v.type_num || o.nd != v.nd || !(o.flags & kFlagWriteable) ||
+      !(o.flags & kFlagAligned) || !(o.byteorder == '=' || o.byteorder == '<'))
+    return false;
+  for (int d = 0; d < v.nd; ++d)
+    if (o.shape[d] != v.shape[d]) return false;
+  return overlap(x, out) != 2;
+}
+
 // ---- the fast entry points -------------------------------------------------------
 // Defaults are compared by identity: a default argument object is shared.
 bool int_axis(py::handle axis, int nd, int& out) {
@@ -183,19 +227,24 @@ py::object softmax_like(Op op, py::handle x, py::handle axis, py::handle tempera
                         py::handle where, py::handle dtype, py::handle out) {
   DType dt;
   int ax;
-  if (where.is_none() && dtype.is_none() && out.is_none() && is_one(temperature) &&
-      fast_array(x, dt)) {
+  if (where.is_none() && dtype.is_none() && is_one(temperature) && fast_array(x, dt)) {
     const ArrayView v = view_of(x);
-    if (v.nd >= 1 && int_axis(axis, v.nd, ax)) {
+    if (v.nd >= 1 && int_axis(axis, v.nd, ax) && (out.is_none() || fast_out(x, out))) {
       Problem p;
       p.op = op;
       p.dtype = dt;
       p.shape.assign(v.shape, v.shape + v.nd);
       p.reduced.assign(v.nd, false);
       p.reduced[ax] = true;
+      p.x = operand_of(x);
+      if (!out.is_none()) {
+        p.y = operand_of(out);
+        p.threads = get_num_threads();
+        run_released(p);
+        return py::reinterpret_borrow<py::object>(out);
+      }
       const bool fortran = (v.flags & kFlagF) && !(v.flags & kFlagC);
       py::array y = empty_like_layout(v, dt, p.shape, fortran);
-      p.x = operand_of(x);
       p.y = operand_of(y);
       p.threads = get_num_threads();
       run_released(p);
@@ -341,6 +390,7 @@ PYBIND11_MODULE(_core, m) {
         "scipy.special.logsumexp.");
   m.def("_compute", &compute, "op"_a, "x"_a, "axes"_a, "temperature"_a, "where"_a, "out"_a,
         "b"_a, "sign"_a);
+  m.def("_overlap", &overlap, "x"_a, "out"_a);
   m.def("_set_fallbacks", [](py::object s, py::object l, py::object e) {
     g_fallback[0] = s;
     g_fallback[1] = l;

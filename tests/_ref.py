@@ -78,6 +78,9 @@ class Ref:
             bl = np.ones(xl.shape, LD)
         else:
             bl = np.broadcast_to(np.asarray(b).astype(LD), xl.shape)
+        if b is not None:
+            # entries with b == 0 take no part (their exp may not even be representable)
+            w = w & (bl != 0)
         X, moved_shape = _to_rows(xl, axes)
         W, _ = _to_rows(w, axes)
         B, _ = _to_rows(bl, axes)

@@ -72,6 +72,8 @@ def _axes(axis, ndim: int) -> tuple[int, ...]:
     if not isinstance(axis, tuple):
         try:
             axis = operator.index(axis)
+            if -ndim <= axis < ndim:
+                return (axis % ndim,)
         except TypeError:
             raise TypeError(
                 f"axis must be an int, a tuple of ints or None; got {type(axis).__name__}"
@@ -113,16 +115,7 @@ def _out(out, shape: tuple[int, ...], rd: np.dtype, x: np.ndarray, name: str = "
         raise TypeError(f"{name} has dtype {out.dtype}; expected {rd}")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
-    same_layout = (
-        out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
-        and out.strides == x.strides
-        and out.shape == x.shape
-    )
-    needs_temp = (
-        out.dtype != rd
-        or not out.flags.aligned
-        or (not same_layout and np.may_share_memory(out, x))
-    )
+    needs_temp = out.dtype != rd or not out.flags.aligned or _core._overlap(x, out) == 2
     if needs_temp:
         return np.empty(shape, rd), out
     return out, None

@@ -1,0 +1,415 @@
+// ISA-generic bodies of the row, block and panel kernels.
+//
+// This file is included INSIDE an ISA's namespace and target region (avx512.cpp,
+// avx2.cpp, neon.cpp), after that file has defined its `Ops` classes, so every
+// function here is compiled for that ISA and lives in that ISA's namespace: an
+// AVX-512 instantiation can never be linked into another path. It includes nothing
+// itself (the including file has <cmath>, <cstring>, <limits>, kernels.h, common.h
+// above its region).
+//
+// An Ops class T (one per storage dtype) provides
+//   S, C        storage and compute types (uint16_t/float, float/float, double/double)
+//   V, W        the vector of C and its lane count
+//   kStoreExp   true when S == C: softmax stores exp(x - max) and rescales in place;
+//               false (float16): the exps are recomputed in the write pass
+//   kPanelV     vectors per panel group (register budget)
+//   Acc         per-lane accumulator of exp values: double lanes for float data,
+//               compensated (Neumaier) double lanes for float64
+//   load(p) / store(p, v)         W elements
+//   load_n(p, k) / store_n(p,k,v) the first k (1 <= k <= W) elements; the other lanes
+//                                  load as -inf and are never written. The same vector
+//                                  code as full vectors: a lane's bits never depend
+//                                  on its position (determinism).
+//   loadc(const C*) / storec(C*, v)  W compute-type values (per-lane panel state)
+//   set1, max, sub, mul, exp, hmax (horizontal max; NaN semantics may vary: callers
+//   never rely on max for NaN detection, see row_max)
+//   acc_zero, acc_add(a, v), acc_merge(a, b), acc_total(a) -> double,
+//   acc_lanes(a, double* out)  the W per-lane sums
+//   s_is_nan(S)
+//
+// Row plan (n <= kBlock): pass 1 max; pass 2 e = exp(x - max) stored in y and summed
+// in double lanes; pass 3 y *= 1 / sum. log_softmax: max, sum (no store), then
+// y = (x - max) - log(sum). NaN handling: a max pass cannot see NaN reliably (vector
+// max drops it depending on operand order), but exp(NaN - max) = NaN makes the sum
+// NaN whenever the max is finite, and a non-finite max sends the row to the careful
+// path (special_row), which scans for NaN.
+
+enum class Kind { softmax, log_softmax, lse };
+
+template <class T>
+constexpr typename T::C kInfC = std::numeric_limits<typename T::C>::infinity();
+template <class T>
+constexpr typename T::C kNaNC = std::numeric_limits<typename T::C>::quiet_NaN();
+
+// ---- rows ------------------------------------------------------------------------
+
+// Max of x[0..n) (exact when the row holds no NaN). Four accumulators hide latency.
+template <class T>
+typename T::C row_max(const typename T::S* x, int64_t n) {
+  using V = typename T::V;
+  constexpr int64_t W = T::W;
+  const V ninf = T::set1(-kInfC<T>);
+  V m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+  int64_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    m0 = T::max(m0, T::load(x + i));
+    m1 = T::max(m1, T::load(x + i + W));
+    m2 = T::max(m2, T::load(x + i + 2 * W));
+    m3 = T::max(m3, T::load(x + i + 3 * W));
+  }
+  for (; i + W <= n; i += W) m0 = T::max(m0, T::load(x + i));
+  if (i < n) m0 = T::max(m0, T::load_n(x + i, n - i));
+  return T::hmax(T::max(T::max(m0, m1), T::max(m2, m3)));
+}
+
+// Sum over the row of e_i = exp(x_i - m) (m finite), optionally storing e_i to y.
+// Four accumulators, merged in a fixed order; the tail runs the same vector code
+// (its masked lanes load -inf, whose exp is +0).
+template <class T, bool kStore>
+double row_sum_exp(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m) {
+  using V = typename T::V;
+  using Acc = typename T::Acc;
+  constexpr int64_t W = T::W;
+  const V vm = T::set1(m);
+  Acc a0 = T::acc_zero(), a1 = T::acc_zero(), a2 = T::acc_zero(), a3 = T::acc_zero();
+  int64_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    const V e0 = T::exp(T::sub(T::load(x + i), vm));
+    const V e1 = T::exp(T::sub(T::load(x + i + W), vm));
+    const V e2 = T::exp(T::sub(T::load(x + i + 2 * W), vm));
+    const V e3 = T::exp(T::sub(T::load(x + i + 3 * W), vm));
+    if constexpr (kStore) {
+      T::store(y + i, e0);
+      T::store(y + i + W, e1);
+      T::store(y + i + 2 * W, e2);
+      T::store(y + i + 3 * W, e3);
+    }
+    T::acc_add(a0, e0);
+    T::acc_add(a1, e1);
+    T::acc_add(a2, e2);
+    T::acc_add(a3, e3);
+  }
+  for (; i + W <= n; i += W) {
+    const V e = T::exp(T::sub(T::load(x + i), vm));
+    if constexpr (kStore) T::store(y + i, e);
+    T::acc_add(a0, e);
+  }
+  if (i < n) {
+    const V e = T::exp(T::sub(T::load_n(x + i, n - i), vm));
+    if constexpr (kStore) T::store_n(y + i, n - i, e);
+    T::acc_add(a0, e);
+  }
+  T::acc_merge(a0, a1);
+  T::acc_merge(a2, a3);
+  T::acc_merge(a0, a2);
+  return T::acc_total(a0);
+}
+
+// y *= scale (S == C only).
+template <class T>
+void row_scale(typename T::S* y, int64_t n, typename T::C scale) {
+  using V = typename T::V;
+  constexpr int64_t W = T::W;
+  const V vs = T::set1(scale);
+  int64_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    T::store(y + i, T::mul(T::load(y + i), vs));
+    T::store(y + i + W, T::mul(T::load(y + i + W), vs));
+    T::store(y + i + 2 * W, T::mul(T::load(y + i + 2 * W), vs));
+    T::store(y + i + 3 * W, T::mul(T::load(y + i + 3 * W), vs));
+  }
+  for (; i + W <= n; i += W) T::store(y + i, T::mul(T::load(y + i), vs));
+  if (i < n) T::store_n(y + i, n - i, T::mul(T::load_n(y + i, n - i), vs));
+}
+
+// softmax_finish: y = exp(x - m) * scale.
+template <class T>
+void softmax_finish(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m,
+                    typename T::C scale) {
+  using V = typename T::V;
+  constexpr int64_t W = T::W;
+  const V vm = T::set1(m), vs = T::set1(scale);
+  int64_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    const V e0 = T::exp(T::sub(T::load(x + i), vm));
+    const V e1 = T::exp(T::sub(T::load(x + i + W), vm));
+    T::store(y + i, T::mul(e0, vs));
+    T::store(y + i + W, T::mul(e1, vs));
+  }
+  for (; i + W <= n; i += W) T::store(y + i, T::mul(T::exp(T::sub(T::load(x + i), vm)), vs));
+  if (i < n)
+    T::store_n(y + i, n - i, T::mul(T::exp(T::sub(T::load_n(x + i, n - i), vm)), vs));
+}
+
+// log_softmax_finish: y = (x - m) - log_sum.
+template <class T>
+void log_softmax_finish(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m,
+                        typename T::C log_sum) {
+  using V = typename T::V;
+  constexpr int64_t W = T::W;
+  const V vm = T::set1(m), vl = T::set1(log_sum);
+  int64_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    T::store(y + i, T::sub(T::sub(T::load(x + i), vm), vl));
+    T::store(y + i + W, T::sub(T::sub(T::load(x + i + W), vm), vl));
+    T::store(y + i + 2 * W, T::sub(T::sub(T::load(x + i + 2 * W), vm), vl));
+    T::store(y + i + 3 * W, T::sub(T::sub(T::load(x + i + 3 * W), vm), vl));
+  }
+  for (; i + W <= n; i += W) T::store(y + i, T::sub(T::sub(T::load(x + i), vm), vl));
+  if (i < n) T::store_n(y + i, n - i, T::sub(T::sub(T::load_n(x + i, n - i), vm), vl));
+}
+
+template <class T>
+void row_fill(typename T::S* y, int64_t n, typename T::C v) {
+  using V = typename T::V;
+  constexpr int64_t W = T::W;
+  const V vv = T::set1(v);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) T::store(y + i, vv);
+  if (i < n) T::store_n(y + i, n - i, vv);
+}
+
+template <class T>
+bool row_has_nan(const typename T::S* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (T::s_is_nan(x[i])) return true;
+  return false;
+}
+
+// The careful path for a row whose max is not finite (rare): the SPEC table decides.
+// Returns what the row's max "is": NaN if any NaN, else +inf or -inf.
+template <class T>
+typename T::C special_max(const typename T::S* x, int64_t n, typename T::C m) {
+  return (m != m || row_has_nan<T>(x, n)) ? kNaNC<T> : m;
+}
+
+template <class T>
+void special_row(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m,
+                 bool log) {
+  using C = typename T::C;
+  const C sm = special_max<T>(x, n, m);
+  // NaN or +inf anywhere: all NaN; only -inf: 0 (log_softmax: -inf).
+  row_fill<T>(y, n, sm == -kInfC<T> ? (log ? -kInfC<T> : C(0)) : kNaNC<T>);
+}
+
+template <class T>
+void softmax_row(const typename T::S* x, typename T::S* y, int64_t n) {
+  using C = typename T::C;
+  const C m = row_max<T>(x, n);
+  if (!(m - m == C(0))) {  // not finite
+    special_row<T>(x, y, n, m, false);
+    return;
+  }
+  if constexpr (T::kStoreExp) {
+    const double s = row_sum_exp<T, true>(x, y, n, m);
+    if (s != s) {  // a NaN the max pass could not see
+      row_fill<T>(y, n, kNaNC<T>);
+      return;
+    }
+    row_scale<T>(y, n, C(1.0 / s));
+  } else {
+    const double s = row_sum_exp<T, false>(x, nullptr, n, m);
+    if (s != s) {
+      row_fill<T>(y, n, kNaNC<T>);
+      return;
+    }
+    softmax_finish<T>(x, y, n, m, C(1.0 / s));
+  }
+}
+
+template <class T>
+void log_softmax_row(const typename T::S* x, typename T::S* y, int64_t n) {
+  using C = typename T::C;
+  const C m = row_max<T>(x, n);
+  if (!(m - m == C(0))) {
+    special_row<T>(x, y, n, m, true);
+    return;
+  }
+  const double s = row_sum_exp<T, false>(x, nullptr, n, m);
+  if (s != s) {
+    row_fill<T>(y, n, kNaNC<T>);
+    return;
+  }
+  log_softmax_finish<T>(x, y, n, m, C(std::log(s)));
+}
+
+template <class T>
+Partial reduce(const typename T::S* x, int64_t n) {
+  using C = typename T::C;
+  const C m = row_max<T>(x, n);
+  if (!(m - m == C(0))) return {double(special_max<T>(x, n, m)), 0.0};
+  const double s = row_sum_exp<T, false>(x, nullptr, n, m);
+  if (s != s) return {std::numeric_limits<double>::quiet_NaN(), 0.0};
+  return {double(m), s};
+}
+
+// ---- panels ----------------------------------------------------------------------
+// Lanes contiguous, reduced axis strided: a group of kV vectors (kV * W lanes, the
+// last vector holding kp lanes) runs the row plan down the reduced axis: pass 1 max,
+// pass 2 exp summed per lane (softmax with S == C also stores it), pass 3 writes.
+// Every lane does exactly the same operations whatever kV, kp or its position, so its
+// bits depend only on its own column.
+//
+// Per-lane specials without branches in the loops: pass 2 subtracts mu = max where
+// finite, else 0; a lane holds a NaN iff its sum is NaN (exp propagates NaN; +inf
+// only gives +inf). The write pass then uses a per-lane factor a: 1/sum, NaN (a NaN
+// or +inf in the lane: NaN everywhere) or 0 (only -inf: exp(-inf - 0) * 0 = 0);
+// log_softmax: a = log(sum), NaN, or 0 (then (-inf - 0) - 0 = -inf).
+
+template <class T, int kV, Kind kKind>
+void panel_group(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
+                 int64_t n, int64_t kp, typename T::C* lse) {
+  using C = typename T::C;
+  using V = typename T::V;
+  using Acc = typename T::Acc;
+  constexpr int64_t W = T::W;
+  constexpr int64_t L = int64_t(kV) * W;
+  constexpr bool kStore = kKind == Kind::softmax && T::kStoreExp;
+
+  V m[kV];
+  for (int v = 0; v < kV; ++v) m[v] = T::set1(-kInfC<T>);
+  for (int64_t i = 0; i < n; ++i) {
+    const typename T::S* r = x + i * ldx;
+    for (int v = 0; v < kV - 1; ++v) m[v] = T::max(m[v], T::load(r + v * W));
+    m[kV - 1] = T::max(m[kV - 1], T::load_n(r + (kV - 1) * W, kp));
+  }
+
+  alignas(64) C mv[L];
+  alignas(64) C mu[L];
+  alignas(64) double sv[L];
+  for (int v = 0; v < kV; ++v) T::storec(mv + v * W, m[v]);
+  for (int64_t j = 0; j < L; ++j) mu[j] = (mv[j] - mv[j] == C(0)) ? mv[j] : C(0);
+
+  V vmu[kV];
+  Acc acc[kV];
+  for (int v = 0; v < kV; ++v) {
+    vmu[v] = T::loadc(mu + v * W);
+    acc[v] = T::acc_zero();
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const typename T::S* r = x + i * ldx;
+    for (int v = 0; v < kV - 1; ++v) {
+      const V e = T::exp(T::sub(T::load(r + v * W), vmu[v]));
+      if constexpr (kStore) T::store(y + i * ldy + v * W, e);
+      T::acc_add(acc[v], e);
+    }
+    const V e = T::exp(T::sub(T::load_n(r + (kV - 1) * W, kp), vmu[kV - 1]));
+    if constexpr (kStore) T::store_n(y + i * ldy + (kV - 1) * W, kp, e);
+    T::acc_add(acc[kV - 1], e);
+  }
+  for (int v = 0; v < kV; ++v) T::acc_lanes(acc[v], sv + v * W);
+
+  const int64_t lanes = (kV - 1) * W + kp;
+  if constexpr (kKind == Kind::lse) {
+    for (int64_t j = 0; j < lanes; ++j) {
+      const C mj = mv[j];
+      const double s = sv[j];
+      lse[j] = (s != s)              ? kNaNC<T>
+               : !(mj - mj == C(0))  ? mj  // +inf or -inf
+                                     : C(double(mj) + std::log(s));
+    }
+    return;
+  } else {
+    alignas(64) C a[L];
+    for (int64_t j = 0; j < L; ++j) {
+      const C mj = mv[j];
+      const double s = sv[j];
+      if (s != s || mj == kInfC<T>)
+        a[j] = kNaNC<T>;
+      else if (!(mj - mj == C(0)))  // -inf (or a masked-off lane)
+        a[j] = C(0);
+      else
+        a[j] = kKind == Kind::softmax ? C(1.0 / s) : C(std::log(s));
+    }
+    V va[kV];
+    for (int v = 0; v < kV; ++v) va[v] = T::loadc(a + v * W);
+    for (int64_t i = 0; i < n; ++i) {
+      const typename T::S* r = x + i * ldx;
+      typename T::S* o = y + i * ldy;
+      for (int v = 0; v < kV; ++v) {
+        const bool last = v == kV - 1;
+        V out;
+        if constexpr (kKind == Kind::log_softmax) {
+          const V xv = last ? T::load_n(r + v * W, kp) : T::load(r + v * W);
+          out = T::sub(T::sub(xv, vmu[v]), va[v]);
+        } else if constexpr (kStore) {
+          const V ev = last ? T::load_n(o + v * W, kp) : T::load(o + v * W);
+          out = T::mul(ev, va[v]);
+        } else {
+          const V xv = last ? T::load_n(r + v * W, kp) : T::load(r + v * W);
+          out = T::mul(T::exp(T::sub(xv, vmu[v])), va[v]);
+        }
+        if (last)
+          T::store_n(o + v * W, kp, out);
+        else
+          T::store(o + v * W, out);
+      }
+    }
+  }
+}
+
+template <class T, Kind kKind>
+void panel(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy, int64_t n,
+           int64_t w, typename T::C* lse) {
+  constexpr int64_t W = T::W;
+  constexpr int kG = T::kPanelV;
+  int64_t j = 0;
+  for (; j + kG * W <= w; j += kG * W)
+    panel_group<T, kG, kKind>(x + j, ldx, y ? y + j : y, ldy, n, W, lse ? lse + j : lse);
+  const int64_t rem = w - j;
+  if (rem <= 0) return;
+  const int nv = int((rem + W - 1) / W);
+  const int64_t kp = rem - int64_t(nv - 1) * W;
+  typename T::S* yj = y ? y + j : y;
+  typename T::C* lj = lse ? lse + j : lse;
+  switch (nv) {  // 1 <= nv <= kPanelV <= 4
+    case 1: panel_group<T, 1, kKind>(x + j, ldx, yj, ldy, n, kp, lj); break;
+    case 2:
+      if constexpr (kG >= 2) panel_group<T, 2, kKind>(x + j, ldx, yj, ldy, n, kp, lj);
+      break;
+    case 3:
+      if constexpr (kG >= 3) panel_group<T, 3, kKind>(x + j, ldx, yj, ldy, n, kp, lj);
+      break;
+    case 4:
+      if constexpr (kG >= 4) panel_group<T, 4, kKind>(x + j, ldx, yj, ldy, n, kp, lj);
+      break;
+    default: break;
+  }
+}
+
+template <class T>
+void softmax_panel(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
+                   int64_t n, int64_t w) {
+  panel<T, Kind::softmax>(x, ldx, y, ldy, n, w, nullptr);
+}
+template <class T>
+void log_softmax_panel(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
+                       int64_t n, int64_t w) {
+  panel<T, Kind::log_softmax>(x, ldx, y, ldy, n, w, nullptr);
+}
+template <class T>
+void logsumexp_panel(const typename T::S* x, int64_t ldx, int64_t n, int64_t w,
+                     typename T::C* out) {
+  panel<T, Kind::lse>(x, ldx, nullptr, 0, n, w, out);
+}
+
+template <class T, class Set>
+void fill_set(Set& k) {
+  k.softmax_row = softmax_row<T>;
+  k.log_softmax_row = log_softmax_row<T>;
+  k.reduce = reduce<T>;
+  k.softmax_finish = softmax_finish<T>;
+  k.log_softmax_finish = log_softmax_finish<T>;
+  k.softmax_panel = softmax_panel<T>;
+  k.log_softmax_panel = log_softmax_panel<T>;
+  k.logsumexp_panel = logsumexp_panel<T>;
+}
+
+// exp over an array with the ISA's vector exp (test hook; tails via load_n/store_n).
+template <class T>
+void exp_array(const typename T::C* x, typename T::C* y, int64_t n) {
+  constexpr int64_t W = T::W;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) T::store(y + i, T::exp(T::load(x + i)));
+  if (i < n) T::store_n(y + i, n - i, T::exp(T::load_n(x + i, n - i)));
+}
