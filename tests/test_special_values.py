@@ -125,7 +125,10 @@ def _layouts(row, dtype):
 def test_special_value_table(func_name, pattern, dtype):
     row, kind = patterns(dtype)[pattern]
     for label, x, axis in _layouts(row, dtype):
-        y = run_case(func_name, x, axis, np.dtype(dtype), None)
+        try:
+            y = run_case(func_name, x, axis, np.dtype(dtype), None)
+        except AssertionError as e:
+            raise AssertionError(f"layout {label!r}, axis={axis}, x={x!r}:\n{e}") from None
         # pick out the results of the pattern rows and check the table literally
         if label in ("row",):
             table_check(func_name, y, kind, x)

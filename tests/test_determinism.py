@@ -1,0 +1,153 @@
+"""SPEC "Determinism": a row's bits do not depend on the batch around it or on threads."""
+
+import numpy as np
+import pytest
+
+import fastsoftmax as fs
+from _ref import FLOATS, LD, Ref, assert_bits_equal, check_log_softmax, check_logsumexp
+from _ref import check_softmax, random_values
+
+pytestmark = pytest.mark.usefixtures("isa")
+
+FUNCS = {"softmax": fs.softmax, "log_softmax": fs.log_softmax, "logsumexp": fs.logsumexp}
+
+
+def _row_of(name, y, k, axis):
+    if name == "logsumexp":
+        return np.asarray(y)[k]
+    return y[k] if axis == -1 else y[:, k]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("n", [1, 7, 16, 33, 129, 1000, 5000])
+def test_row_alone_vs_in_batches(func_name, n, dtype, rng):
+    f = FUNCS[func_name]
+    row = random_values(rng, (n,), dtype)
+    alone = np.asarray(f(row))
+    alone2 = np.asarray(f(row[None, :]))[0]
+    assert_bits_equal(alone, alone2, "(n,) vs (1, n)")
+    for m in (2, 3, 17, 64, 300):
+        if m * n > 2_000_000:
+            continue
+        batch = random_values(rng, (m, n), dtype)
+        for pos in sorted({0, m // 2, m - 1}):
+            b = batch.copy()
+            b[pos] = row
+            y = f(b)
+            assert_bits_equal(_row_of(func_name, y, pos, -1), alone, f"row {pos} of {m}")
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("n", [1, 7, 16, 33, 129, 1000])
+def test_column_in_panels_of_any_width(func_name, n, dtype, rng):
+    # axis=0 panels: the column's bits do not depend on the panel width or its position
+    f = FUNCS[func_name]
+    col = random_values(rng, (n,), dtype)
+    first = None
+    for width in (2, 3, 5, 8, 16, 17, 37, 100, 257):
+        a = random_values(rng, (n, width), dtype)
+        for pos in sorted({0, 1, width // 2, width - 1}):
+            b = a.copy()
+            b[:, pos] = col
+            y = _row_of(func_name, f(b, axis=0), pos, 0)
+            if first is None:
+                first = np.array(y)
+                # and it is right
+                ref = Ref(col, 0)
+                {"softmax": lambda: check_softmax(first, ref, dtype),
+                 "log_softmax": lambda: check_log_softmax(first, ref, dtype),
+                 "logsumexp": lambda: check_logsumexp(first[()], ref, dtype)}[func_name]()
+            else:
+                assert_bits_equal(y, first, f"column {pos} of width {width}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_panel_in_3d_arrays(func_name, dtype, rng):
+    f = FUNCS[func_name]
+    n = 50
+    col = random_values(rng, (n,), dtype)
+    results = []
+    for shape in ((n, 9), (3, n, 9), (2, n, 40)):
+        a = random_values(rng, shape, dtype)
+        idx = (0,) * (len(shape) - 2)
+        a[idx + (slice(None), 4)] = col
+        y = f(a, axis=-2)
+        yy = np.asarray(y)[idx + (4,)] if func_name == "logsumexp" else y[idx + (slice(None), 4)]
+        results.append(np.array(yy))
+    for r in results[1:]:
+        assert_bits_equal(r, results[0], "panel column in 2-D vs 3-D")
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_thread_count_does_not_change_bits(func_name, axis, dtype, rng):
+    f = FUNCS[func_name]
+    x = random_values(rng, (700, 900), dtype)
+    with fs.threads(1):
+        y1 = np.asarray(f(x, axis=axis))
+    for n in (2, 3, 8):
+        with fs.threads(n):
+            yn = np.asarray(f(x, axis=axis))
+        assert_bits_equal(yn, y1, f"threads({n}) vs threads(1)")
+
+
+def test_thread_count_strided_and_where(func_name, rng):
+    f = FUNCS[func_name]
+    x = rng.standard_normal((400, 1200)).astype(np.float32)[:, ::3]
+    w = rng.random((400, 400)) < 0.8
+    with fs.threads(1):
+        y1 = np.asarray(f(x, where=w))
+    with fs.threads(2):
+        y2 = np.asarray(f(x, where=w))
+    assert_bits_equal(y2, y1, "strided with where")
+
+
+# ------------------------------------------------------------- a row of 3,000,000
+N_LONG = 3_000_000
+
+
+@pytest.fixture(scope="module", params=[np.float32, np.float64], ids=["float32", "float64"])
+def long_row(request):
+    dtype = request.param
+    rng = np.random.default_rng(1234)
+    x = (rng.standard_normal(N_LONG) * 3).astype(dtype)
+    x[rng.integers(0, N_LONG, 100)] += 12  # a few dominant entries
+    return x, Ref(x, -1)
+
+
+def test_long_row_threads_bit_identical(long_row, func_name):
+    x, _ = long_row
+    f = FUNCS[func_name]
+    with fs.threads(1):
+        y1 = np.asarray(f(x))
+    for n in (2, 3):
+        with fs.threads(n):
+            assert_bits_equal(np.asarray(f(x)), y1, f"{N_LONG}-row threads({n}) vs threads(1)")
+
+
+def test_long_row_in_batch_bit_identical(long_row):
+    x, _ = long_row
+    alone = fs.softmax(x)
+    batch = np.stack([x[::-1], x])
+    assert_bits_equal(fs.softmax(batch)[1], alone, "long row in a batch of 2")
+    assert_bits_equal(np.asarray(fs.logsumexp(batch)[1]), np.asarray(fs.logsumexp(x)),
+                      "long row logsumexp in a batch of 2")
+
+
+def test_long_row_accuracy(long_row):
+    x, ref = long_row
+    dtype = x.dtype
+    y = fs.softmax(x)
+    check_softmax(y, ref, dtype)
+    s = np.sum(y, dtype=np.float64)
+    if dtype == np.float32:
+        assert abs(s - 1) <= 1e-6, s
+    else:
+        # the sum of the per-element bounds plus the float64 summation itself
+        # the exact (long double, pairwise) sum of the outputs is within the sum of the
+        # per-element bounds
+        bound = np.sum(ref.sm * LD(2.0**-52) * (16 + ref.dist / 2))
+        sl = np.sum(y.astype(LD))
+        assert abs(sl - 1) <= bound, (sl, bound)
+    check_log_softmax(fs.log_softmax(x), ref, dtype)
+    check_logsumexp(fs.logsumexp(x), ref, dtype)
