@@ -75,9 +75,7 @@ def select(patterns: str | None, quick: bool) -> list[Case]:
     if not patterns:
         return cases
     pats = [p.strip() for p in patterns.split(",") if p.strip()]
-    chosen = [
-        c for c in cases if any(p in c.name or fnmatch.fnmatchcase(c.name, p) for p in pats)
-    ]
+    chosen = [c for c in cases if any(p in c.name or fnmatch.fnmatchcase(c.name, p) for p in pats)]
     if not chosen:
         names = ", ".join(c.name for c in CASES)
         raise SystemExit(f"--cases {patterns!r} matches no case; cases are: {names}")
@@ -136,7 +134,8 @@ def l3_bytes(default: int = 32 << 20) -> int:
     best = 0
     for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
         try:
-            text = open(path).read().strip()
+            with open(path) as f:
+                text = f.read().strip()
         except OSError:
             continue
         mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)

@@ -38,11 +38,11 @@ class Peers:
     ort: object = None
     onnx: object = None
     notes: list = field(default_factory=list)
-    ort_spinning: bool = bool(int(os.environ.get("BENCH_ORT_SPINNING", "0")))
+    ort_spinning: bool = bool(int(os.environ.get("BENCH_ORT_SPINNING", "1")))
     _ort_sessions: dict = field(default_factory=dict)
 
     @classmethod
-    def load(cls, skip: set = frozenset()) -> "Peers":
+    def load(cls, skip: set = frozenset()) -> Peers:
         p = cls()
 
         def get(mod, label, hint):
@@ -51,7 +51,7 @@ class Peers:
                 return None
             try:
                 return importlib.import_module(mod)
-            except Exception as e:  # ImportError, or a broken install
+            except Exception as e:  # noqa: BLE001  (ImportError, or a broken install)
                 p.notes.append(f"{label}: not importable ({type(e).__name__}: {e}); {hint}")
                 return None
 
@@ -110,9 +110,7 @@ class Peers:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
-        if not self.ort_spinning:
-            # ORT's workers otherwise spin after each Run and take a core from whatever
-            # runs next (torch at 2 threads went 40x slower beside them on 2 cores).
+        if not self.ort_spinning:  # BENCH_ORT_SPINNING=0; timing.py says why not default
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(
             model.SerializeToString(), so, providers=["CPUExecutionProvider"]
@@ -204,9 +202,11 @@ def build(peers: Peers, func: str, case, x0: np.ndarray, threads: int) -> tuple:
                 return run(["y"], {"x": x})[0]
 
             out.append(Contender("onnxruntime", ort_fn))
-        except Exception as e:
-            notes.append(f"onnxruntime {func} {case.dtype}: {type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:120]}")
+        except Exception as e:  # noqa: BLE001  (ORT lacks this op/dtype: skip the column)
+            notes.append(
+                f"onnxruntime {func} {case.dtype}: {type(e).__name__}: "
+                f"{str(e).splitlines()[0][:120]}"
+            )
 
     out.append(Contender(COPY, lambda x, o: np.copyto(o, x), kind="floor"))
     return out, notes

@@ -9,8 +9,7 @@ import platform
 import sys
 
 import numpy as np
-
-from contenders import COPY, RECIPE
+from contenders import COPY
 
 BUSY = 0.05  # flag a row when other processes + steal took more than this share of CPU
 PEERS = ("numpy", "numpy-inplace", "scipy", "torch", "onnxruntime")
@@ -36,7 +35,8 @@ def machine_info(peers, thread_counts, l3, working_set, hot) -> dict:
         "cpu": cpu_model(),
         "machine": platform.machine(),
         "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        "cores_usable": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
         "l3_bytes": l3,
         "working_set_bytes": None if hot else working_set,
@@ -56,7 +56,7 @@ def machine_info(peers, thread_counts, l3, working_set, hot) -> dict:
     if peers.torch is not None:
         try:
             info["torch_cpu_capability"] = peers.torch.backends.cpu.get_cpu_capability()
-        except Exception:
+        except AttributeError:  # older torch
             pass
     return info
 
@@ -67,26 +67,37 @@ def header_text(info: dict, cmd: str) -> str:
         f"# fastsoftmax benchmark — {info['date']}",
         "",
         f"- command: `{cmd}`",
-        f"- CPU: {info['cpu']} ({info['machine']}), {info['cores']} cores "
-        f"({info['cores_usable']} usable), L3 {info['l3_bytes'] >> 20} MiB",
-        f"- fastsoftmax {info['fastsoftmax']}: ISA active `{info['isa_active']}`, "
-        f"available {info['isa_available']}",
+        (
+            f"- CPU: {info['cpu']} ({info['machine']}), {info['cores']} cores "
+            f"({info['cores_usable']} usable), L3 {info['l3_bytes'] >> 20} MiB"
+        ),
+        (
+            f"- fastsoftmax {info['fastsoftmax']}: ISA active `{info['isa_active']}`, "
+            f"available {info['isa_available']}"
+        ),
         f"- python {info['python']}, numpy {info['numpy']}, scipy {info['scipy']}, "
         f"torch {info['torch']}"
         + (f" ({info['torch_cpu_capability']})" if "torch_cpu_capability" in info else "")
         + f", onnxruntime {info['onnxruntime']}, onnx {info['onnx']}",
-        f"- threads: {info['threads']} (fastsoftmax.set_num_threads, "
-        "torch.set_num_threads, ORT intra_op_num_threads; NumPy/SciPy are single-threaded)"
-        f"; OMP_NUM_THREADS={info['omp_num_threads']}",
+        (
+            f"- threads: {info['threads']} (fastsoftmax.set_num_threads, "
+            "torch.set_num_threads, ORT intra_op_num_threads; NumPy/SciPy are single-threaded)"
+            f"; OMP_NUM_THREADS={info['omp_num_threads']}"
+        ),
         "- buffers: "
-        + (f"rotated so input+output copies span {ws >> 20} MiB (out of cache)" if ws
-           else "one copy (--hot: in-cache numbers)"),
-        "- columns: median µs per call; `vs numpy` and `x copy` are medians of same-round "
-        "ratios (numpy recipe time / this, this / np.copyto time); GB/s counts x read + "
-        "y written once; max ULP: error vs a float64 (f64 case: long double) reference; "
-        "K: SPEC's accuracy constant, i.e. max ULP less the |x-max|/2 every float softmax "
-        "pays (SPEC: K <= 4 float32, <= 16 float64 softmax, <= 4 log_softmax; see "
-        "bench/accuracy.py)",
+        + (
+            f"rotated so input+output copies span {ws >> 20} MiB (out of cache)"
+            if ws
+            else "one copy (--hot: in-cache numbers)"
+        ),
+        (
+            "- columns: median µs per call; `vs numpy` and `x copy` are medians of same-round "
+            "ratios (numpy recipe time / this, this / np.copyto time); GB/s counts x read + "
+            "y written once; max ULP: error vs a float64 (f64 case: long double) reference; "
+            "K: SPEC's accuracy constant, i.e. max ULP less the |x-max|/2 every float softmax "
+            "pays (SPEC: K <= 4 float32, <= 16 float64 softmax, <= 4 log_softmax; see "
+            "bench/accuracy.py)"
+        ),
     ]
     for n in info["notes"]:
         lines.append(f"- note: {n}")
@@ -155,14 +166,21 @@ def load_text(results: list) -> str:
 
 
 def summary_text(results: list) -> str:
-    """Per case: the fastest fastsoftmax column against the fastest peer, in copy times."""
+    """Per case: the fastest fastsoftmax column against the fastest peer, in copy times;
+    `vs peer` and `vs scalar` are same-round speedups over the best peer and fsm-scalar."""
     out = [
-        "## summary: fastest fastsoftmax column vs fastest peer (x copy, same-round ratios)",
+        "## summary: fastest fastsoftmax column vs fastest peer",
         "",
-        "| func | thr | case | fastsoftmax | x copy | best peer | x copy | fsm speedup |",
-        "|---|--:|---|---|--:|---|--:|--:|",
+        (
+            "x copy: multiple of np.copyto's time; vs peer / vs scalar: speedup of the fastsoftmax "
+            "column over the best peer / over fsm-scalar (medians of same-round ratios)"
+        ),
+        "",
+        "| func | thr | case | fastsoftmax | x copy | best peer | x copy | vs peer | vs scalar |",
+        "|---|--:|---|---|--:|---|--:|--:|--:|",
     ]
-    for r in results:
+    order = {f: i for i, f in enumerate(("softmax", "log_softmax"))}
+    for r in sorted(results, key=lambda r: (order.get(r["func"], 9), r["threads"])):
         cs = r["contenders"]
         fsm = [n for n in cs if n.startswith("fsm-")]
         peers = [n for n in cs if n in PEERS]
@@ -171,12 +189,14 @@ def summary_text(results: list) -> str:
         bf = min(fsm, key=lambda n: cs[n]["median_ns"])
         bp = min(peers, key=lambda n: cs[n]["median_ns"])
         sp = _per_round_ratio(cs[bp]["times_ns"], cs[bf]["times_ns"])
+        sc = "fsm-scalar"
+        vs = _per_round_ratio(cs[sc]["times_ns"], cs[bf]["times_ns"]) if sc in cs else np.nan
         out.append(
             f"| {r['func']} | {r['threads']} | {r['case']} | {bf} | "
-            f"{cs[bf].get('x_copy', float('nan')):.2f} | {bp} | "
-            f"{cs[bp].get('x_copy', float('nan')):.2f} | {sp:.2f} |"
+            f"{cs[bf].get('x_copy', np.nan):.2f} | {bp} | "
+            f"{cs[bp].get('x_copy', np.nan):.2f} | {sp:.2f} | {vs:.2f} |"
         )
-    return "\n".join(out) if len(out) > 4 else ""
+    return "\n".join(out) if len(out) > 6 else ""
 
 
 def write_json(path: str, info: dict, results: list) -> None:
@@ -217,31 +237,65 @@ def plot(path: str, info: dict, results: list) -> None:
     fsm_names = [n for n in names if n.startswith("fsm-")]
 
     def is_plain(r):  # float32, last axis, as allocated: one line per contender
-        return r["dtype"] == "float32" and r["layout"] == "c" and r["axis"] in (-1, len(r["shape"]) - 1)
+        return (
+            r["dtype"] == "float32"
+            and r["layout"] == "c"
+            and r["axis"] in (-1, len(r["shape"]) - 1)
+        )
 
     others = [r for r in results if not is_plain(r)]
     ncols = len(threads) + (1 if others else 0)
     fig, axes = plt.subplots(
-        len(funcs), ncols, figsize=(6.2 * ncols, 4.6 * len(funcs)), squeeze=False,
-        gridspec_kw={"width_ratios": [1.0] * len(threads) + ([1.25] if others else [])},
+        len(funcs),
+        ncols,
+        figsize=(6.2 * ncols, 4.8 * len(funcs)),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1.0] * len(threads) + ([1.1] if others else [])},
     )
     for i, func in enumerate(funcs):
         for j, t in enumerate(threads):
             ax = axes[i][j]
-            rs = sorted((r for r in results if r["func"] == func and r["threads"] == t
-                         and is_plain(r)), key=lambda r: r["size"])
+            if j:
+                ax.sharey(axes[i][0])
+            rs = sorted(
+                (r for r in results if r["func"] == func and r["threads"] == t and is_plain(r)),
+                key=lambda r: r["size"],
+            )
             for n in names:
-                pts = [(r["size"], r["contenders"][n]["median_ns"] / r["size"])
-                       for r in rs if n in r["contenders"]]
+                pts = [
+                    (r["size"], r["contenders"][n]["median_ns"] / r["size"])
+                    for r in rs
+                    if n in r["contenders"]
+                ]
                 if not pts:
                     continue
                 c, m = _style(n, fsm_names)
                 xs, ys = zip(*pts)
-                ax.plot(xs, ys, marker=m, color=c, label=n, ms=4,
-                        lw=2.2 if n.startswith("fsm-") else 1.2,
-                        ls="--" if n == COPY else "-")
+                ax.plot(
+                    xs,
+                    ys,
+                    marker=m,
+                    color=c,
+                    label=n,
+                    ms=4,
+                    lw=2.2 if n.startswith("fsm-") else 1.2,
+                    ls="--" if n == COPY else "-",
+                )
             ax.set_xscale("log")
             ax.set_yscale("log")
+            for k, r in enumerate(rs):  # name the cases along the bottom
+                ax.annotate(
+                    r["case"],
+                    (r["size"], 0),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(3 if k % 2 else -3, 3),
+                    textcoords="offset points",
+                    rotation=90,
+                    fontsize=6.5,
+                    color="0.35",
+                    va="bottom",
+                    ha="left" if k % 2 else "right",
+                )
             ax.set_xlabel("elements per call (float32, last axis, contiguous)")
             ax.set_ylabel("ns / element")
             ax.set_title(f"{func}, {t} thread{'s' if t > 1 else ''}")
@@ -249,14 +303,16 @@ def plot(path: str, info: dict, results: list) -> None:
             if i == 0 and j == 0:
                 ax.legend(fontsize=7, ncol=2)
         if others:
-            _bars(axes[i][-1], [r for r in others if r["func"] == func], names, fsm_names,
-                  threads)
-            axes[i][-1].set_title(f"{func}: layouts and dtypes")
+            _bars(axes[i][-1], [r for r in others if r["func"] == func], names, fsm_names, threads)
+            axes[i][-1].set_title(
+                f"{func}: layouts and dtypes, {threads[0]} thread{'s' if threads[0] > 1 else ''}"
+            )
     ws = info.get("working_set_bytes")
     fig.suptitle(
         f"fastsoftmax {info.get('fastsoftmax')} ({info.get('isa_active')}) vs peers — "
         f"{info.get('cpu')}, {info.get('cores')} cores, "
-        + ("out of cache" if ws else "in cache") + f" — {info.get('date', '')[:10]}",
+        + ("out of cache" if ws else "in cache")
+        + f" — {info.get('date', '')[:10]}",
         fontsize=10,
     )
     fig.tight_layout()
@@ -265,29 +321,25 @@ def plot(path: str, info: dict, results: list) -> None:
 
 
 def _bars(ax, rs, names, fsm_names, threads):
-    """Horizontal bars of ns/element for the non-plain cases, at the first thread count
-    and the last (hatched)."""
+    """Horizontal bars of ns/element for the non-plain cases, at the first thread count."""
+    rs = [r for r in rs if r["threads"] == threads[0]]
     cases = []
     for r in rs:
         if r["case"] not in cases:
             cases.append(r["case"])
     present = [n for n in names if any(n in r["contenders"] for r in rs)]
-    tsel = [threads[0]] + ([threads[-1]] if len(threads) > 1 else [])
-    h = 0.8 / (len(present) * len(tsel))
+    h = 0.85 / max(1, len(present))
     for ci, case in enumerate(cases):
+        r = next(r for r in rs if r["case"] == case)
         for ni, n in enumerate(present):
-            for ti, t in enumerate(tsel):
-                r = next((r for r in rs if r["case"] == case and r["threads"] == t), None)
-                if r is None or n not in r["contenders"]:
-                    continue
-                v = r["contenders"][n]["median_ns"] / r["size"]
-                c, _ = _style(n, fsm_names)
-                y = ci + (ni * len(tsel) + ti) * h - 0.4
-                ax.barh(y, v, height=h, color=c, hatch="///" if ti else None,
-                        edgecolor="white" if ti else c, lw=0)
-    ax.set_yticks(range(len(cases)))
+            if n not in r["contenders"]:
+                continue
+            v = r["contenders"][n]["median_ns"] / r["size"]
+            c, _ = _style(n, fsm_names)
+            ax.barh(ci + ni * h - 0.425, v, height=h, color=c, align="edge")
+    ax.set_yticks([ci for ci in range(len(cases))])
     ax.set_yticklabels(cases, fontsize=8)
-    ax.invert_yaxis()
+    ax.set_ylim(len(cases) - 0.5, -0.5)
     ax.set_xscale("log")
-    ax.set_xlabel("ns / element" + (f" (hatched: {tsel[-1]} threads)" if len(tsel) > 1 else ""))
+    ax.set_xlabel("ns / element (bars in legend order)")
     ax.grid(True, axis="x", which="both", alpha=0.3)

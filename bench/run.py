@@ -14,35 +14,57 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-
-import accuracy  # noqa: E402
-import cases as cases_mod  # noqa: E402
-import contenders as cont  # noqa: E402
-import report  # noqa: E402
-import timing  # noqa: E402
+import accuracy
+import cases as cases_mod
+import contenders as cont
+import numpy as np
+import report
+import timing
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true",
-                   help="a few cases, softmax only, shorter budget (about a minute)")
-    p.add_argument("--cases", help="comma-separated substrings or globs of case names "
-                   "(e.g. '4096,1x1000'); --list shows them")
-    p.add_argument("--funcs", help="comma-separated: softmax,log_softmax (default both; "
-                   "--quick: softmax)")
-    p.add_argument("--threads", default="1,2", help="comma-separated thread counts "
-                   "(default 1,2)")
-    p.add_argument("--contenders", help="comma-separated substrings: run only matching "
-                   "contenders (numpy and copy always run: they are the ratios' baselines)")
-    p.add_argument("--skip", default="", help="comma-separated peers not to import: "
-                   "torch,onnxruntime,scipy,fastsoftmax")
-    p.add_argument("--hot", action="store_true",
-                   help="one buffer copy: in-cache numbers instead of out-of-cache")
-    p.add_argument("--working-set-mib", type=float, default=None,
-                   help="bytes of input+output copies to rotate through (default 4x L3)")
-    p.add_argument("--budget", type=float, default=None,
-                   help="seconds per case/function/thread count (default 2, quick 0.6)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few cases, softmax only, shorter budget (about a minute)",
+    )
+    p.add_argument(
+        "--cases",
+        help="comma-separated substrings or globs of case names "
+        "(e.g. '4096,1x1000'); --list shows them",
+    )
+    p.add_argument(
+        "--funcs", help="comma-separated: softmax,log_softmax (default both; --quick: softmax)"
+    )
+    p.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    p.add_argument(
+        "--contenders",
+        help="comma-separated substrings: run only matching "
+        "contenders (numpy and copy always run: they are the ratios' baselines)",
+    )
+    p.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated peers not to import: torch,onnxruntime,scipy,fastsoftmax",
+    )
+    p.add_argument(
+        "--hot",
+        action="store_true",
+        help="one buffer copy: in-cache numbers instead of out-of-cache",
+    )
+    p.add_argument(
+        "--working-set-mib",
+        type=float,
+        default=None,
+        help="bytes of input+output copies to rotate through (default 4x L3)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds per case/function/thread count (default 2, quick 0.6)",
+    )
     p.add_argument("--min-rounds", type=int, default=None)
     p.add_argument("--max-rounds", type=int, default=60)
     p.add_argument("--json", metavar="PATH", help="write every result (and raw times)")
@@ -86,12 +108,14 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     if a.list:
         for c in cases_mod.CASES:
-            print(f"{c.name:20s} shape {c.out_shape} {c.dtype} axis={c.axis}"
-                  + ("  (quick)" if c.quick else ""))
+            print(
+                f"{c.name:20s} shape {c.out_shape} {c.dtype} axis={c.axis}"
+                + ("  (quick)" if c.quick else "")
+            )
         return 0
 
     chosen = cases_mod.select(a.cases, a.quick)
-    funcs = (a.funcs.split(",") if a.funcs else (["softmax"] if a.quick else list(cont.FUNCS)))
+    funcs = a.funcs.split(",") if a.funcs else (["softmax"] if a.quick else list(cont.FUNCS))
     for f in funcs:
         if f not in cont.FUNCS:
             raise SystemExit(f"--funcs: unknown {f!r}; choose from {cont.FUNCS}")
@@ -110,8 +134,9 @@ def main(argv=None) -> int:
 
     peers = cont.Peers.load({s.strip() for s in a.skip.split(",") if s.strip()})
     info = report.machine_info(peers, thread_counts, l3, working_set, a.hot)
-    cmd = "python bench/run.py " + " ".join(shlex.quote(s) for s in
-                                              (argv if argv is not None else sys.argv[1:]))
+    cmd = "python bench/run.py " + " ".join(
+        shlex.quote(s) for s in (argv if argv is not None else sys.argv[1:])
+    )
     print(report.header_text(info, cmd.strip()), flush=True)
 
     keep = [s.strip() for s in a.contenders.split(",")] if a.contenders else None
@@ -126,8 +151,9 @@ def main(argv=None) -> int:
                 ref = accuracy.reference(func, x0, case.axis)
                 for t in thread_counts:
                     prog.step(f"{case.name} {func} threads={t} ({bufs.n} buffer copies)")
-                    results.append(run_one(peers, case, func, t, bufs, ref, settings, keep,
-                                           a.seed, prog))
+                    results.append(
+                        run_one(peers, case, func, t, bufs, ref, settings, keep, a.seed, prog)
+                    )
                 del ref
             del bufs, base, x0
             peers._ort_sessions.clear()
@@ -163,24 +189,27 @@ def run_one(peers, case, func, t, bufs, ref, settings, keep, seed, prog) -> dict
     x0 = bufs.xs[0]
     cs, notes = cont.build(peers, func, case, x0, t)
     if keep:
-        cs = [c for c in cs if c.name in (cont.RECIPE, cont.COPY)
-              or any(k in c.name for k in keep)]
+        cs = [c for c in cs if c.name in (cont.RECIPE, cont.COPY) or any(k in c.name for k in keep)]
 
     # Accuracy, once per contender, outside the timing; a contender that fails is dropped.
-    ulps, ok = {}, []
+    # The call's time serves as the first (warm-up) call of the calibration.
+    t_start = time.monotonic()
+    ulps, first_ns, ok = {}, {}, []
     for c in cs:
         try:
             c.prepare()
+            t0 = time.perf_counter_ns()
             y = c.fn(x0, bufs.outs[0])
+            first_ns[c.name] = time.perf_counter_ns() - t0
             if c.kind != "floor":
                 ulps[c.name] = accuracy.errors(ref, y)
             ok.append(c)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001  (a failing contender is reported, not fatal)
             notes.append(f"{c.name} failed: {type(e).__name__}: {str(e)[:160]}")
         finally:
             y = None
 
-    m = timing.measure(ok, bufs, settings, seed=seed, tick=prog.tick)
+    m = timing.measure(ok, bufs, settings, seed=seed, tick=prog.tick, first_ns=first_ns)
     summary = timing.summarize(m["times_ns"], cont.RECIPE, cont.COPY)
     rows = {}
     for c in ok:
@@ -191,10 +220,21 @@ def run_one(peers, case, func, t, bufs, ref, settings, keep, seed, prog) -> dict
         row["times_ns"] = m["times_ns"][c.name]
         rows[c.name] = row
     return {
-        "case": case.name, "func": func, "threads": t, "shape": list(case.out_shape),
-        "dtype": case.dtype, "axis": case.axis, "layout": case.layout, "size": case.size,
-        "bytes_moved": case.bytes_moved, "buffer_copies": bufs.n, "rounds": m["rounds"],
-        "load": m["load"], "notes": notes, "contenders": rows,
+        "case": case.name,
+        "func": func,
+        "threads": t,
+        "shape": list(case.out_shape),
+        "dtype": case.dtype,
+        "axis": case.axis,
+        "layout": case.layout,
+        "size": case.size,
+        "bytes_moved": case.bytes_moved,
+        "buffer_copies": bufs.n,
+        "rounds": m["rounds"],
+        "load": m["load"],
+        "seconds": round(time.monotonic() - t_start, 2),
+        "notes": notes,
+        "contenders": rows,
     }
 
 

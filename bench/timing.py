@@ -7,6 +7,15 @@ medians over rounds of per-round ratios, never ratios of medians.
 One sample = a batch of ``k`` calls (k chosen per contender so a batch lasts about
 ``sample_ns``; 1 for anything slower), each call on the next buffer pair of the
 rotation, timed with ``time.perf_counter_ns`` as a whole and divided by ``k``.
+
+Thread pools on a 2-core machine: after a call, OpenMP (torch, fastsoftmax) and
+onnxruntime workers spin for a while; run right then, the next contender's threads
+wait for a core (torch after onnxruntime: 4x slower). And a pool that has gone to
+sleep pays ~0.2 ms to wake its threads (an idle vCPU here is slow to wake). So each
+sample starts with ``settle_s`` of sleep (the previous contender's spinners stop) and,
+for calls under ``rewake_ns``, one untimed call (wakes this contender's own pool, as a
+loop of calls would), then the timed batch. Each contender keeps its library's default
+wait policy.
 """
 
 from __future__ import annotations
@@ -26,7 +35,8 @@ class Settings:
     min_rounds: int = 5
     max_rounds: int = 60
     sample_ns: int = 1_000_000  # a batch of fast calls lasts about this long
-    settle_s: float = 0.0005  # idle gap before each sample: spinning thread pools sleep
+    settle_s: float = 0.001  # idle gap before each sample: the last one's spinners sleep
+    rewake_ns: int = 2_000_000  # calls faster than this get one untimed call first
 
 
 class LoadMeter:
@@ -71,22 +81,28 @@ def _run(fn, pairs) -> int:
     return time.perf_counter_ns() - t0
 
 
-def calibrate(c, bufs, s: Settings) -> tuple:
-    """Warm a contender up; return (calls per sample, estimated ns per call)."""
+def calibrate(c, bufs, s: Settings, first_ns: int | None = None) -> tuple:
+    """Warm a contender up; return (calls per sample, estimated ns per call).
+
+    ``first_ns``: the time of a first call already made (the accuracy check's)."""
     c.prepare()
-    t = _run(c.fn, bufs.take(1))  # first call: page faults, lazy init, thread start
-    if t < 50 * s.sample_ns:  # not too slow to afford three more
+    t = first_ns if first_ns is not None else _run(c.fn, bufs.take(1))
+    if t < 2 * s.sample_ns:  # the first call pays page faults, lazy init, thread start
         t = min(_run(c.fn, bufs.take(1)) for _ in range(3))
     t = max(t, 50)
     return max(1, min(100_000, round(s.sample_ns / t))), t
 
 
-def measure(contenders, bufs, s: Settings, seed: int = 0, tick=None) -> dict:
+def measure(contenders, bufs, s: Settings, seed: int = 0, tick=None, first_ns=None) -> dict:
     """Times per call (ns) of each contender, one entry per round, same round order."""
     k, est = {}, {}
+    first_ns = first_ns or {}
     for c in contenders:
-        k[c.name], est[c.name] = calibrate(c, bufs, s)
-    round_ns = sum(k[c.name] * est[c.name] for c in contenders)
+        k[c.name], est[c.name] = calibrate(c, bufs, s, first_ns.get(c.name))
+    round_ns = sum(
+        (k[c.name] + (est[c.name] < s.rewake_ns)) * est[c.name] + s.settle_s * 1e9
+        for c in contenders
+    )
     rounds = int(min(s.max_rounds, max(s.min_rounds, math.ceil(s.budget_s * 1e9 / round_ns))))
 
     times = {c.name: [] for c in contenders}
@@ -102,10 +118,11 @@ def measure(contenders, bufs, s: Settings, seed: int = 0, tick=None) -> dict:
                 c = contenders[i]
                 n = k[c.name]
                 c.prepare()
-                pairs = bufs.take(n)
                 if s.settle_s:
                     time.sleep(s.settle_s)
-                times[c.name].append(_run(c.fn, pairs) / n)
+                if est[c.name] < s.rewake_ns:
+                    _run(c.fn, bufs.take(1))
+                times[c.name].append(_run(c.fn, bufs.take(n)) / n)
     finally:
         if gc_was:
             gc.enable()
