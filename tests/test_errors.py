@@ -202,3 +202,22 @@ def test_logsumexp_over_huge_broadcast_outer_fails_cleanly():
     x = np.broadcast_to(np.float32(1.0), (2**25, 2**24, 2))
     with pytest.raises((MemoryError, ValueError)):
         fs.logsumexp(x, axis=-1)
+
+
+def test_clean_interpreter_exit(tmp_path):
+    # the process must not crash at exit either: run a tiny pytest session (which tears
+    # modules down the way this suite's own session does) and a plain script
+    from _ref import run_python
+
+    t = tmp_path / "test_tiny.py"
+    t.write_text("import numpy as np\nimport fastsoftmax as fs\n\n"
+                 "def test_tiny():\n"
+                 "    fs.softmax(np.ones(3))\n"
+                 "    fs.softmax(np.ones(3), where=np.ones(3, bool))\n"
+                 "    fs.logsumexp(np.ones((2, 3)), axis=None)\n")
+    p = run_python(f"import sys, pytest; sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', "
+                   f"{str(t)!r}]))")
+    assert p.returncode == 0, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
+    p = run_python("import numpy as np, fastsoftmax as fs\n"
+                   "fs.softmax(np.ones(3), where=np.ones(3, bool))\nfs.softmax(np.ones(3))\n")
+    assert p.returncode == 0, (p.returncode, p.stderr[-2000:])

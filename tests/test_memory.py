@@ -101,3 +101,58 @@ def test_softmax_extra_memory_without_out(layout):
     extra = _measure(layout, "softmax", False)
     # the 32 MiB output plus less than half the input
     assert extra < 32 * MiB + 16 * MiB, f"{layout}: {extra / MiB:.1f} MiB extra"
+
+
+_LEAK_SCRIPT = r"""
+import json, os
+import numpy as np
+import fastsoftmax as fs
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+rng = np.random.default_rng(0)
+x = rng.standard_normal((256, 1024)).astype(np.float32)  # 1 MiB
+xs = rng.standard_normal((256, 2048))[:, ::2]
+w = rng.random((256, 1024)) < 0.5
+b = rng.random(1024)
+out = np.empty_like(x)
+
+def round_():
+    fs.softmax(x)
+    fs.log_softmax(x, axis=0)
+    fs.logsumexp(x)
+    fs.softmax(xs, where=w, temperature=0.7)
+    fs.logsumexp(xs, b=b, return_sign=True)
+    fs.softmax(x, out=out)
+    fs.softmax(x.astype(">f4"))
+    fs.log_softmax(x, axis=(0, 1))
+    fs.softmax([[1.0, 2.0], [3.0, 4.0]], dtype=np.float16)
+    for bad in (dict(axis=5), dict(temperature=0.0), dict(where=np.ones(3, bool)),
+                dict(out=np.empty((2, 2), np.float32)), dict(dtype=np.int32)):
+        try:
+            fs.softmax(x, **bad)
+        except (ValueError, TypeError):
+            pass
+    try:
+        fs.softmax(np.ones(3, complex))
+    except TypeError:
+        pass
+
+for _ in range(30):  # warm up: allocator pools, thread team
+    round_()
+base = rss()
+for _ in range(150):
+    round_()
+print(json.dumps({"growth": rss() - base}))
+"""
+
+
+def test_no_leak_over_repeated_calls():
+    p = run_python(_LEAK_SCRIPT)
+    assert p.returncode == 0, p.stderr
+    growth = json.loads(p.stdout.strip().splitlines()[-1])["growth"]
+    # 150 rounds of ~12 calls on MiB-sized arrays: a leak of even one result per round
+    # would be hundreds of MiB
+    assert growth < 8 * MiB, f"RSS grew by {growth / MiB:.1f} MiB"
