@@ -78,7 +78,14 @@ int set_num_threads(py::handle n) {
 
 // ---- arrays --------------------------------------------------------------------
 PyTypeObject* g_ndarray_type = nullptr;
-py::object g_fallback[3];
+// The Python fallbacks; owned references that are deliberately never released
+// (a static py::object would be destroyed after the interpreter is gone).
+PyObject* g_fallback[3] = {nullptr, nullptr, nullptr};
+
+py::handle fallback(Op op) {
+  if (!g_fallback[int(op)]) throw std::runtime_error("fastsoftmax: fallbacks not registered");
+  return g_fallback[int(op)];
+}
 
 struct ArrayView {
   char* data;
@@ -251,7 +258,7 @@ py::object softmax_like(Op op, py::handle x, py::handle axis, py::handle tempera
       return std::move(y);
     }
   }
-  return g_fallback[int(op)](x, axis, "temperature"_a = temperature, "where"_a = where,
+  return fallback(op)(x, axis, "temperature"_a = temperature, "where"_a = where,
                              "dtype"_a = dtype, "out"_a = out);
 }
 
@@ -284,7 +291,7 @@ py::object logsumexp_entry(py::handle x, py::handle axis, py::handle keepdims, p
       return std::move(y);
     }
   }
-  return g_fallback[int(Op::logsumexp)](x, axis, "keepdims"_a = keepdims, "b"_a = b,
+  return fallback(Op::logsumexp)(x, axis, "keepdims"_a = keepdims, "b"_a = b,
                                         "return_sign"_a = return_sign, "where"_a = where,
                                         "dtype"_a = dtype, "out"_a = out);
 }
@@ -392,9 +399,11 @@ PYBIND11_MODULE(_core, m) {
         "b"_a, "sign"_a);
   m.def("_overlap", &overlap, "x"_a, "out"_a);
   m.def("_set_fallbacks", [](py::object s, py::object l, py::object e) {
-    g_fallback[0] = s;
-    g_fallback[1] = l;
-    g_fallback[2] = e;
+    const py::object fns[3] = {s, l, e};
+    for (int i = 0; i < 3; ++i) {
+      Py_XDECREF(g_fallback[i]);
+      g_fallback[i] = fns[i].inc_ref().ptr();
+    }
   });
   m.def("get_num_threads", &get_num_threads,
         "The number of threads the next call may use (set_num_threads, else OpenMP's).");
