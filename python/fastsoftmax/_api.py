@@ -184,6 +184,8 @@ def logsumexp(
     if copy_to is not None:
         np.copyto(copy_to, target, casting="unsafe")
         result = copy_to
+    elif out is not None:
+        result = out
     elif target.ndim == 0:
         result = target[()]
     else:
