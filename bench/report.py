@@ -53,6 +53,14 @@ def machine_info(peers, thread_counts, l3, working_set, hot) -> dict:
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "notes": list(peers.notes),
     }
+    try:  # which threading runtimes are loaded (do fastsoftmax and torch share libgomp?)
+        from threadpoolctl import threadpool_info
+
+        info["thread_pools"] = [
+            f"{p['internal_api']} {os.path.basename(p['filepath'])}" for p in threadpool_info()
+        ]
+    except ImportError:
+        info["thread_pools"] = None
     if peers.torch is not None:
         try:
             info["torch_cpu_capability"] = peers.torch.backends.cpu.get_cpu_capability()
@@ -84,6 +92,7 @@ def header_text(info: dict, cmd: str) -> str:
             "torch.set_num_threads, ORT intra_op_num_threads; NumPy/SciPy are single-threaded)"
             f"; OMP_NUM_THREADS={info['omp_num_threads']}"
         ),
+        f"- thread pools loaded (threadpoolctl): {info['thread_pools']}",
         "- buffers: "
         + (
             f"rotated so input+output copies span {ws >> 20} MiB (out of cache)"
