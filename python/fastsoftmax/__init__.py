@@ -10,11 +10,21 @@ from __future__ import annotations
 from . import _api, _core
 from ._api import set_num_threads, threads
 from ._core import available_isas, get_num_threads, isa, log_softmax, logsumexp, softmax
+from ._xent import (
+    log_softmax_backward,
+    softmax_backward,
+    softmax_cross_entropy_with_logits,
+    sparse_softmax_cross_entropy_with_logits,
+)
 
 __all__ = [
     "softmax",
     "log_softmax",
     "logsumexp",
+    "softmax_cross_entropy_with_logits",
+    "sparse_softmax_cross_entropy_with_logits",
+    "softmax_backward",
+    "log_softmax_backward",
     "set_num_threads",
     "get_num_threads",
     "threads",
