@@ -1,7 +1,142 @@
 // Test hooks exposed as fastsoftmax._core._testing: direct access to per-ISA
-// helpers (e.g. the vector exp) for exhaustive accuracy tests. Not public API.
+// helpers (the vector exp) for exhaustive accuracy tests. Not public API.
+//
+//   exp_f32(isa, x) / exp_f64(isa, x) -> ndarray
+//       the ISA's vector exp over a 1-D array (tails through the same vector code)
+//   exp_f32_check(isa, lo_bits, hi_bits, stride=1, reference="fast") -> dict
+//       every float32 whose bit pattern is in [lo_bits, hi_bits] (every stride-th)
+//       against the correctly rounded exp; reference "fast" rounds the ISA's own
+//       float64 exp (checked by exp_f64_check), "libm" rounds std::exp(double);
+//       both fall back to expl near a rounding midpoint
+//   exp_f64_check(isa, lo, hi, count, seed=1) -> dict
+//       `count` uniform random doubles in [lo, hi] against expl
+// The dicts hold: checked, max_ulp (bit distance to the correctly rounded value),
+// worst_input, max_err (|result - exact| in ULPs), max_err_input, flushed (exact
+// result subnormal and result +0, as the kernels' exp documents), bad (any other
+// result there, or a NaN/sign error), first_bad_input.
+// ISA names as everywhere ("scalar", "avx2", "avx512", "neon"); an unknown name or
+// one this CPU/build lacks raises ValueError. "scalar" means std::exp.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "fastsoftmax/kernels.h"
+#include "kernels/exp_check.h"
+#include "kernels/exp_hooks.h"
+
+namespace py = pybind11;
+
 namespace fastsoftmax {
-void register_testing(pybind11::module_& m) { (void)m; }
+namespace {
+
+void scalar_exp_f32(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
+}
+void scalar_exp_f64(const double* x, double* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
+}
+
+ExpHooks hooks_for(const std::string& name) {
+  const Isa isa = parse_isa(name.c_str());
+  if (!cpu_supports(isa))
+    throw std::invalid_argument("ISA '" + name + "' is not supported by this CPU or build");
+  ExpHooks h;
+  bool ok = false;
+  switch (isa) {
+    case Isa::scalar:
+      h.exp_f32 = scalar_exp_f32;
+      h.exp_f64 = scalar_exp_f64;
+      ok = true;
+      break;
+    case Isa::avx2: ok = exp_hooks_avx2(h); break;
+    case Isa::avx512: ok = exp_hooks_avx512(h); break;
+    case Isa::neon: ok = exp_hooks_neon(h); break;
+  }
+  if (!ok || !h.exp_f32 || !h.exp_f64)
+    throw std::invalid_argument("ISA '" + name + "' has no exp hooks in this build");
+  return h;
+}
+
+py::dict to_dict(const expcheck::Report& r) {
+  py::dict d;
+  d["checked"] = r.checked;
+  d["max_ulp"] = r.max_ulp;
+  d["worst_input"] = r.worst_input;
+  d["max_err"] = r.max_err;
+  d["max_err_input"] = r.max_err_input;
+  d["flushed"] = r.flushed;
+  d["bad"] = r.bad;
+  d["first_bad_input"] = r.first_bad_input;
+  return d;
+}
+
+template <class T>
+py::array_t<T> apply(void (*fn)(const T*, T*, int64_t),
+                     py::array_t<T, py::array::c_style | py::array::forcecast> x) {
+  if (x.ndim() != 1) throw std::invalid_argument("x must be 1-D");
+  py::array_t<T> y(x.shape(0));
+  const T* xp = x.data();
+  T* yp = y.mutable_data();
+  const int64_t n = x.shape(0);
+  {
+    py::gil_scoped_release nogil;
+    fn(xp, yp, n);
+  }
+  return y;
+}
+
+}  // namespace
+
+void register_testing(py::module_& m) {
+  m.def(
+      "exp_f32",
+      [](const std::string& isa, py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+        return apply<float>(hooks_for(isa).exp_f32, x);
+      },
+      py::arg("isa"), py::arg("x"), "The ISA's vector float32 exp over a 1-D array.");
+  m.def(
+      "exp_f64",
+      [](const std::string& isa, py::array_t<double, py::array::c_style | py::array::forcecast> x) {
+        return apply<double>(hooks_for(isa).exp_f64, x);
+      },
+      py::arg("isa"), py::arg("x"), "The ISA's vector float64 exp over a 1-D array.");
+  m.def(
+      "exp_f32_check",
+      [](const std::string& isa, uint32_t lo_bits, uint32_t hi_bits, uint32_t stride,
+         const std::string& reference) {
+        if (hi_bits < lo_bits) throw std::invalid_argument("hi_bits < lo_bits");
+        if (reference != "fast" && reference != "libm")
+          throw std::invalid_argument("reference must be 'fast' or 'libm'");
+        const ExpHooks h = hooks_for(isa);
+        expcheck::ExpF64 ref = nullptr;
+        if (reference == "fast" && isa != "scalar") ref = h.exp_f64;
+        expcheck::Report r;
+        {
+          py::gil_scoped_release nogil;
+          r = expcheck::check_f32_range(h.exp_f32, lo_bits, hi_bits, stride, ref);
+        }
+        return to_dict(r);
+      },
+      py::arg("isa"), py::arg("lo_bits"), py::arg("hi_bits"), py::arg("stride") = 1,
+      py::arg("reference") = "fast",
+      "Max ULP error of the ISA's float32 exp over a range of bit patterns.");
+  m.def(
+      "exp_f64_check",
+      [](const std::string& isa, double lo, double hi, int64_t count, uint64_t seed) {
+        if (!(hi >= lo) || count < 0) throw std::invalid_argument("need lo <= hi and count >= 0");
+        const ExpHooks h = hooks_for(isa);
+        expcheck::Report r;
+        {
+          py::gil_scoped_release nogil;
+          r = expcheck::check_f64_random(h.exp_f64, lo, hi, count, seed);
+        }
+        return to_dict(r);
+      },
+      py::arg("isa"), py::arg("lo"), py::arg("hi"), py::arg("count"), py::arg("seed") = 1,
+      "Max ULP error of the ISA's float64 exp on random samples (expl reference).");
+}
+
 }  // namespace fastsoftmax

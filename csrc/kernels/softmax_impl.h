@@ -4,8 +4,8 @@
 // avx2.cpp, neon.cpp), after that file has defined its `Ops` classes, so every
 // function here is compiled for that ISA and lives in that ISA's namespace: an
 // AVX-512 instantiation can never be linked into another path. It includes nothing
-// itself (the including file has <cmath>, <cstring>, <limits>, kernels.h, common.h
-// above its region).
+// itself (the including file has <cmath>, <cstring>, <limits>, kernels.h, common.h,
+// simd_common.h above its region).
 //
 // An Ops class T (one per storage dtype) provides
 //   S, C        storage and compute types (uint16_t/float, float/float, double/double)
@@ -23,18 +23,26 @@
 //   loadc(const C*) / storec(C*, v)  W compute-type values (per-lane panel state)
 //   set1, max, sub, mul, exp, hmax (horizontal max; NaN semantics may vary: callers
 //   never rely on max for NaN detection, see row_max)
-//   acc_zero, acc_add(a, v), acc_merge(a, b), acc_total(a) -> double,
-//   acc_lanes(a, double* out)  the W per-lane sums
+//   acc_zero, acc_add(a, v), acc_add4(a[4], v0..v3) (four vectors into up to four
+//   accumulators; float data may pre-add them pairwise in float: two roundings of
+//   relative 2^-24 at most), acc_merge(a, b),
+//   acc_total(a) -> SumExp {sum, rest}: the sum, and the sum minus 1 (the max's own
+//                   term set apart) accurate to the last bits of the sum's low part,
+//   acc_lanes(a, double* out)  the W per-lane `rest` values (+inf for a lane whose
+//                   sum overflowed, NaN for a lane that met a NaN)
 //   s_is_nan(S)
 //
 // Row plan (n <= kBlock): pass 1 max; pass 2 e = exp(x - max) stored in y and summed
 // in double lanes; pass 3 y *= 1 / sum. log_softmax: max, sum (no store), then
-// y = (x - max) - log(sum). NaN handling: a max pass cannot see NaN reliably (vector
+// y = (x - max) - log1p(rest), rest = sum - 1 (SPEC: the largest term set apart, so
+// a dominant entry keeps full precision). NaN handling: a max pass cannot see NaN reliably (vector
 // max drops it depending on operand order), but exp(NaN - max) = NaN makes the sum
 // NaN whenever the max is finite, and a non-finite max sends the row to the careful
 // path (special_row), which scans for NaN.
 
 enum class Kind { softmax, log_softmax, lse };
+
+using simd::SumExp;
 
 template <class T>
 constexpr typename T::C kInfC = std::numeric_limits<typename T::C>::infinity();
@@ -63,15 +71,15 @@ typename T::C row_max(const typename T::S* x, int64_t n) {
 }
 
 // Sum over the row of e_i = exp(x_i - m) (m finite), optionally storing e_i to y.
-// Four accumulators, merged in a fixed order; the tail runs the same vector code
+// Four accumulators (acc_add4), merged in a fixed order; the tail runs the same vector code
 // (its masked lanes load -inf, whose exp is +0).
 template <class T, bool kStore>
-double row_sum_exp(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m) {
+SumExp row_sum_exp(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m) {
   using V = typename T::V;
   using Acc = typename T::Acc;
   constexpr int64_t W = T::W;
   const V vm = T::set1(m);
-  Acc a0 = T::acc_zero(), a1 = T::acc_zero(), a2 = T::acc_zero(), a3 = T::acc_zero();
+  Acc a[4] = {T::acc_zero(), T::acc_zero(), T::acc_zero(), T::acc_zero()};
   int64_t i = 0;
   for (; i + 4 * W <= n; i += 4 * W) {
     const V e0 = T::exp(T::sub(T::load(x + i), vm));
@@ -84,25 +92,22 @@ double row_sum_exp(const typename T::S* x, typename T::S* y, int64_t n, typename
       T::store(y + i + 2 * W, e2);
       T::store(y + i + 3 * W, e3);
     }
-    T::acc_add(a0, e0);
-    T::acc_add(a1, e1);
-    T::acc_add(a2, e2);
-    T::acc_add(a3, e3);
+    T::acc_add4(a, e0, e1, e2, e3);
   }
   for (; i + W <= n; i += W) {
     const V e = T::exp(T::sub(T::load(x + i), vm));
     if constexpr (kStore) T::store(y + i, e);
-    T::acc_add(a0, e);
+    T::acc_add(a[0], e);
   }
   if (i < n) {
     const V e = T::exp(T::sub(T::load_n(x + i, n - i), vm));
     if constexpr (kStore) T::store_n(y + i, n - i, e);
-    T::acc_add(a0, e);
+    T::acc_add(a[0], e);
   }
-  T::acc_merge(a0, a1);
-  T::acc_merge(a2, a3);
-  T::acc_merge(a0, a2);
-  return T::acc_total(a0);
+  T::acc_merge(a[0], a[1]);
+  T::acc_merge(a[2], a[3]);
+  T::acc_merge(a[0], a[2]);
+  return T::acc_total(a[0]);
 }
 
 // y *= scale (S == C only).
@@ -201,14 +206,14 @@ void softmax_row(const typename T::S* x, typename T::S* y, int64_t n) {
     return;
   }
   if constexpr (T::kStoreExp) {
-    const double s = row_sum_exp<T, true>(x, y, n, m);
+    const double s = row_sum_exp<T, true>(x, y, n, m).sum;
     if (s != s) {  // a NaN the max pass could not see
       row_fill<T>(y, n, kNaNC<T>);
       return;
     }
     row_scale<T>(y, n, C(1.0 / s));
   } else {
-    const double s = row_sum_exp<T, false>(x, nullptr, n, m);
+    const double s = row_sum_exp<T, false>(x, nullptr, n, m).sum;
     if (s != s) {
       row_fill<T>(y, n, kNaNC<T>);
       return;
@@ -225,12 +230,12 @@ void log_softmax_row(const typename T::S* x, typename T::S* y, int64_t n) {
     special_row<T>(x, y, n, m, true);
     return;
   }
-  const double s = row_sum_exp<T, false>(x, nullptr, n, m);
-  if (s != s) {
+  const SumExp s = row_sum_exp<T, false>(x, nullptr, n, m);
+  if (s.sum != s.sum) {
     row_fill<T>(y, n, kNaNC<T>);
     return;
   }
-  log_softmax_finish<T>(x, y, n, m, C(std::log(s)));
+  log_softmax_finish<T>(x, y, n, m, C(std::log1p(s.rest)));
 }
 
 template <class T>
@@ -238,7 +243,7 @@ Partial reduce(const typename T::S* x, int64_t n) {
   using C = typename T::C;
   const C m = row_max<T>(x, n);
   if (!(m - m == C(0))) return {double(special_max<T>(x, n, m)), 0.0};
-  const double s = row_sum_exp<T, false>(x, nullptr, n, m);
+  const double s = row_sum_exp<T, false>(x, nullptr, n, m).sum;
   if (s != s) return {std::numeric_limits<double>::quiet_NaN(), 0.0};
   return {double(m), s};
 }
@@ -303,23 +308,23 @@ void panel_group(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t 
   if constexpr (kKind == Kind::lse) {
     for (int64_t j = 0; j < lanes; ++j) {
       const C mj = mv[j];
-      const double s = sv[j];
-      lse[j] = (s != s)              ? kNaNC<T>
+      const double rest = sv[j];
+      lse[j] = (rest != rest)        ? kNaNC<T>
                : !(mj - mj == C(0))  ? mj  // +inf or -inf
-                                     : C(double(mj) + std::log(s));
+                                     : C(double(mj) + std::log1p(rest));
     }
     return;
   } else {
     alignas(64) C a[L];
     for (int64_t j = 0; j < L; ++j) {
       const C mj = mv[j];
-      const double s = sv[j];
-      if (s != s || mj == kInfC<T>)
+      const double rest = sv[j];
+      if (rest != rest || mj == kInfC<T>)
         a[j] = kNaNC<T>;
       else if (!(mj - mj == C(0)))  // -inf (or a masked-off lane)
         a[j] = C(0);
       else
-        a[j] = kKind == Kind::softmax ? C(1.0 / s) : C(std::log(s));
+        a[j] = kKind == Kind::softmax ? C(1.0 / (1.0 + rest)) : C(std::log1p(rest));
     }
     V va[kV];
     for (int v = 0; v < kV; ++v) va[v] = T::loadc(a + v * W);

@@ -1,0 +1,21 @@
+// Test hooks into each ISA's vector exp (used by csrc/testing.cpp and the C++ kernel
+// tests; not part of the kernel table). Plain declarations, no ISA code.
+#pragma once
+
+#include <cstdint>
+
+namespace fastsoftmax {
+
+struct ExpHooks {
+  // y[i] = exp(x[i]) with the ISA's vector exp, tails through the same vector code.
+  void (*exp_f32)(const float* x, float* y, int64_t n) = nullptr;
+  void (*exp_f64)(const double* x, double* y, int64_t n) = nullptr;
+};
+
+// Defined in csrc/kernels/<isa>.cpp; false when that ISA is not compiled in (the
+// CPU may still lack it: check cpu_supports() before calling through the hooks).
+bool exp_hooks_avx512(ExpHooks& h);
+bool exp_hooks_avx2(ExpHooks& h);
+bool exp_hooks_neon(ExpHooks& h);
+
+}  // namespace fastsoftmax
