@@ -53,8 +53,8 @@ struct Dim {
 };
 
 struct Layout {
-  std::vector<Dim> outer;  // kept dims, outermost first
-  std::vector<Dim> red;    // reduced dims, outermost first
+  DimVec<Dim> outer;  // kept dims, outermost first
+  DimVec<Dim> red;    // reduced dims, outermost first
   int64_t rows = 1;        // product of outer sizes
   int64_t n = 1;           // product of reduced sizes
 };
@@ -69,11 +69,11 @@ const Operand& operand(const Problem& p, int k) {
   }
 }
 
-void sort_and_merge(std::vector<Dim>& dims) {
+void sort_and_merge(DimVec<Dim>& dims) {
   std::stable_sort(dims.begin(), dims.end(), [](const Dim& a, const Dim& b) {
     return std::llabs(a.st[X]) > std::llabs(b.st[X]);
   });
-  std::vector<Dim> merged;
+  DimVec<Dim> merged;
   for (const Dim& d : dims) {
     if (!merged.empty()) {
       Dim& o = merged.back();
@@ -87,7 +87,7 @@ void sort_and_merge(std::vector<Dim>& dims) {
     }
     merged.push_back(d);
   }
-  dims.swap(merged);
+  dims = merged;
 }
 
 Layout normalize(const Problem& p) {
@@ -111,10 +111,10 @@ Layout normalize(const Problem& p) {
 // Byte offsets of every operand for outer row r (row-major over `dims`),
 // maintained incrementally within a contiguous range of rows.
 struct OuterWalk {
-  const std::vector<Dim>& dims;
-  int64_t idx[64] = {};
+  const DimVec<Dim>& dims;
+  int64_t idx[kMaxDims];
   int64_t off[kNumOpnds] = {};
-  explicit OuterWalk(const std::vector<Dim>& d) : dims(d) {}
+  explicit OuterWalk(const DimVec<Dim>& d) : dims(d) {}
   void seek(int64_t r) {
     std::fill(off, off + kNumOpnds, 0);
     for (int d = int(dims.size()) - 1; d >= 0; --d) {
@@ -280,9 +280,9 @@ void run_rows(const Problem& p, const Layout& L, const KernelSet<S, C>& k) {
 template <class S, class C>
 void run_panels(const Problem& p, const Layout& L, const KernelSet<S, C>& k, size_t lane_dim) {
   const int64_t isz = int64_t(sizeof(S));
-  std::vector<Dim> outer = L.outer;
+  DimVec<Dim> outer = L.outer;
   const Dim lanes = outer[lane_dim];
-  outer.erase(outer.begin() + lane_dim);
+  outer.erase_at(int(lane_dim));
   const Dim& red = L.red[0];
   const int64_t n = red.size, W = lanes.size;
   const int64_t ldx = red.st[X] / isz, ldy = red.st[Y] / isz;
@@ -327,12 +327,12 @@ void run_panels(const Problem& p, const Layout& L, const KernelSet<S, C>& k, siz
 // Walks the elements [e0, e0 + cnt) of one row (row-major over the reduced dims),
 // calling f(i, off) with the byte offsets of every operand (relative to the row).
 struct RowWalk {
-  const std::vector<Dim>& dims;
-  explicit RowWalk(const std::vector<Dim>& d) : dims(d) {}
+  const DimVec<Dim>& dims;
+  explicit RowWalk(const DimVec<Dim>& d) : dims(d) {}
   template <class F>
   void for_range(int64_t e0, int64_t cnt, F&& f) const {
     const int nd = int(dims.size());
-    int64_t idx[64];
+    int64_t idx[kMaxDims];
     int64_t off[kNumOpnds] = {};
     int64_t rem = e0;
     for (int d = nd - 1; d >= 0; --d) {

@@ -120,27 +120,28 @@ bool fast_array(py::handle x, DType& dt) {
          (v.flags & kFlagAligned);
 }
 
-py::dtype numpy_dtype(DType d) {
-  switch (d) {
-    case DType::f16: return py::dtype("float16");
-    case DType::f32: return py::dtype::of<float>();
-    default: return py::dtype::of<double>();
-  }
-}
-
 // Allocates the result: Fortran order for Fortran-contiguous inputs (so a
 // transposed view keeps its panel layout), C order otherwise.
-py::array empty_like_layout(const ArrayView& v, DType dt, const std::vector<int64_t>& shape,
+py::array empty_like_layout(const ArrayView& v, DType dt, const DimVec<int64_t>& shape,
                             bool fortran) {
   const int64_t isz = itemsize(dt);
-  std::vector<py::ssize_t> sh(shape.begin(), shape.end()), st(shape.size());
+  const int nd = int(shape.size());
+  Py_intptr_t sh[kMaxDims], st[kMaxDims];
   int64_t acc = isz;
-  if (fortran) {
-    for (size_t d = 0; d < shape.size(); ++d) st[d] = acc, acc *= std::max<int64_t>(1, shape[d]);
-  } else {
-    for (size_t d = shape.size(); d-- > 0;) st[d] = acc, acc *= std::max<int64_t>(1, shape[d]);
+  for (int k = 0; k < nd; ++k) {
+    const int d = fortran ? k : nd - 1 - k;
+    sh[d] = Py_intptr_t(shape[d]);
+    st[d] = Py_intptr_t(acc);
+    acc *= std::max<int64_t>(1, shape[d]);
   }
-  return py::array(numpy_dtype(dt), sh, st);
+  // Straight through NumPy's C API (as pybind11 does, minus its temporaries).
+  auto& api = py::detail::npy_api::get();
+  const int type_num = dt == DType::f16 ? kNpyHalf : dt == DType::f32 ? kNpyFloat : kNpyDouble;
+  PyObject* descr = api.PyArray_DescrFromType_(type_num);  // reference stolen below
+  PyObject* arr =
+      api.PyArray_NewFromDescr_(api.PyArray_Type_, descr, nd, sh, st, nullptr, 0, nullptr);
+  if (!arr) throw py::error_already_set();
+  return py::reinterpret_steal<py::array>(arr);
 }
 
 Operand operand_of(py::handle a) {
@@ -152,8 +153,9 @@ Operand operand_of(py::handle a) {
 }
 
 // Strides of a kept-dims output (logsumexp) spread over x's dims: 0 on reduced dims.
-std::vector<int64_t> spread_strides(const ArrayView& out, const std::vector<bool>& reduced) {
-  std::vector<int64_t> st(reduced.size(), 0);
+DimVec<int64_t> spread_strides(const ArrayView& out, const DimVec<bool>& reduced) {
+  DimVec<int64_t> st;
+  st.assign(int(reduced.size()), int64_t(0));
   const bool keepdims = size_t(out.nd) == reduced.size();
   int j = 0;
   for (size_t d = 0; d < reduced.size(); ++d) {
@@ -165,7 +167,12 @@ std::vector<int64_t> spread_strides(const ArrayView& out, const std::vector<bool
   return st;
 }
 
+// Releases the GIL while the core computes; calls too small for another Python
+// thread to gain anything from it (a few µs) keep it and save the round trip.
 void run_released(const Problem& p) {
+  int64_t elements = 1;
+  for (int64_t s : p.shape) elements *= s;
+  if (elements < 4096) return run(p);
   py::gil_scoped_release release;
   run(p);
 }
@@ -277,7 +284,7 @@ py::object logsumexp_entry(py::handle x, py::handle axis, py::handle keepdims, p
       p.shape.assign(v.shape, v.shape + v.nd);
       p.reduced.assign(v.nd, false);
       p.reduced[ax] = true;
-      std::vector<int64_t> oshape;
+      DimVec<int64_t> oshape;
       for (int d = 0; d < v.nd; ++d)
         if (d != ax) oshape.push_back(v.shape[d]);
       py::array y = empty_like_layout(v, dt, oshape, false);
