@@ -168,26 +168,43 @@ inline void store(double* p, double v) { *p = v; }
 
 // Merge of block partials, in block order.
 struct Merged {
-  double max;  // NaN, +inf, -inf (special rows) or finite
-  double sum;  // valid when max is finite
+  double max;   // NaN, +inf, -inf (special rows) or finite
+  double sum;   // valid when max is finite
+  double rest;  // sum - 1, the max's own term set apart (SPEC: log1p)
 };
+
+double rest_of(const Partial& p) { return std::isnan(p.rest) ? p.sum - 1.0 : p.rest; }
 
 Merged merge(const Partial* parts, int64_t nb) {
   double m = -kInf;
   for (int64_t b = 0; b < nb; ++b) {
-    if (std::isnan(parts[b].max)) return {kNaN, 0};
+    if (std::isnan(parts[b].max)) return {kNaN, 0, 0};
     m = std::max(m, parts[b].max);
   }
-  if (!std::isfinite(m)) return {m, 0};
-  CompensatedSum s;
-  for (int64_t b = 0; b < nb; ++b)
-    if (parts[b].max != -kInf) s.add(parts[b].sum * std::exp(parts[b].max - m));
-  return {m, s.value()};
+  if (!std::isfinite(m)) return {m, 0, 0};
+  // The first block holding the max contributes its rest; every other block its
+  // whole (rescaled) sum.
+  CompensatedSum s, r;
+  bool apart = false;
+  for (int64_t b = 0; b < nb; ++b) {
+    if (parts[b].max == -kInf) continue;
+    const double scaled = parts[b].sum * std::exp(parts[b].max - m);
+    s.add(scaled);
+    if (!apart && parts[b].max == m) {
+      r.add(rest_of(parts[b]));
+      apart = true;
+    } else {
+      r.add(scaled);
+    }
+  }
+  return {m, s.value(), r.value()};
 }
 
 double lse_value(const Merged& r) {
-  return std::isfinite(r.max) ? r.max + std::log(r.sum) : r.max;  // NaN/+inf/-inf as is
+  return std::isfinite(r.max) ? r.max + std::log1p(r.rest) : r.max;  // NaN/+inf/-inf as is
 }
+
+Merged merged_of(const Partial& p) { return {p.max, p.sum, rest_of(p)}; }
 
 // Value a special (non-finite max) row takes everywhere.
 double special_value(double max, Op op) {
@@ -208,8 +225,7 @@ void row_contiguous(const KernelSet<S, C>& k, Op op, const S* x, S* y, int64_t n
     } else if (op == Op::log_softmax) {
       k.log_softmax_row(x, y, n);
     } else {
-      const Partial p = k.reduce(x, n);
-      *lse_out = lse_value({p.max, p.sum});
+      *lse_out = lse_value(merged_of(k.reduce(x, n)));
     }
     return;
   }
@@ -230,7 +246,7 @@ void row_contiguous(const KernelSet<S, C>& k, Op op, const S* x, S* y, int64_t n
     return;
   }
   const C m = C(r.max);
-  const C a = op == Op::softmax ? C(1.0 / r.sum) : C(std::log(r.sum));
+  const C a = op == Op::softmax ? C(1.0 / r.sum) : C(std::log1p(r.rest));
   parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       if (op == Op::softmax)
@@ -395,8 +411,7 @@ void gathered_row(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
   if (n <= kBlock) {
     gather_block<S, C>(p, walk, base, 0, n, buf);
     if (p.op == Op::logsumexp) {
-      const Partial r = k.reduce(buf, n);
-      store(yrow, lse_value({r.max, r.sum}));
+      store(yrow, lse_value(merged_of(k.reduce(buf, n))));
       return;
     }
     // The output row is contiguous and of the compute type: write it directly.
@@ -437,7 +452,7 @@ void gathered_row(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
   const bool special = !std::isfinite(r.max);
   const double sv = special_value(r.max, p.op);
   const C m = C(r.max);
-  const C a = special ? C(0) : p.op == Op::softmax ? C(1.0 / r.sum) : C(std::log(r.sum));
+  const C a = special ? C(0) : p.op == Op::softmax ? C(1.0 / r.sum) : C(std::log1p(r.rest));
   parallel_chunks(nb, nt_eff, [&](int64_t b0, int64_t b1) {
     C* tb = buf + (nt_eff > 1 ? tid() : 0) * stride;
     for (int64_t b = b0; b < b1; ++b) {

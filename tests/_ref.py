@@ -98,8 +98,15 @@ class Ref:
             s = np.sum(e, axis=-1, keepdims=True)  # pairwise (contiguous rows)
             sb = np.sum(B * e, axis=-1, keepdims=True)
             sm = np.where(empty_row, LD(0), e / np.where(empty_row, LD(1), s))
-            lsm = np.where(empty_row, LD(-np.inf), d - np.log(np.where(empty_row, LD(1), s)))
-            lse = np.where(empty_row, LD(-np.inf), msafe + np.log(np.abs(sb)))
+            # log(s) as log1p(rest), the max's own term (exactly 1) set apart, so that a
+            # dominant entry keeps its low-order bits in the reference too
+            at_max = d == 0
+            rest = np.sum(np.where(at_max, LD(0), e), axis=-1, keepdims=True) + (
+                np.sum(at_max, axis=-1, keepdims=True).astype(LD) - 1)
+            log_s = np.log1p(np.where(empty_row, LD(0), rest))
+            lsm = np.where(empty_row, LD(-np.inf), d - log_s)
+            lse_b = msafe + (log_s if b is None else np.log(np.abs(sb)))
+            lse = np.where(empty_row, LD(-np.inf), lse_b)
             sign = np.sign(sb)
             lse = np.where(empty_row, LD(-np.inf), lse)
             sign = np.where(empty_row, LD(0), sign)

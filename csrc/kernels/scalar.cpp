@@ -33,24 +33,41 @@ double row_max(const C* x, int64_t n) {
   return nan ? std::numeric_limits<double>::quiet_NaN() : double(m);
 }
 
-// Sum of exp(x_i - m), m finite. float: exp in float, summed in double (exact
-// enough for any row length). double: compensated sum.
-inline double sum_exp(const float* x, int64_t n, float m) {
-  double s = 0.0;
-  for (int64_t i = 0; i < n; ++i) s += double(std::exp(x[i] - m));
-  return s;
-}
-inline double sum_exp(const double* x, int64_t n, double m) {
-  CompensatedSum s;
-  for (int64_t i = 0; i < n; ++i) s.add(std::exp(x[i] - m));
-  return s.value();
+// Sum of exp(x_i - m), m finite, with the max's term set apart: the entries
+// equal to m are counted (each contributes exactly 1), the others are summed
+// (float: exp in float, summed in double; double: compensated), so
+// rest = sum - 1 keeps the low-order bits of the small terms.
+struct SumRest {
+  double sum;
+  double rest;
+};
+
+template <class C>
+SumRest sum_exp(const C* x, int64_t n, C m) {
+  int64_t at_max = 0;
+  CompensatedSum others;
+  double others_f = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (x[i] == m) {
+      ++at_max;
+      continue;
+    }
+    const C e = std::exp(x[i] - m);
+    if constexpr (sizeof(C) == 4)
+      others_f += double(e);
+    else
+      others.add(e);
+  }
+  const double o = sizeof(C) == 4 ? others_f : others.value();
+  return {double(at_max) + o, double(at_max - 1) + o};
 }
 
 template <class C>
 Partial reduce(const C* x, int64_t n) {
   const double m = row_max(x, n);
-  if (!std::isfinite(m)) return {m, 0.0};
-  return {m, sum_exp(x, n, C(m))};
+  if (!std::isfinite(m)) return {m, 0.0, 0.0};
+  const SumRest s = sum_exp(x, n, C(m));
+  return {m, s.sum, s.rest};
 }
 
 template <class C>
@@ -117,7 +134,7 @@ void log_softmax_row(const C* x, C* y, int64_t n) {
   const double m = row_max(x, n);
   if (special_row(m, y, n, true)) return;
   const C mc = C(m);
-  const C log_sum = C(std::log(sum_exp(x, n, mc)));
+  const C log_sum = C(std::log1p(sum_exp(x, n, mc).rest));
   log_softmax_finish(x, y, n, mc, log_sum);
 }
 
@@ -129,8 +146,10 @@ constexpr int64_t kLanes = 64;
 template <class C>
 struct LaneState {
   C max[kLanes];
-  double sum[kLanes];
+  double sum[kLanes];   // of the entries below the max (then: total, see below)
   double comp[kLanes];
+  double rest[kLanes];  // total - 1, the max's own term set apart
+  int64_t at_max[kLanes];
   bool nan[kLanes];
 };
 
@@ -141,6 +160,7 @@ void panel_reduce(const C* x, int64_t ldx, int64_t n, int64_t w, LaneState<C>& s
     st.nan[j] = false;
     st.sum[j] = 0.0;
     st.comp[j] = 0.0;
+    st.at_max[j] = 0;
   }
   for (int64_t i = 0; i < n; ++i) {
     const C* r = x + i * ldx;
@@ -154,6 +174,10 @@ void panel_reduce(const C* x, int64_t ldx, int64_t n, int64_t w, LaneState<C>& s
     const C* r = x + i * ldx;
     for (int64_t j = 0; j < w; ++j) {
       if (!std::isfinite(st.max[j])) continue;
+      if (r[j] == st.max[j]) {
+        ++st.at_max[j];
+        continue;
+      }
       const double e = double(std::exp(r[j] - st.max[j]));
       if constexpr (sizeof(C) == 4) {
         st.sum[j] += e;
@@ -165,7 +189,11 @@ void panel_reduce(const C* x, int64_t ldx, int64_t n, int64_t w, LaneState<C>& s
       }
     }
   }
-  for (int64_t j = 0; j < w; ++j) st.sum[j] += st.comp[j];
+  for (int64_t j = 0; j < w; ++j) {
+    const double others = st.sum[j] + st.comp[j];
+    st.sum[j] = double(st.at_max[j]) + others;
+    st.rest[j] = double(st.at_max[j] - 1) + others;
+  }
 }
 
 template <class C, bool kLog>
@@ -177,7 +205,7 @@ void softmax_panel_impl(const C* x, int64_t ldx, C* y, int64_t ldy, int64_t n, i
     C a[kLanes];  // scale (softmax) or log_sum (log_softmax)
     for (int64_t j = 0; j < wc; ++j) {
       if (st.nan[j]) st.max[j] = kNaN<C>;
-      a[j] = kLog ? C(std::log(st.sum[j])) : C(1.0 / st.sum[j]);
+      a[j] = kLog ? C(std::log1p(st.rest[j])) : C(1.0 / st.sum[j]);
     }
     for (int64_t i = 0; i < n; ++i) {
       const C* r = x + i * ldx + j0;
@@ -216,7 +244,7 @@ void logsumexp_panel(const C* x, int64_t ldx, int64_t n, int64_t w, C* out) {
       const C m = st.max[j];
       out[j0 + j] = st.nan[j]            ? kNaN<C>
                     : !std::isfinite(m) ? m
-                                         : C(double(m) + std::log(st.sum[j]));
+                                         : C(double(m) + std::log1p(st.rest[j]));
     }
   }
 }

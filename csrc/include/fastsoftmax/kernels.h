@@ -40,9 +40,14 @@ constexpr int64_t kBlock = int64_t(1) << 17;
 //        that its relative error is a few units of the *compute* type's epsilon
 //        (float32 data: accumulate in double; float64: compensated/blocked).
 //        Unspecified when max is not finite.
+//   rest: sum - 1 with the max's own term (exactly 1) set apart, accurate to the
+//        low-order bits of the other terms (SPEC: logsumexp = max + log1p(rest), so a
+//        dominant entry loses no precision). NaN means "not provided": the driver
+//        then uses sum - 1.
 struct Partial {
   double max;
   double sum;
+  double rest = __builtin_nan("");
 };
 
 // Kernels for one storage dtype. S is the storage type (float, double, or uint16_t
