@@ -70,6 +70,14 @@ def parse_args(argv=None):
     p.add_argument("--json", metavar="PATH", help="write every result (and raw times)")
     p.add_argument("--plot", metavar="PATH.png", help="draw ns/element vs size")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="S",
+        help="before each group, wait up to S seconds for other processes to use < 10%% "
+        "of the CPUs (a shared machine: 2-thread numbers beside a busy neighbour are noise)",
+    )
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -151,6 +159,8 @@ def main(argv=None) -> int:
                 ref = accuracy.reference(func, x0, case.axis)
                 for t in thread_counts:
                     prog.step(f"{case.name} {func} threads={t} ({bufs.n} buffer copies)")
+                    if a.wait_quiet:
+                        timing.wait_quiet(a.wait_quiet)
                     results.append(
                         run_one(peers, case, func, t, bufs, ref, settings, keep, a.seed, prog)
                     )

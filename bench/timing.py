@@ -74,6 +74,18 @@ class LoadMeter:
         return {"other_cpu": max(0.0, other / cap), "steal": (s1[1] - s0[1]) / self.hz / cap}
 
 
+def wait_quiet(max_s: float, limit: float = 0.10, probe_s: float = 0.5) -> float:
+    """Sleep until other processes use less than ``limit`` of the CPUs over ``probe_s``
+    (or ``max_s`` has passed); return the seconds waited."""
+    t0 = time.monotonic()
+    while True:
+        m = LoadMeter()
+        time.sleep(probe_s)
+        load = m.stop()
+        if load is None or load["other_cpu"] < limit or time.monotonic() - t0 >= max_s:
+            return time.monotonic() - t0
+
+
 def _run(fn, pairs) -> int:
     t0 = time.perf_counter_ns()
     for x, o in pairs:
