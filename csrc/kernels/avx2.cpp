@@ -1,8 +1,341 @@
-// The avx2 ISA. Placeholder until its kernels land: reports "not compiled".
+// The avx2 ISA: AVX2 + FMA + F16C, 8 float / 4 double lanes.
+//
+// Compiled in a target region (no -m flags: the rest of the build stays generic
+// x86-64); dispatch.cpp only hands this table out when the CPU and OS support it.
+// The kernel bodies are the ISA-generic templates of softmax_impl.h, instantiated
+// with the Ops classes below. Tails: vmaskmov loads/stores for float32/float64
+// (masked-off lanes read as -inf), a padded copy through a small stack buffer for
+// float16 — always the same vector code, so a lane's bits never depend on its
+// position.
 #include "fastsoftmax/kernels.h"
 #include "kernels/exp_hooks.h"
 
+#if defined(__x86_64__) || defined(_M_X64)
+#define FASTSOFTMAX_AVX2_COMPILED 1
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "fastsoftmax/common.h"
+#include "kernels/simd_common.h"
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,bmi2"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,bmi2")
+#endif
+
 namespace fastsoftmax {
+namespace avx2 {
+namespace {
+
+using simd::SumExp;
+
+// exp(x) on 8 float32 lanes.
+//   Accuracy: for x >= -87.33654 (= -0x1.5d589ep+6, the smallest float with
+//   exp(x) >= 2^-126, the smallest normal) the result is within 1 ULP of the
+//   correctly rounded exp(x): tests/test_exp.py checks every float in [-104, 0]
+//   (max 1 ULP, < 0.95 ULP against the exact value) and a sample up to 88.72.
+//   Underflow: x < -87.33654 gives +0: results that would be subnormal are flushed,
+//   such x are clamped before any arithmetic, and 2^n is applied by an integer add to
+//   the exponent field, so no subnormal is ever produced or consumed.
+//   Overflow: x > 88.72283 (= 0x1.62e42ep+6, the largest float with a finite exp)
+//   gives +inf. Specials: exp(NaN) = NaN, exp(-inf) = +0, exp(+inf) = +inf.
+//   Method: as the avx512 exp_ps (n = rint(x·log2 e) by the 1.5·2^23 bias, two-part
+//   ln2 Cody–Waite reduction, degree-6 polynomial with FMA), then p·2^n as
+//   bits(p) + (n << 23): for x in [-87.34, 88.72], n is in [-126, 128] and the result
+//   is a normal float (n = -126 only with p >= 1, n = 128 only with p < 1).
+inline __m256 exp_ps(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-0x1.5d589ep+6f);
+  const __m256 hi = _mm256_set1_ps(0x1.62e42ep+6f);
+  const __m256 magic = _mm256_set1_ps(0x1.8p23f);
+  const __m256 xc = _mm256_min_ps(hi, _mm256_max_ps(lo, x));  // NaN flows through
+  const __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(0x1.715476p+0f), magic);
+  const __m256 n = _mm256_sub_ps(t, magic);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e430p-1f), xc);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-0x1.05c610p-29f), r);
+  __m256 p = _mm256_set1_ps(0x1.6d10fcp-10f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1.120b62p-7f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1.55551ap-5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1.5554dep-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1p-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  // t's low mantissa bits hold n (two's complement): shifted by 23 they are n << 23.
+  __m256 res = _mm256_castsi256_ps(_mm256_add_epi32(
+      _mm256_castps_si256(p), _mm256_slli_epi32(_mm256_castps_si256(t), 23)));
+  // x > hi or NaN: x + inf is +inf or NaN (the exponent add above garbles NaN bits).
+  const __m256 big = _mm256_cmp_ps(x, hi, _CMP_NLE_UQ);
+  res = _mm256_blendv_ps(res, _mm256_add_ps(x, _mm256_set1_ps(HUGE_VALF)), big);
+  return _mm256_and_ps(res, _mm256_cmp_ps(x, lo, _CMP_NLT_UQ));  // x < lo: +0
+}
+
+// exp(x) on 4 float64 lanes.
+//   Accuracy: for x >= -708.3964185322641 (the smallest double with
+//   exp(x) >= 2^-1022) within 1 ULP of the correctly rounded exp(x) (tests: tens of
+//   millions of samples in [-745, 0] against expl). x below that gives +0 (no
+//   subnormals, as above); x > 709.782712893384 gives +inf; NaN -> NaN,
+//   -inf -> +0, +inf -> +inf.
+//   Method as exp_ps with the 1.5·2^52 bias, exp(r) = 1 + r + r²·q(r), q of degree 9
+//   (relative error 1.6e-17), 2^n added to the exponent field (n in [-1022, 1024]).
+inline __m256d exp_pd(__m256d x) {
+  const __m256d lo = _mm256_set1_pd(-0x1.6232bdd7abcd2p+9);
+  const __m256d hi = _mm256_set1_pd(0x1.62e42fefa39efp+9);
+  const __m256d magic = _mm256_set1_pd(0x1.8p52);
+  const __m256d xc = _mm256_min_pd(hi, _mm256_max_pd(lo, x));
+  const __m256d t = _mm256_fmadd_pd(xc, _mm256_set1_pd(0x1.71547652b82fep+0), magic);
+  const __m256d n = _mm256_sub_pd(t, magic);
+  __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(0x1.62e42fefa39efp-1), xc);
+  r = _mm256_fnmadd_pd(n, _mm256_set1_pd(0x1.abc9e3b39803fp-56), r);
+  __m256d p = _mm256_set1_pd(0x1.af389ecfc4b9cp-26);
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.28917c89a43a7p-22));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.71de0db2f6b19p-19));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.a019b9149a41cp-16));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.a01a01a7c2efep-13));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.6c16c17889ef1p-10));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.11111111109b5p-7));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.5555555553d68p-5));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.5555555555556p-3));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.0000000000001p-1));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
+  p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
+  __m256d res = _mm256_castsi256_pd(_mm256_add_epi64(
+      _mm256_castpd_si256(p), _mm256_slli_epi64(_mm256_castpd_si256(t), 52)));
+  const __m256d big = _mm256_cmp_pd(x, hi, _CMP_NLE_UQ);
+  res = _mm256_blendv_pd(res, _mm256_add_pd(x, _mm256_set1_pd(HUGE_VAL)), big);
+  return _mm256_and_pd(res, _mm256_cmp_pd(x, lo, _CMP_NLT_UQ));
+}
+
+// Lane masks for the first k (1 <= k <= W) lanes.
+inline __m256i mask32(int64_t k) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(k)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline __m256i mask64(int64_t k) {
+  return _mm256_cmpgt_epi64(_mm256_set1_epi64x(k), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+
+// Sums of float exps in double lanes: 8 floats -> two vectors of 4 doubles.
+struct AccF {
+  __m256d lo, hi;
+};
+inline void accf_add(AccF& a, __m256 e) {
+  a.lo = _mm256_add_pd(a.lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+  a.hi = _mm256_add_pd(a.hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+}
+inline double hsum(__m256d v) {
+  const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+struct F32 {
+  using S = float;
+  using C = float;
+  using V = __m256;
+  using Acc = AccF;
+  static constexpr int64_t W = 8;
+  static constexpr bool kStoreExp = true;
+  static constexpr int kPanelV = 2;  // 16 ymm registers: exp constants + accumulators
+  static V load(const S* p) { return _mm256_loadu_ps(p); }
+  // k == W (a panel's last vector when w is a multiple of W): the plain move; the
+  // branch is loop-invariant in every caller.
+  static V load_n(const S* p, int64_t k) {
+    if (k == W) return load(p);
+    const __m256i m = mask32(k);
+    return _mm256_blendv_ps(_mm256_set1_ps(-HUGE_VALF), _mm256_maskload_ps(p, m),
+                            _mm256_castsi256_ps(m));
+  }
+  static void store(S* p, V v) { _mm256_storeu_ps(p, v); }
+  static void store_n(S* p, int64_t k, V v) {
+    if (k == W)
+      store(p, v);
+    else
+      _mm256_maskstore_ps(p, mask32(k), v);
+  }
+  static V loadc(const C* p) { return _mm256_loadu_ps(p); }
+  static void storec(C* p, V v) { _mm256_storeu_ps(p, v); }
+  static V set1(C v) { return _mm256_set1_ps(v); }
+  static V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V exp(V v) { return exp_ps(v); }
+  static C hmax(V v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+  }
+  static Acc acc_zero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
+  static void acc_add(Acc& a, V e) { accf_add(a, e); }
+  // ((e0 + e1) + (e2 + e3)) in float (two roundings of relative 2^-24 at most on
+  // positive terms, the sum stays within 1 ULP of float), then into the double lanes.
+  static void acc_add4(Acc* a, V e0, V e1, V e2, V e3) {
+    accf_add(a[0], _mm256_add_ps(_mm256_add_ps(e0, e1), _mm256_add_ps(e2, e3)));
+  }
+  static void acc_merge(Acc& a, const Acc& b) {
+    a.lo = _mm256_add_pd(a.lo, b.lo);
+    a.hi = _mm256_add_pd(a.hi, b.hi);
+  }
+  static SumExp acc_total(const Acc& a) {
+    const double s = hsum(_mm256_add_pd(a.lo, a.hi));
+    return {s, s - 1.0};  // exact: s >= 1 (the max's own term) whenever it matters
+  }
+  static void acc_lanes(const Acc& a, double* out) {
+    const __m256d one = _mm256_set1_pd(1.0);
+    _mm256_storeu_pd(out, _mm256_sub_pd(a.lo, one));
+    _mm256_storeu_pd(out + 4, _mm256_sub_pd(a.hi, one));
+  }
+  static bool s_is_nan(S v) { return v != v; }
+};
+
+// float16 storage, float32 compute: F16C conversions fused into loads and stores
+// (round to nearest even on the way out). AVX2 has no 16-bit masked moves: tails go
+// through an 8-element buffer padded with -inf (0xfc00).
+struct F16 : F32 {
+  using S = uint16_t;
+  static constexpr bool kStoreExp = false;
+  static V load(const S* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static V load_n(const S* p, int64_t k) {
+    if (k == W) return load(p);
+    alignas(16) uint16_t buf[8] = {0xfc00, 0xfc00, 0xfc00, 0xfc00, 0xfc00, 0xfc00, 0xfc00, 0xfc00};
+    std::memcpy(buf, p, size_t(k) * sizeof(S));
+    return load(buf);
+  }
+  static __m128i to_half(V v) { return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT); }
+  static void store(S* p, V v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), to_half(v)); }
+  static void store_n(S* p, int64_t k, V v) {
+    if (k == W) return store(p, v);
+    alignas(16) uint16_t buf[8];
+    _mm_store_si128(reinterpret_cast<__m128i*>(buf), to_half(v));
+    std::memcpy(p, buf, size_t(k) * sizeof(S));
+  }
+  static bool s_is_nan(S h) { return (h & 0x7fffu) > 0x7c00u; }
+};
+
+// Compensated (Neumaier) sums per double lane: the exps are >= 0, so the larger
+// of the two addends is their max and Fast2Sum's error term is exact.
+struct AccD {
+  __m256d s, c;
+};
+
+struct F64 {
+  using S = double;
+  using C = double;
+  using V = __m256d;
+  using Acc = AccD;
+  static constexpr int64_t W = 4;
+  static constexpr bool kStoreExp = true;
+  static constexpr int kPanelV = 2;
+  static V load(const S* p) { return _mm256_loadu_pd(p); }
+  static V load_n(const S* p, int64_t k) {
+    if (k == W) return load(p);
+    const __m256i m = mask64(k);
+    return _mm256_blendv_pd(_mm256_set1_pd(-HUGE_VAL), _mm256_maskload_pd(p, m),
+                            _mm256_castsi256_pd(m));
+  }
+  static void store(S* p, V v) { _mm256_storeu_pd(p, v); }
+  static void store_n(S* p, int64_t k, V v) {
+    if (k == W)
+      store(p, v);
+    else
+      _mm256_maskstore_pd(p, mask64(k), v);
+  }
+  static V loadc(const C* p) { return _mm256_loadu_pd(p); }
+  static void storec(C* p, V v) { _mm256_storeu_pd(p, v); }
+  static V set1(C v) { return _mm256_set1_pd(v); }
+  static V max(V a, V b) { return _mm256_max_pd(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_pd(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
+  static V exp(V v) { return exp_pd(v); }
+  static C hmax(V v) {
+    const __m128d m = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_max_sd(m, _mm_unpackhi_pd(m, m)));
+  }
+  static Acc acc_zero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
+  // s + e = t + err exactly, err = (max(s, e) - t) + min(s, e)   (s, e >= 0)
+  static void acc_add(Acc& a, V e) {
+    const V t = _mm256_add_pd(a.s, e);
+    const V err = _mm256_add_pd(_mm256_sub_pd(_mm256_max_pd(a.s, e), t), _mm256_min_pd(a.s, e));
+    a.c = _mm256_add_pd(a.c, err);
+    a.s = t;
+  }
+  static void acc_add4(Acc* a, V e0, V e1, V e2, V e3) {
+    acc_add(a[0], e0);
+    acc_add(a[1], e1);
+    acc_add(a[2], e2);
+    acc_add(a[3], e3);
+  }
+  static void acc_merge(Acc& a, const Acc& b) {
+    const V t = _mm256_add_pd(a.s, b.s);
+    const V err =
+        _mm256_add_pd(_mm256_sub_pd(_mm256_max_pd(a.s, b.s), t), _mm256_min_pd(a.s, b.s));
+    a.c = _mm256_add_pd(_mm256_add_pd(a.c, b.c), err);
+    a.s = t;
+  }
+  // sum = hi + lo as a compensated sum of the lanes; rest = (hi - 1) + lo, where
+  // hi - 1 is exact (hi >= 1), so the max's term is set apart without loss.
+  static SumExp acc_total(const Acc& a) {
+    alignas(32) double s[4], c[4];
+    _mm256_store_pd(s, a.s);
+    _mm256_store_pd(c, a.c);
+    CompensatedSum sum;
+    for (int j = 0; j < 4; ++j) sum.add(s[j]);
+    if (std::isinf(sum.sum)) return {sum.sum, sum.sum};  // see acc_lanes
+    sum.add((c[0] + c[1]) + (c[2] + c[3]));
+    return {sum.value(), (sum.sum - 1.0) + sum.comp};
+  }
+  // Per lane rest = (s - 1) + c; a lane that met +inf has s = +inf, c = NaN: +inf.
+  static void acc_lanes(const Acc& a, double* out) {
+    const __m256d inf = _mm256_cmp_pd(a.s, _mm256_set1_pd(HUGE_VAL), _CMP_EQ_OQ);
+    const __m256d rest = _mm256_add_pd(_mm256_sub_pd(a.s, _mm256_set1_pd(1.0)), a.c);
+    _mm256_storeu_pd(out, _mm256_blendv_pd(rest, a.s, inf));
+  }
+  static bool s_is_nan(S v) { return v != v; }
+};
+
+#include "kernels/softmax_impl.h"
+
+}  // namespace
+
+// Inside the region, so every template above is instantiated for AVX2.
+void fill(KernelTable& t) {
+  t.isa = Isa::avx2;
+  fill_set<F32>(t.f32);
+  fill_set<F64>(t.f64);
+  fill_set<F16>(t.f16);
+}
+
+void exp_hooks(ExpHooks& h) {
+  h.exp_f32 = exp_array<F32>;
+  h.exp_f64 = exp_array<F64>;
+}
+
+}  // namespace avx2
+}  // namespace fastsoftmax
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif  // x86-64
+
+namespace fastsoftmax {
+#ifdef FASTSOFTMAX_AVX2_COMPILED
+bool fill_avx2(KernelTable& t) {
+  avx2::fill(t);
+  return true;
+}
+bool exp_hooks_avx2(ExpHooks& h) {
+  avx2::exp_hooks(h);
+  return true;
+}
+#else
 bool fill_avx2(KernelTable&) { return false; }
 bool exp_hooks_avx2(ExpHooks&) { return false; }
+#endif
 }  // namespace fastsoftmax

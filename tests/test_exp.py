@@ -1,0 +1,162 @@
+"""The vector exp at the heart of every SIMD ISA, against a correctly rounded reference.
+
+The contract (written above exp_ps / exp_pd in csrc/kernels/<isa>.cpp):
+
+* float32: within 1 ULP of the correctly rounded exp(x) for every x >= -87.33654
+  (the smallest float whose exp is a normal number); checked here for *every* float in
+  [-104, 0] and for a sample of (0, 88.72].
+* float64: within 1 ULP for x >= -708.3964185322641, on tens of millions of random
+  samples against ``expl``.
+* Underflow is a documented flush: where the exact result is below the smallest normal
+  the result is +0 (no subnormal is ever produced or consumed). Overflow gives +inf.
+* exp(nan) = nan, exp(-inf) = +0, exp(+inf) = +inf, and a lane's result does not depend
+  on its position (tails run the same vector code).
+
+The sweeps run in C++ (``fastsoftmax._core._testing``), with OpenMP.
+"""
+
+import numpy as np
+import pytest
+
+import fastsoftmax
+from fastsoftmax._core import _testing as T
+
+VECTOR_ISAS = [i for i in fastsoftmax.available_isas() if i != "scalar"]
+
+# smallest float / double whose exp is >= the smallest normal number
+F32_MIN_ARG = float.fromhex("-0x1.5d589ep+6")  # -87.33654
+F64_MIN_ARG = float.fromhex("-0x1.6232bdd7abcd2p+9")  # -708.3964185322641
+# largest float / double whose exp is finite
+F32_MAX_ARG = float.fromhex("0x1.62e42ep+6")  # 88.72283
+F64_MAX_ARG = float.fromhex("0x1.62e42fefa39efp+9")  # 709.782712893384
+
+pytestmark = pytest.mark.skipif(not VECTOR_ISAS, reason="no SIMD ISA on this CPU/build")
+
+
+def f32_bits(v):
+    return int(np.array(v, np.float32).view(np.uint32))
+
+
+def _show(r):
+    return (f"max {r['max_ulp']} ULP at x={r['worst_input']!r}, {r['max_err']:.3f} ULP vs exact "
+            f"at x={r['max_err_input']!r}, {r['flushed']} flushed, {r['bad']} bad "
+            f"(first {r['first_bad_input']!r})")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isa", VECTOR_ISAS)
+def test_exp_f32_every_float_in_minus104_0(isa):
+    lo, hi = f32_bits(-0.0), f32_bits(-104.0)  # negative floats: bits grow with |x|
+    r = T.exp_f32_check(isa, lo, hi)
+    assert r["checked"] == hi - lo + 1
+    assert r["bad"] == 0, _show(r)
+    assert r["max_ulp"] <= 1, _show(r)
+    assert r["max_err"] < 1.0, _show(r)
+    # exactly the floats below F32_MIN_ARG are flushed to +0
+    assert r["flushed"] == f32_bits(-104.0) - f32_bits(F32_MIN_ARG), _show(r)
+
+
+@pytest.mark.parametrize("isa", VECTOR_ISAS)
+def test_exp_f32_against_libm_sample(isa):
+    # an independent reference (std::exp in double, rounded) on every 61st float, so the
+    # exhaustive sweep's fast reference (the ISA's float64 exp) is itself cross-checked
+    r = T.exp_f32_check(isa, f32_bits(-0.0), f32_bits(-104.0), stride=61, reference="libm")
+    assert r["bad"] == 0 and r["max_ulp"] <= 1, _show(r)
+
+
+@pytest.mark.parametrize("isa", VECTOR_ISAS)
+def test_exp_f32_positive_side(isa):
+    r = T.exp_f32_check(isa, f32_bits(0.0), f32_bits(F32_MAX_ARG), stride=13)
+    assert r["bad"] == 0 and r["max_ulp"] <= 1, _show(r)
+    assert r["flushed"] == 0
+    # every float in the last stretch before overflow
+    r = T.exp_f32_check(isa, f32_bits(88.0), f32_bits(F32_MAX_ARG), reference="libm")
+    assert r["bad"] == 0 and r["max_ulp"] <= 1, _show(r)
+
+
+@pytest.mark.parametrize("isa", VECTOR_ISAS)
+@pytest.mark.parametrize("lo,hi,count", [(-745.0, 0.0, 20_000_000), (-1.0, 0.0, 4_000_000),
+                                         (-1e-6, 0.0, 1_000_000), (-720.0, -700.0, 2_000_000),
+                                         (0.0, F64_MAX_ARG, 2_000_000)], ids=str)
+def test_exp_f64_random(isa, lo, hi, count):
+    r = T.exp_f64_check(isa, lo, hi, count, seed=count)
+    assert r["checked"] == count
+    assert r["bad"] == 0, _show(r)
+    assert r["max_ulp"] <= 1, _show(r)
+    assert r["max_err"] < 1.0, _show(r)
+
+
+@pytest.mark.parametrize("isa", VECTOR_ISAS)
+def test_exp_f32_specials(isa):
+    nan = np.float32(np.nan)
+    x = np.array([nan, -nan, -np.inf, np.inf, 0.0, -0.0, -1e30, 1e30, -1e-45, 1e-45,
+                  np.nextafter(np.float32(F32_MAX_ARG), np.float32(np.inf)), 89.0, -88.0,
+                  np.nextafter(np.float32(F32_MIN_ARG), np.float32(-np.inf)), -104.0, -1000.0],
+                 np.float32)
+    y = T.exp_f32(isa, x)
+    assert np.isnan(y[0]) and np.isnan(y[1])
+    assert y[2] == 0 and not np.signbit(y[2])
+    assert y[3] == np.inf
+    assert y[4] == 1 and y[5] == 1
+    assert y[6] == 0 and y[7] == np.inf
+    assert y[8] == 1 and y[9] == 1
+    assert y[10] == np.inf and y[11] == np.inf
+    # below F32_MIN_ARG: flushed to +0 (documented), never a subnormal
+    assert np.all(y[12:] == 0) and not np.any(np.signbit(y[12:]))
+
+
+@pytest.mark.parametrize("isa", VECTOR_ISAS)
+def test_exp_f32_near_underflow_is_normal_and_accurate(isa):
+    # oneDNN returns 0 here although the true result is a normal float
+    x = np.linspace(-87.34, -87.0, 20001, dtype=np.float32)
+    y = T.exp_f32(isa, x)
+    ref = np.exp(x.astype(np.float64)).astype(np.float32)
+    tiny = np.finfo(np.float32).tiny
+    normal = x >= np.float32(F32_MIN_ARG)
+    assert np.all(y[normal] >= tiny)
+    d = np.abs(y[normal].view(np.int32).astype(np.int64) - ref[normal].view(np.int32))
+    assert d.max() <= 1
+    assert np.all(y[~normal] == 0)
+    assert np.all(x[~normal] < np.float32(F32_MIN_ARG))
+
+
+@pytest.mark.parametrize("isa", VECTOR_ISAS)
+def test_exp_f64_specials(isa):
+    x = np.array([np.nan, -np.inf, np.inf, 0.0, -0.0, -1e300, 1e300, -5e-324,
+                  np.nextafter(F64_MAX_ARG, np.inf), F64_MAX_ARG,
+                  np.nextafter(F64_MIN_ARG, -np.inf), F64_MIN_ARG, -745.2])
+    y = T.exp_f64(isa, x)
+    assert np.isnan(y[0])
+    assert y[1] == 0 and not np.signbit(y[1])
+    assert y[2] == np.inf
+    assert y[3] == 1 and y[4] == 1
+    assert y[5] == 0 and y[6] == np.inf and y[7] == 1
+    assert y[8] == np.inf and np.isfinite(y[9]) and y[9] > 1.79e308
+    assert y[10] == 0  # flushed: the exact result is subnormal
+    assert y[11] >= np.finfo(np.float64).tiny
+    assert y[12] == 0
+
+
+@pytest.mark.parametrize("isa", VECTOR_ISAS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_lane_result_independent_of_position(isa, dtype):
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(70) * 30).astype(dtype)
+    x[::7] = -np.inf
+    x[3] = np.nan
+    f = T.exp_f32 if dtype == np.float32 else T.exp_f64
+    full = f(isa, x)
+    for k in range(1, 20):
+        part = f(isa, x[k:])
+        assert np.array_equal(part.view(np.uint8), full[k:].view(np.uint8)), k
+        part = f(isa, x[: len(x) - k])
+        assert np.array_equal(part.view(np.uint8), full[: len(x) - k].view(np.uint8)), k
+
+
+def test_hooks_reject_unknown_or_missing_isa():
+    with pytest.raises(ValueError):
+        T.exp_f32("sse9", np.zeros(3, np.float32))
+    missing = [i for i in ("avx2", "avx512", "neon") if i not in fastsoftmax.available_isas()]
+    for name in missing:
+        with pytest.raises(ValueError):
+            T.exp_f64(name, np.zeros(3))
