@@ -385,6 +385,12 @@ void gather_block(const Problem& p, const RowWalk& walk, const int64_t base[kNum
   const bool scale = p.temperature != 1.0;
   const C T = C(p.temperature);
   const char* mb = p.mask.data ? p.mask.data + base[M] : nullptr;
+  if (walk.dims.size() == 1 && !scale && !mb) {  // the common case: one strided axis
+    const int64_t st = walk.dims[0].st[X];
+    const char* src = xb + e0 * st;
+    for (int64_t i = 0; i < cnt; ++i) buf[i] = C(load(reinterpret_cast<const S*>(src + i * st)));
+    return;
+  }
   walk.for_range(e0, cnt, [&](int64_t i, const int64_t* off) {
     C v = C(load(reinterpret_cast<const S*>(xb + off[X])));
     if (scale) v = v / T;
@@ -397,6 +403,12 @@ template <class S, class C>
 void scatter_block(const Problem& p, const RowWalk& walk, const int64_t base[kNumOpnds],
                    int64_t e0, int64_t cnt, const C* buf) {
   char* yb = p.y.data + base[Y];
+  if (walk.dims.size() == 1) {
+    const int64_t st = walk.dims[0].st[Y];
+    char* dst = yb + e0 * st;
+    for (int64_t i = 0; i < cnt; ++i) store(reinterpret_cast<S*>(dst + i * st), double(buf[i]));
+    return;
+  }
   walk.for_range(e0, cnt, [&](int64_t i, const int64_t* off) {
     store(reinterpret_cast<S*>(yb + off[Y]), double(buf[i]));
   });
