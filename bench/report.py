@@ -126,6 +126,11 @@ def _fmt_ulp(u) -> str:
     return f"{u:.2f}" if abs(u) < 10 else f"{u:,.0f}"
 
 
+def _busy(r: dict) -> float:
+    load = r.get("load") or {}
+    return load.get("other_cpu", 0.0) + load.get("steal", 0.0)
+
+
 def table_text(results: list, func: str, threads: int) -> str:
     rows = [r for r in results if r["func"] == func and r["threads"] == threads]
     if not rows:
@@ -138,8 +143,7 @@ def table_text(results: list, func: str, threads: int) -> str:
     ]
     for r in rows:
         first = True
-        load = r.get("load") or {}
-        busy = load.get("other_cpu", 0.0) + load.get("steal", 0.0)
+        busy = _busy(r)
         flag = f" ⚠ busy {100 * busy:.0f}%" if busy > BUSY else ""
         for name, c in r["contenders"].items():
             case = f"{r['case']}{flag}" if first else ""
@@ -290,6 +294,14 @@ def plot(path: str, info: dict, results: list) -> None:
                     lw=2.2 if n.startswith("fsm-") else 1.2,
                     ls="--" if n == COPY else "-",
                 )
+                busy = [
+                    (r["size"], r["contenders"][n]["median_ns"] / r["size"])
+                    for r in rs
+                    if n in r["contenders"] and _busy(r) > BUSY
+                ]
+                if busy:  # hollow markers: a neighbour took > BUSY of the CPUs
+                    bx, by = zip(*busy)
+                    ax.plot(bx, by, ls="", marker=m, ms=7, mfc="white", mec=c, zorder=3)
             ax.set_xscale("log")
             ax.set_yscale("log")
             for k, r in enumerate(rs):  # name the cases along the bottom
@@ -321,7 +333,12 @@ def plot(path: str, info: dict, results: list) -> None:
         f"fastsoftmax {info.get('fastsoftmax')} ({info.get('isa_active')}) vs peers — "
         f"{info.get('cpu')}, {info.get('cores')} cores, "
         + ("out of cache" if ws else "in cache")
-        + f" — {info.get('date', '')[:10]}",
+        + f" — {info.get('date', '')[:10]}"
+        + (
+            " — hollow markers: a busy neighbour (see report)"
+            if any(_busy(r) > BUSY for r in results)
+            else ""
+        ),
         fontsize=10,
     )
     fig.tight_layout()
