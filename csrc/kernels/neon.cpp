@@ -1,8 +1,279 @@
-// The neon ISA. Placeholder until its kernels land: reports "not compiled".
+// The neon ISA: AArch64 Advanced SIMD (baseline armv8-a: no target region needed),
+// 4 float / 2 double lanes. On any other architecture this file only reports "not
+// compiled".
+//
+// The kernel bodies are the ISA-generic templates of softmax_impl.h, instantiated
+// with the Ops classes below. NEON has no masked loads: tails go through a small
+// stack buffer padded with -inf and run the same vector code, so a lane's bits never
+// depend on its position. Tested under qemu-aarch64 by tests/test_neon_qemu.py.
 #include "fastsoftmax/kernels.h"
 #include "kernels/exp_hooks.h"
 
+#if defined(__aarch64__)
+#define FASTSOFTMAX_NEON_COMPILED 1
+#include <arm_neon.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "fastsoftmax/common.h"
+#include "kernels/simd_common.h"
+
 namespace fastsoftmax {
+namespace neon {
+namespace {
+
+using simd::SumExp;
+
+// exp(x) on 4 float32 lanes.
+//   Accuracy: for x >= -87.33654 (= -0x1.5d589ep+6, the smallest float with
+//   exp(x) >= 2^-126, the smallest normal) within 1 ULP of the correctly rounded
+//   exp(x) (tests/neon/neon_test.cpp sweeps [-104, 0] under qemu: max 1 ULP).
+//   Underflow: x < -87.33654 gives +0 (results that would be subnormal are flushed;
+//   such x are clamped before any arithmetic and 2^n is an integer add to the
+//   exponent field, so no subnormal is produced or consumed). Overflow: x > 88.72283
+//   gives +inf. Specials: exp(NaN) = NaN, exp(-inf) = +0, exp(+inf) = +inf.
+//   Method: as the avx2 exp_ps (n = rint(x·log2 e) by the 1.5·2^23 bias, two-part
+//   ln2 Cody–Waite reduction, degree-6 polynomial with FMA, bits(p) + (n << 23)).
+inline float32x4_t exp_ps(float32x4_t x) {
+  const float32x4_t lo = vdupq_n_f32(-0x1.5d589ep+6f);
+  const float32x4_t hi = vdupq_n_f32(0x1.62e42ep+6f);
+  const float32x4_t magic = vdupq_n_f32(0x1.8p23f);
+  const float32x4_t xc = vminq_f32(hi, vmaxq_f32(lo, x));  // FMAX/FMIN keep NaN
+  const float32x4_t t = vfmaq_f32(magic, xc, vdupq_n_f32(0x1.715476p+0f));
+  const float32x4_t n = vsubq_f32(t, magic);
+  float32x4_t r = vfmsq_f32(xc, n, vdupq_n_f32(0x1.62e430p-1f));
+  r = vfmsq_f32(r, n, vdupq_n_f32(-0x1.05c610p-29f));
+  float32x4_t p = vdupq_n_f32(0x1.6d10fcp-10f);
+  p = vfmaq_f32(vdupq_n_f32(0x1.120b62p-7f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(0x1.55551ap-5f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(0x1.5554dep-3f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(0x1p-1f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+  float32x4_t res = vreinterpretq_f32_s32(
+      vaddq_s32(vreinterpretq_s32_f32(p), vshlq_n_s32(vreinterpretq_s32_f32(t), 23)));
+  // x > hi or NaN: x + inf is +inf or NaN (the exponent add garbles NaN bits).
+  res = vbslq_f32(vcleq_f32(x, hi), res, vaddq_f32(x, vdupq_n_f32(HUGE_VALF)));
+  // x < lo: +0 (false for NaN, which stays NaN)
+  return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(res), vcltq_f32(x, lo)));
+}
+
+// exp(x) on 2 float64 lanes: x >= -708.3964185322641 within 1 ULP; below: +0;
+// above 709.782712893384: +inf; NaN -> NaN. Degree-11 polynomial, as avx2 exp_pd.
+inline float64x2_t exp_pd(float64x2_t x) {
+  const float64x2_t lo = vdupq_n_f64(-0x1.6232bdd7abcd2p+9);
+  const float64x2_t hi = vdupq_n_f64(0x1.62e42fefa39efp+9);
+  const float64x2_t magic = vdupq_n_f64(0x1.8p52);
+  const float64x2_t xc = vminq_f64(hi, vmaxq_f64(lo, x));
+  const float64x2_t t = vfmaq_f64(magic, xc, vdupq_n_f64(0x1.71547652b82fep+0));
+  const float64x2_t n = vsubq_f64(t, magic);
+  float64x2_t r = vfmsq_f64(xc, n, vdupq_n_f64(0x1.62e42fefa39efp-1));
+  r = vfmsq_f64(r, n, vdupq_n_f64(0x1.abc9e3b39803fp-56));
+  float64x2_t p = vdupq_n_f64(0x1.af389ecfc4b9cp-26);
+  p = vfmaq_f64(vdupq_n_f64(0x1.28917c89a43a7p-22), p, r);
+  p = vfmaq_f64(vdupq_n_f64(0x1.71de0db2f6b19p-19), p, r);
+  p = vfmaq_f64(vdupq_n_f64(0x1.a019b9149a41cp-16), p, r);
+  p = vfmaq_f64(vdupq_n_f64(0x1.a01a01a7c2efep-13), p, r);
+  p = vfmaq_f64(vdupq_n_f64(0x1.6c16c17889ef1p-10), p, r);
+  p = vfmaq_f64(vdupq_n_f64(0x1.11111111109b5p-7), p, r);
+  p = vfmaq_f64(vdupq_n_f64(0x1.5555555553d68p-5), p, r);
+  p = vfmaq_f64(vdupq_n_f64(0x1.5555555555556p-3), p, r);
+  p = vfmaq_f64(vdupq_n_f64(0x1.0000000000001p-1), p, r);
+  p = vfmaq_f64(vdupq_n_f64(1.0), p, r);
+  p = vfmaq_f64(vdupq_n_f64(1.0), p, r);
+  float64x2_t res = vreinterpretq_f64_s64(
+      vaddq_s64(vreinterpretq_s64_f64(p), vshlq_n_s64(vreinterpretq_s64_f64(t), 52)));
+  res = vbslq_f64(vcleq_f64(x, hi), res, vaddq_f64(x, vdupq_n_f64(HUGE_VAL)));
+  return vreinterpretq_f64_u64(vbicq_u64(vreinterpretq_u64_f64(res), vcltq_f64(x, lo)));
+}
+
+// Sums of float exps in double lanes: 4 floats -> two vectors of 2 doubles.
+struct AccF {
+  float64x2_t lo, hi;
+};
+inline void accf_add(AccF& a, float32x4_t e) {
+  a.lo = vaddq_f64(a.lo, vcvt_f64_f32(vget_low_f32(e)));
+  a.hi = vaddq_f64(a.hi, vcvt_high_f64_f32(e));
+}
+
+struct F32 {
+  using S = float;
+  using C = float;
+  using V = float32x4_t;
+  using Acc = AccF;
+  static constexpr int64_t W = 4;
+  static constexpr bool kStoreExp = true;
+  static constexpr int kPanelV = 4;
+  static V load(const S* p) { return vld1q_f32(p); }
+  static V load_n(const S* p, int64_t k) {
+    if (k == W) return load(p);
+    float buf[4] = {-HUGE_VALF, -HUGE_VALF, -HUGE_VALF, -HUGE_VALF};
+    std::memcpy(buf, p, size_t(k) * sizeof(S));
+    return vld1q_f32(buf);
+  }
+  static void store(S* p, V v) { vst1q_f32(p, v); }
+  static void store_n(S* p, int64_t k, V v) {
+    if (k == W) return store(p, v);
+    float buf[4];
+    vst1q_f32(buf, v);
+    std::memcpy(p, buf, size_t(k) * sizeof(S));
+  }
+  static V loadc(const C* p) { return vld1q_f32(p); }
+  static void storec(C* p, V v) { vst1q_f32(p, v); }
+  static V set1(C v) { return vdupq_n_f32(v); }
+  static V max(V a, V b) { return vmaxq_f32(a, b); }
+  static V sub(V a, V b) { return vsubq_f32(a, b); }
+  static V mul(V a, V b) { return vmulq_f32(a, b); }
+  static V exp(V v) { return exp_ps(v); }
+  static C hmax(V v) { return vmaxvq_f32(v); }
+  static Acc acc_zero() { return {vdupq_n_f64(0.0), vdupq_n_f64(0.0)}; }
+  static void acc_add(Acc& a, V e) { accf_add(a, e); }
+  // ((e0 + e1) + (e2 + e3)) in float (two roundings of relative 2^-24 at most on
+  // positive terms), then into the double lanes.
+  static void acc_add4(Acc* a, V e0, V e1, V e2, V e3) {
+    accf_add(a[0], vaddq_f32(vaddq_f32(e0, e1), vaddq_f32(e2, e3)));
+  }
+  static void acc_merge(Acc& a, const Acc& b) {
+    a.lo = vaddq_f64(a.lo, b.lo);
+    a.hi = vaddq_f64(a.hi, b.hi);
+  }
+  static SumExp acc_total(const Acc& a) {
+    const double s = vaddvq_f64(vaddq_f64(a.lo, a.hi));
+    return {s, s - 1.0};  // exact: s >= 1 (the max's own term) whenever it matters
+  }
+  static void acc_lanes(const Acc& a, double* out) {
+    const float64x2_t one = vdupq_n_f64(1.0);
+    vst1q_f64(out, vsubq_f64(a.lo, one));
+    vst1q_f64(out + 2, vsubq_f64(a.hi, one));
+  }
+  static bool s_is_nan(S v) { return v != v; }
+};
+
+// float16 storage, float32 compute: FCVTL/FCVTN fused into loads and stores (round
+// to nearest even, the FPCR default); tails through a buffer padded with -inf (0xfc00).
+struct F16 : F32 {
+  using S = uint16_t;
+  static constexpr bool kStoreExp = false;
+  static V load(const S* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+  static V load_n(const S* p, int64_t k) {
+    if (k == W) return load(p);
+    uint16_t buf[4] = {0xfc00, 0xfc00, 0xfc00, 0xfc00};
+    std::memcpy(buf, p, size_t(k) * sizeof(S));
+    return load(buf);
+  }
+  static void store(S* p, V v) { vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v))); }
+  static void store_n(S* p, int64_t k, V v) {
+    if (k == W) return store(p, v);
+    uint16_t buf[4];
+    store(buf, v);
+    std::memcpy(p, buf, size_t(k) * sizeof(S));
+  }
+  static bool s_is_nan(S h) { return (h & 0x7fffu) > 0x7c00u; }
+};
+
+// Compensated (Neumaier) sums per double lane (the exps are >= 0, so Fast2Sum with
+// max/min ordering is exact).
+struct AccD {
+  float64x2_t s, c;
+};
+
+struct F64 {
+  using S = double;
+  using C = double;
+  using V = float64x2_t;
+  using Acc = AccD;
+  static constexpr int64_t W = 2;
+  static constexpr bool kStoreExp = true;
+  static constexpr int kPanelV = 4;
+  static V load(const S* p) { return vld1q_f64(p); }
+  static V load_n(const S* p, int64_t k) {
+    if (k == W) return load(p);
+    return vsetq_lane_f64(p[0], vdupq_n_f64(-HUGE_VAL), 0);  // k == 1
+  }
+  static void store(S* p, V v) { vst1q_f64(p, v); }
+  static void store_n(S* p, int64_t k, V v) {
+    if (k == W) return store(p, v);
+    p[0] = vgetq_lane_f64(v, 0);
+  }
+  static V loadc(const C* p) { return vld1q_f64(p); }
+  static void storec(C* p, V v) { vst1q_f64(p, v); }
+  static V set1(C v) { return vdupq_n_f64(v); }
+  static V max(V a, V b) { return vmaxq_f64(a, b); }
+  static V sub(V a, V b) { return vsubq_f64(a, b); }
+  static V mul(V a, V b) { return vmulq_f64(a, b); }
+  static V exp(V v) { return exp_pd(v); }
+  static C hmax(V v) { return vmaxvq_f64(v); }
+  static Acc acc_zero() { return {vdupq_n_f64(0.0), vdupq_n_f64(0.0)}; }
+  static void acc_add(Acc& a, V e) {
+    const V t = vaddq_f64(a.s, e);
+    const V err = vaddq_f64(vsubq_f64(vmaxq_f64(a.s, e), t), vminq_f64(a.s, e));
+    a.c = vaddq_f64(a.c, err);
+    a.s = t;
+  }
+  static void acc_add4(Acc* a, V e0, V e1, V e2, V e3) {
+    acc_add(a[0], e0);
+    acc_add(a[1], e1);
+    acc_add(a[2], e2);
+    acc_add(a[3], e3);
+  }
+  static void acc_merge(Acc& a, const Acc& b) {
+    const V t = vaddq_f64(a.s, b.s);
+    const V err = vaddq_f64(vsubq_f64(vmaxq_f64(a.s, b.s), t), vminq_f64(a.s, b.s));
+    a.c = vaddq_f64(vaddq_f64(a.c, b.c), err);
+    a.s = t;
+  }
+  // sum = hi + lo (compensated over the lanes); rest = (hi - 1) + lo, hi - 1 exact.
+  static SumExp acc_total(const Acc& a) {
+    CompensatedSum sum;
+    sum.add(vgetq_lane_f64(a.s, 0));
+    sum.add(vgetq_lane_f64(a.s, 1));
+    if (std::isinf(sum.sum)) return {sum.sum, sum.sum};  // see acc_lanes
+    sum.add(vgetq_lane_f64(a.c, 0) + vgetq_lane_f64(a.c, 1));
+    return {sum.value(), (sum.sum - 1.0) + sum.comp};
+  }
+  // Per lane rest = (s - 1) + c; a lane that met +inf has s = +inf, c = NaN: +inf.
+  static void acc_lanes(const Acc& a, double* out) {
+    const uint64x2_t inf = vceqq_f64(a.s, vdupq_n_f64(HUGE_VAL));
+    const float64x2_t rest = vaddq_f64(vsubq_f64(a.s, vdupq_n_f64(1.0)), a.c);
+    vst1q_f64(out, vbslq_f64(inf, a.s, rest));
+  }
+  static bool s_is_nan(S v) { return v != v; }
+};
+
+#include "kernels/softmax_impl.h"
+
+}  // namespace
+
+void fill(KernelTable& t) {
+  t.isa = Isa::neon;
+  fill_set<F32>(t.f32);
+  fill_set<F64>(t.f64);
+  fill_set<F16>(t.f16);
+}
+
+void exp_hooks(ExpHooks& h) {
+  h.exp_f32 = exp_array<F32>;
+  h.exp_f64 = exp_array<F64>;
+}
+
+}  // namespace neon
+}  // namespace fastsoftmax
+#endif  // __aarch64__
+
+namespace fastsoftmax {
+#ifdef FASTSOFTMAX_NEON_COMPILED
+bool fill_neon(KernelTable& t) {
+  neon::fill(t);
+  return true;
+}
+bool exp_hooks_neon(ExpHooks& h) {
+  neon::exp_hooks(h);
+  return true;
+}
+#else
 bool fill_neon(KernelTable&) { return false; }
 bool exp_hooks_neon(ExpHooks&) { return false; }
+#endif
 }  // namespace fastsoftmax

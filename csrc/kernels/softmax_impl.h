@@ -242,9 +242,9 @@ template <class T>
 Partial reduce(const typename T::S* x, int64_t n) {
   using C = typename T::C;
   const C m = row_max<T>(x, n);
-  if (!(m - m == C(0))) return {double(special_max<T>(x, n, m)), 0.0};
+  if (!(m - m == C(0))) return {double(special_max<T>(x, n, m)), 0.0, 0.0};
   const SumExp s = row_sum_exp<T, false>(x, nullptr, n, m);
-  if (s.sum != s.sum) return {std::numeric_limits<double>::quiet_NaN(), 0.0};
+  if (s.sum != s.sum) return {std::numeric_limits<double>::quiet_NaN(), 0.0, 0.0};
   return {double(m), s.sum, s.rest};
 }
 
