@@ -49,19 +49,31 @@
 namespace py = pybind11;
 
 // ---- the inner loops, once per instruction set ---------------------------------
+#if defined(__x86_64__) && defined(__GNUC__)
+#define FASTSOFTMAX_XENT_X86 1
+#include <immintrin.h>
+#endif
+
 namespace fastsoftmax {
-namespace xent_scalar {
+namespace xent_scalar {  // the baseline build: SSE2 on x86-64, plain C++ elsewhere
+#ifdef FASTSOFTMAX_XENT_X86
+#define FASTSOFTMAX_XENT_VEC 128
+#else
+#define FASTSOFTMAX_XENT_VEC 0
+#endif
 #include "xent_loops.h"
+#undef FASTSOFTMAX_XENT_VEC
 }  // namespace xent_scalar
 }  // namespace fastsoftmax
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define FASTSOFTMAX_XENT_X86 1
+#ifdef FASTSOFTMAX_XENT_X86
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 namespace fastsoftmax {
 namespace xent_avx2 {
+#define FASTSOFTMAX_XENT_VEC 256
 #include "xent_loops.h"
+#undef FASTSOFTMAX_XENT_VEC
 }  // namespace xent_avx2
 }  // namespace fastsoftmax
 #pragma GCC pop_options
@@ -69,7 +81,9 @@ namespace xent_avx2 {
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
 namespace fastsoftmax {
 namespace xent_avx512 {
+#define FASTSOFTMAX_XENT_VEC 512
 #include "xent_loops.h"
+#undef FASTSOFTMAX_XENT_VEC
 }  // namespace xent_avx512
 }  // namespace fastsoftmax
 #pragma GCC pop_options
@@ -87,17 +101,18 @@ struct Loops {
   double (*sum_minus)(const C*, int64_t, double);
   double (*dot)(const C*, const C*, int64_t);
   void (*label_terms)(const C*, const C*, int64_t, double, double*, double*);
-  void (*sub_affine)(C*, const C*, int64_t, C, C);
-  void (*sub_const)(C*, int64_t, C);
-  void (*softmax_bwd)(const C*, const C*, C*, int64_t, C);
-  void (*log_softmax_bwd)(const C*, const C*, C*, int64_t, C);
+  void (*store_sub)(const C*, C*, int64_t, C, bool);
+  void (*store_sub_affine)(const C*, const C*, C*, int64_t, C, C, bool);
+  void (*softmax_bwd)(const C*, const C*, C*, int64_t, C, bool);
+  void (*log_softmax_bwd)(const C*, const C*, C*, int64_t, C, bool);
   bool (*all_nonpositive)(const C*, int64_t);
+  double (*sum_check)(const C*, const C*, int64_t, bool*);
 };
 
 #define FASTSOFTMAX_XENT_LOOPS(ns, C)                                                     \
   Loops<C> {                                                                             \
-    ns::sum_minus, ns::dot, ns::label_terms, ns::sub_affine, ns::sub_const,              \
-        ns::softmax_bwd, ns::log_softmax_bwd, ns::all_nonpositive                        \
+    ns::sum_minus, ns::dot, ns::label_terms, ns::store_sub, ns::store_sub_affine,        \
+        ns::softmax_bwd, ns::log_softmax_bwd, ns::all_nonpositive, ns::sum_check         \
   }
 
 // The loops matching the active kernel table's ISA (FASTSOFTMAX_ISA=scalar gives
@@ -119,6 +134,16 @@ const KernelSet<C, C>& set_for(const KernelTable& t) {
   else
     return t.f64;
 }
+
+// Outputs at least this large are written with non-temporal stores (when written in
+// place, x86): they cannot stay in a 16-32 MiB last-level cache anyway, and
+// skipping the read-for-ownership of every output line saves a third of the
+// traffic of a loss+gradient or backward pass.
+constexpr int64_t kStreamBytes = int64_t(16) << 20;
+
+// Rows are finished in chunks of this many elements: exp(...) goes into an L1
+// buffer first, then the output is written from it in one (streamed) pass.
+constexpr int64_t kChunk = 2048;
 
 // ---- threads (the same rules as driver.cpp) -------------------------------------
 constexpr int64_t kParallelMin = int64_t(1) << 15;
@@ -161,6 +186,9 @@ void parallel_chunks(int64_t count, int nt, F&& fn) {
 inline float load(const uint16_t* p) { return half_to_float(*p); }
 inline float load(const float* p) { return *p; }
 inline double load(const double* p) { return *p; }
+inline double load(const uint8_t* p) { return *p ? 1.0 : 0.0; }  // bool
+inline double load(const int32_t* p) { return double(*p); }
+inline double load(const int64_t* p) { return double(*p); }
 inline void store(uint16_t* p, double v) { *p = float_to_half(float(v)); }
 inline void store(float* p, double v) { *p = float(v); }
 inline void store(double* p, double v) { *p = v; }
@@ -169,12 +197,23 @@ template <class Src, class C>
 void gather_as(const char* p, int64_t st, int64_t n, C* dst) {
   for (int64_t i = 0; i < n; ++i) dst[i] = C(load(reinterpret_cast<const Src*>(p + i * st)));
 }
+// Element types a row can be gathered from: the float dtypes, and the bool and
+// integer labels of the dense cross-entropy (read as they are, never cast to a
+// full-size float copy first).
+enum class Elem : int { f16, f32, f64, b8, i32, i64 };
+inline Elem elem_of(DType d) {
+  return d == DType::f16 ? Elem::f16 : d == DType::f32 ? Elem::f32 : Elem::f64;
+}
+
 template <class C>
-void gather(DType src, const char* p, int64_t st, int64_t n, C* dst) {
+void gather(Elem src, const char* p, int64_t st, int64_t n, C* dst) {
   switch (src) {
-    case DType::f16: return gather_as<uint16_t>(p, st, n, dst);
-    case DType::f32: return gather_as<float>(p, st, n, dst);
-    case DType::f64: return gather_as<double>(p, st, n, dst);
+    case Elem::f16: return gather_as<uint16_t>(p, st, n, dst);
+    case Elem::f32: return gather_as<float>(p, st, n, dst);
+    case Elem::f64: return gather_as<double>(p, st, n, dst);
+    case Elem::b8: return gather_as<uint8_t>(p, st, n, dst);
+    case Elem::i32: return gather_as<int32_t>(p, st, n, dst);
+    case Elem::i64: return gather_as<int64_t>(p, st, n, dst);
   }
 }
 template <class Dst, class C>
@@ -339,7 +378,7 @@ struct RowRef {
 // The block b of a row as a contiguous compute-type array: in place when the row is
 // contiguous in C, else gathered into buf.
 template <class C>
-const C* block_in(DType dt, RowRef r, int64_t b, int64_t len, C* buf, bool direct) {
+const C* block_in(Elem dt, RowRef r, int64_t b, int64_t len, C* buf, bool direct) {
   const char* p = r.p + b * kBlock * r.st;
   if (direct) return reinterpret_cast<const C*>(p);
   gather<C>(dt, p, r.st, len, buf);
@@ -394,6 +433,7 @@ void sparse_run(const SparseArgs& a, int64_t count, double* total) {
   const bool direct_g = same && a.gs == int64_t(sizeof(C));
   const double eps = a.eps, keep = 1.0 - eps;
   const double scale = a.red == kMean ? 1.0 / double(count) : 1.0;
+  const bool stream = a.outer->rows * n * int64_t(sizeof(S)) >= kStreamBytes;
   std::vector<double> row_loss(a.red == kNone ? 0 : size_t(a.outer->rows));
 
   auto row = [&](int64_t r, const int64_t* off, Scratch<C>* pool, int nt) {
@@ -413,7 +453,7 @@ void sparse_run(const SparseArgs& a, int64_t count, double* total) {
         Scratch<C>& s = pool[nt > 1 ? thread_id() : 0];
         for (int64_t b = b0; b < b1; ++b) {
           const int64_t len = block_len(n, b);
-          const C* xb = block_in<C>(a.dt, xr, b, len, s.x.get(len), direct_x);
+          const C* xb = block_in<C>(elem_of(a.dt), xr, b, len, s.x.get(len), direct_x);
           parts[b] = k.reduce(xb, len);
           if (eps != 0.0) {
             const double m = parts[b].max;
@@ -451,7 +491,6 @@ void sparse_run(const SparseArgs& a, int64_t count, double* total) {
         const C cb = C(scale * eps / double(n));  // scale * eps / C at every class
         const C ct = C(scale * keep);             // and scale * (1 - eps) at the label
         const C sm = special ? C(0) : C(scale / mg.sum);
-        const int64_t tb = t / kBlock;
         parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
           Scratch<C>& s = pool[nt > 1 ? thread_id() : 0];
           for (int64_t b = b0; b < b1; ++b) {
@@ -460,17 +499,23 @@ void sparse_run(const SparseArgs& a, int64_t count, double* total) {
             if (std::isnan(M) || M == kInf) {
               std::fill(gb, gb + len, std::numeric_limits<C>::quiet_NaN());
             } else {
-              if (special) {
-                std::fill(gb, gb + len, C(0));  // softmax of a row of -inf is 0
-              } else {
-                // nb == 1 and gathered: the buffer still holds the row
-                const C* xb = (!direct_x && nb == 1 && nt == 1)
-                                  ? s.x.get(len)
-                                  : block_in<C>(a.dt, xr, b, len, s.x.get(len), direct_x);
-                k.softmax_finish(xb, gb, len, C(M), sm);
+              // nb == 1 and gathered: the buffer still holds the row
+              const C* xb = special ? nullptr
+                            : (!direct_x && nb == 1 && nt == 1)
+                                ? s.x.get(len)
+                                : block_in<C>(elem_of(a.dt), xr, b, len, s.x.get(len), direct_x);
+              const bool st = stream && direct_g;
+              C e[kChunk];
+              for (int64_t c = 0; c < len; c += kChunk) {
+                const int64_t cl = std::min(kChunk, len - c);
+                if (special)
+                  std::fill(e, e + cl, C(0));  // softmax of a row of -inf is 0
+                else
+                  k.softmax_finish(xb + c, e, cl, C(M), sm);
+                const int64_t ti = t - b * kBlock - c;
+                if (ti >= 0 && ti < cl) e[ti] -= ct;
+                lp.store_sub(e, gb + c, cl, cb, st);
               }
-              if (eps != 0.0) lp.sub_const(gb, len, cb);
-              if (b == tb) gb[t - b * kBlock] -= ct;
             }
             if (!direct_g) scatter<S>(gb, len, gr.p + b * kBlock * gr.st, gr.st);
           }
@@ -489,7 +534,7 @@ void sparse_run(const SparseArgs& a, int64_t count, double* total) {
 // ---- dense cross-entropy -----------------------------------------------------------------
 struct DenseArgs {
   DType dt;        // logits (and grad)
-  DType ldt;       // labels
+  Elem ldt;        // labels
   int64_t n;
   const Outer* outer;  // ops: 0 logits, 1 labels, 2 loss (none), 3 grad
   char* x;
@@ -513,9 +558,10 @@ void dense_run(const DenseArgs& a, double* total) {
   const bool same = std::is_same<S, C>::value;
   const bool direct_x = same && a.xs == int64_t(sizeof(C));
   const bool direct_g = same && a.gs == int64_t(sizeof(C));
-  const bool direct_l = a.ldt == dtype_of<C>() && a.ls == int64_t(sizeof(C));
+  const bool direct_l = a.ldt == elem_of(dtype_of<C>()) && a.ls == int64_t(sizeof(C));
   const double eps = a.eps, keep = 1.0 - eps;
   const double scale = a.red == kMean ? 1.0 / double(a.outer->rows) : 1.0;
+  const bool stream = a.outer->rows * n * int64_t(sizeof(S)) >= kStreamBytes;
   std::vector<double> row_loss(a.red == kNone ? 0 : size_t(a.outer->rows));
 
   auto row = [&](int64_t r, const int64_t* off, Scratch<C>* pool, int nt) {
@@ -532,7 +578,7 @@ void dense_run(const DenseArgs& a, double* total) {
         Scratch<C>& s = pool[nt > 1 ? thread_id() : 0];
         for (int64_t b = b0; b < b1; ++b) {
           const int64_t len = block_len(n, b);
-          const C* xb = block_in<C>(a.dt, xr, b, len, s.x.get(len), direct_x);
+          const C* xb = block_in<C>(elem_of(a.dt), xr, b, len, s.x.get(len), direct_x);
           const C* lb = block_in<C>(a.ldt, lr, b, len, s.l.get(len), direct_l);
           parts[b] = k.reduce(xb, len);
           const double m = parts[b].max;
@@ -595,18 +641,24 @@ void dense_run(const DenseArgs& a, double* total) {
               const C* lb = (!direct_l && reuse)
                                 ? s.l.get(len)
                                 : block_in<C>(a.ldt, lr, b, len, s.l.get(len), direct_l);
-              if (M == -kInf) {
-                std::fill(gb, gb + len, C(0));
-              } else {
-                const C* xb = (!direct_x && reuse)
-                                  ? s.x.get(len)
-                                  : block_in<C>(a.dt, xr, b, len, s.x.get(len), direct_x);
-                k.softmax_finish(xb, gb, len, C(M), sm);
+              const bool special = M == -kInf;
+              const C* xb = special ? nullptr
+                            : (!direct_x && reuse)
+                                ? s.x.get(len)
+                                : block_in<C>(elem_of(a.dt), xr, b, len, s.x.get(len), direct_x);
+              const bool st = stream && direct_g;
+              C e[kChunk];
+              for (int64_t c = 0; c < len; c += kChunk) {
+                const int64_t cl = std::min(kChunk, len - c);
+                if (special)
+                  std::fill(e, e + cl, C(0));
+                else
+                  k.softmax_finish(xb + c, e, cl, C(M), sm);
+                if (keep != 0.0)
+                  lp.store_sub_affine(e, lb + c, gb + c, cl, ca, cb, st);
+                else
+                  lp.store_sub(e, gb + c, cl, cb, st);
               }
-              if (keep != 0.0)
-                lp.sub_affine(gb, lb, len, ca, cb);
-              else
-                lp.sub_const(gb, len, cb);
             }
             if (!direct_g) scatter<S>(gb, len, gr.p + b * kBlock * gr.st, gr.st);
           }
@@ -648,7 +700,7 @@ void backward_run(const BackwardArgs& a) {
   const bool direct_g = same && a.gs == int64_t(sizeof(C));
   const bool direct_y = same && a.ys == int64_t(sizeof(C));
   const bool direct_o = same && a.os == int64_t(sizeof(C));
-  constexpr int64_t kChunk = 2048;  // exp(y) of log_softmax_backward goes via L1
+  const bool stream = a.outer->rows * n * int64_t(sizeof(S)) >= kStreamBytes;
 
   auto row = [&](int64_t, const int64_t* off, Scratch<C>* pool, int nt) {
     const RowRef gr{const_cast<char*>(a.g) + off[0], a.gs};
@@ -657,15 +709,29 @@ void backward_run(const BackwardArgs& a) {
     Scratch<C>& s0 = pool[0];
     s0.size_blocks(nb);
     double* part = s0.e0.data();
+    double* ok = s0.e1.data();  // log: every y of the block is <= 0 (1) or not (0)
+    // y <= 0 (log-probabilities) is the domain of the table's exp; other y get std::exp.
+    auto exp_of = [&](const C* y, C* e, int64_t len, bool nonpos) {  // e = exp(y)
+      for (int64_t c = 0; c < len; c += kChunk) {
+        const int64_t cl = std::min(kChunk, len - c);
+        if (nonpos || lp.all_nonpositive(y + c, cl)) {
+          k.softmax_finish(y + c, e + c, cl, C(0), C(1));
+        } else {
+          for (int64_t i = 0; i < cl; ++i) e[c + i] = std::exp(y[c + i]);
+        }
+      }
+    };
     parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
       Scratch<C>& s = pool[nt > 1 ? thread_id() : 0];
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t len = block_len(n, b);
-        const C* gb = block_in<C>(a.dt, gr, b, len, s.g.get(len), direct_g);
+        const C* gb = block_in<C>(elem_of(a.dt), gr, b, len, s.g.get(len), direct_g);
+        const C* yb = block_in<C>(elem_of(a.dt), yr, b, len, s.x.get(len), direct_y);
         if (a.log) {
-          part[b] = lp.sum_minus(gb, len, 0.0);
+          bool nonpos;
+          part[b] = lp.sum_check(gb, yb, len, &nonpos);
+          ok[b] = nonpos ? 1.0 : 0.0;
         } else {
-          const C* yb = block_in<C>(a.dt, yr, b, len, s.x.get(len), direct_y);
           part[b] = lp.dot(gb, yb, len);
         }
       }
@@ -687,27 +753,24 @@ void backward_run(const BackwardArgs& a) {
       Scratch<C>& s = pool[nt > 1 ? thread_id() : 0];
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t len = block_len(n, b);
-        const bool reuse = nb == 1 && nt == 1;
+        const bool reuse = nb == 1 && nt == 1;  // gathered buffers still hold the row
         const C* gb = (!direct_g && reuse) ? s.g.get(len)
-                                           : block_in<C>(a.dt, gr, b, len, s.g.get(len), direct_g);
-        const C* yb = (!direct_y && reuse && !a.log)
+                                           : block_in<C>(elem_of(a.dt), gr, b, len, s.g.get(len), direct_g);
+        const C* yb = (!direct_y && reuse)
                           ? s.x.get(len)
-                          : block_in<C>(a.dt, yr, b, len, s.x.get(len), direct_y);
+                          : block_in<C>(elem_of(a.dt), yr, b, len, s.x.get(len), direct_y);
         // The output may be the same array as g or y: written element by element
         // after reading, or into the l buffer when scattered.
         C* ob = direct_o ? reinterpret_cast<C*>(orow.p) + b * kBlock : s.l.get(len);
+        const bool st = stream && direct_o;
         if (!a.log) {
-          lp.softmax_bwd(gb, yb, ob, len, sc);
+          lp.softmax_bwd(gb, yb, ob, len, sc, st);
         } else {
           C e[kChunk];
           for (int64_t c = 0; c < len; c += kChunk) {
             const int64_t cl = std::min(kChunk, len - c);
-            if (lp.all_nonpositive(yb + c, cl)) {
-              k.softmax_finish(yb + c, e, cl, C(0), C(1));
-            } else {
-              for (int64_t i = 0; i < cl; ++i) e[i] = std::exp(yb[c + i]);
-            }
-            lp.log_softmax_bwd(gb + c, e, ob + c, cl, sc);
+            exp_of(yb + c, e, cl, ok[b] != 0.0);
+            lp.log_softmax_bwd(gb + c, e, ob + c, cl, sc, st);
           }
         }
         if (!direct_o) scatter<S>(ob, len, orow.p + b * kBlock * orow.st, orow.st);
@@ -719,7 +782,7 @@ void backward_run(const BackwardArgs& a) {
 
 // ---- Python arrays ---------------------------------------------------------------------
 constexpr int kNpyHalf = 23, kNpyFloat = 11, kNpyDouble = 12;
-constexpr int kNpyLong = 7, kNpyLongLong = 9, kNpyInt = 5;
+constexpr int kNpyLong = 7, kNpyLongLong = 9, kNpyInt = 5, kNpyBool = 0;
 constexpr int kFlagAligned = 0x100, kFlagWriteable = 0x400;
 
 struct View {
@@ -885,7 +948,15 @@ void xent_dense(py::array labels, py::array logits, double eps, int reduction, p
   const DType dt = float_dtype(xv, "logits");
   if (xv.nd < 1) throw py::value_error("internal: logits must have a class axis");
   const View lv = view_of(labels, "labels");
-  const DType ldt = float_dtype(lv, "labels");
+  Elem ldt;
+  if (lv.type_num == kNpyBool)
+    ldt = Elem::b8;
+  else if (lv.itemsize == 8 && (lv.type_num == kNpyLong || lv.type_num == kNpyLongLong))
+    ldt = Elem::i64;
+  else if (lv.itemsize == 4 && (lv.type_num == kNpyInt || lv.type_num == kNpyLong))
+    ldt = Elem::i32;
+  else
+    ldt = elem_of(float_dtype(lv, "labels"));
   check_shape(lv, xv.shape, "labels");
   std::vector<int64_t> oshape(xv.shape.begin(), xv.shape.end() - 1);
   const int red = reduction_of(reduction);

@@ -5,9 +5,10 @@
 // once per instruction set, inside a namespace of that ISA's name and a
 // `#pragma GCC target` region, so GCC vectorizes the same plain C++ for SSE2,
 // AVX2+FMA and AVX-512 and the copies can never be merged by the linker (the ODR
-// trap of inline functions compiled for different targets). The std headers it
-// uses (<cmath>, <cstdint>, <limits>) and fastsoftmax/common.h are included by
-// xent.cpp above every region.
+// trap of inline functions compiled for different targets). FASTSOFTMAX_XENT_VEC
+// (0, 128, 256 or 512) says which x86 vectors the explicit store loops below use.
+// The headers it needs (<algorithm>, <cmath>, <cstdint>, <immintrin.h>,
+// fastsoftmax/common.h) are included by xent.cpp above every region.
 //
 // Accuracy. float data: products of two floats are exact in double, so sums run in
 // double with kLanes independent accumulators (relative error ~n * 2^-53, far below
@@ -45,7 +46,7 @@ inline double sum_minus(const float* x, int64_t n, double ref) {
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (int j = 0; j < kLanes; ++j) s[j] += double(x[i + j]) - ref;
-  for (int j = 0; i < n; ++i, ++j) s[j] += double(x[i]) - ref;
+  for (int j = 0; j < kLanes && i < n; ++i, ++j) s[j] += double(x[i]) - ref;
   return fold(s, c);
 }
 inline double sum_minus(const double* x, int64_t n, double ref) {
@@ -53,7 +54,7 @@ inline double sum_minus(const double* x, int64_t n, double ref) {
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (int j = 0; j < kLanes; ++j) two_sum_add(s[j], c[j], x[i + j] - ref);
-  for (int j = 0; i < n; ++i, ++j) two_sum_add(s[j], c[j], x[i] - ref);
+  for (int j = 0; j < kLanes && i < n; ++i, ++j) two_sum_add(s[j], c[j], x[i] - ref);
   return fold(s, c);
 }
 
@@ -63,7 +64,7 @@ inline double dot(const float* a, const float* b, int64_t n) {
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (int j = 0; j < kLanes; ++j) s[j] += double(a[i + j]) * double(b[i + j]);
-  for (int j = 0; i < n; ++i, ++j) s[j] += double(a[i]) * double(b[i]);
+  for (int j = 0; j < kLanes && i < n; ++i, ++j) s[j] += double(a[i]) * double(b[i]);
   return fold(s, c);
 }
 inline double dot(const double* a, const double* b, int64_t n) {
@@ -71,7 +72,43 @@ inline double dot(const double* a, const double* b, int64_t n) {
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (int j = 0; j < kLanes; ++j) two_sum_add(s[j], c[j], a[i + j] * b[i + j]);
-  for (int j = 0; i < n; ++i, ++j) two_sum_add(s[j], c[j], a[i] * b[i]);
+  for (int j = 0; j < kLanes && i < n; ++i, ++j) two_sum_add(s[j], c[j], a[i] * b[i]);
+  return fold(s, c);
+}
+
+// sum of g_i, and whether every y_i <= 0 (false on NaN): the first pass of
+// log_softmax_backward reads g and y side by side, so both stream from memory at
+// once and y is in cache for the second pass.
+inline double sum_check(const float* g, const float* y, int64_t n, bool* nonpos) {
+  double s[kLanes] = {}, c[kLanes] = {};
+  int bad = 0;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      s[j] += double(g[i + j]);
+      bad |= !(y[i + j] <= 0.0f);
+    }
+  for (int j = 0; j < kLanes && i < n; ++i, ++j) {
+    s[j] += double(g[i]);
+    bad |= !(y[i] <= 0.0f);
+  }
+  *nonpos = bad == 0;
+  return fold(s, c);
+}
+inline double sum_check(const double* g, const double* y, int64_t n, bool* nonpos) {
+  double s[kLanes] = {}, c[kLanes] = {};
+  int bad = 0;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      two_sum_add(s[j], c[j], g[i + j]);
+      bad |= !(y[i + j] <= 0.0);
+    }
+  for (int j = 0; j < kLanes && i < n; ++i, ++j) {
+    two_sum_add(s[j], c[j], g[i]);
+    bad |= !(y[i] <= 0.0);
+  }
+  *nonpos = bad == 0;
   return fold(s, c);
 }
 
@@ -88,7 +125,7 @@ inline void label_terms(const float* l, const float* x, int64_t n, double ref, d
       s[j] += lv;
       t[j] += lv != 0.0 ? p : 0.0;
     }
-  for (int j = 0; i < n; ++i, ++j) {
+  for (int j = 0; j < kLanes && i < n; ++i, ++j) {
     const double lv = l[i];
     s[j] += lv;
     t[j] += lv != 0.0 ? lv * (double(x[i]) - ref) : 0.0;
@@ -107,7 +144,7 @@ inline void label_terms(const double* l, const double* x, int64_t n, double ref,
       two_sum_add(s[j], cs[j], lv);
       two_sum_add(t[j], ct[j], lv != 0.0 ? p : 0.0);
     }
-  for (int j = 0; i < n; ++i, ++j) {
+  for (int j = 0; j < kLanes && i < n; ++i, ++j) {
     const double lv = l[i];
     two_sum_add(s[j], cs[j], lv);
     two_sum_add(t[j], ct[j], lv != 0.0 ? lv * (x[i] - ref) : 0.0);
@@ -116,47 +153,222 @@ inline void label_terms(const double* l, const double* x, int64_t n, double ref,
   *sum_lx = fold(t, ct);
 }
 
-// ---- element-wise writes (o may be the same array as an input, never a shifted one)
-// g_i -= a * l_i + b   (dense gradient: target = a * l + b)
-template <class C>
-inline void sub_affine_t(C* g, const C* l, int64_t n, C a, C b) {
-  for (int64_t i = 0; i < n; ++i) g[i] = g[i] - (a * l[i] + b);
+// ---- element-wise writes -------------------------------------------------------
+// o may be the same array as an input (in place), never a shifted one. With
+// `stream` (large outputs, x86) o is written with non-temporal stores: the output
+// goes to memory without first being read into the cache, which is a third of a
+// write-heavy kernel's memory traffic; an sfence ends every streamed call.
+//
+// Every element gets the same operations whether it falls in a vector, in the
+// scalar head (up to the store alignment) or in the tail: explicit FMA on both
+// sides where the ISA has it, none where it does not (GCC cannot contract without
+// it), so a row's bits never depend on its alignment or on streaming.
+#if FASTSOFTMAX_XENT_VEC == 512
+struct VecF {
+  using T = float;
+  using V = __m512;
+  static constexpr int W = 16;
+  static V load(const T* p) { return _mm512_loadu_ps(p); }
+  static V set1(T v) { return _mm512_set1_ps(v); }
+  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static void storeu(T* p, V v) { _mm512_storeu_ps(p, v); }
+  static void stream(T* p, V v) { _mm512_stream_ps(p, v); }
+};
+struct VecD {
+  using T = double;
+  using V = __m512d;
+  static constexpr int W = 8;
+  static V load(const T* p) { return _mm512_loadu_pd(p); }
+  static V set1(T v) { return _mm512_set1_pd(v); }
+  static V sub(V a, V b) { return _mm512_sub_pd(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static void storeu(T* p, V v) { _mm512_storeu_pd(p, v); }
+  static void stream(T* p, V v) { _mm512_stream_pd(p, v); }
+};
+#define FASTSOFTMAX_XENT_HAS_FMA 1
+#elif FASTSOFTMAX_XENT_VEC == 256
+struct VecF {
+  using T = float;
+  using V = __m256;
+  static constexpr int W = 8;
+  static V load(const T* p) { return _mm256_loadu_ps(p); }
+  static V set1(T v) { return _mm256_set1_ps(v); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static void storeu(T* p, V v) { _mm256_storeu_ps(p, v); }
+  static void stream(T* p, V v) { _mm256_stream_ps(p, v); }
+};
+struct VecD {
+  using T = double;
+  using V = __m256d;
+  static constexpr int W = 4;
+  static V load(const T* p) { return _mm256_loadu_pd(p); }
+  static V set1(T v) { return _mm256_set1_pd(v); }
+  static V sub(V a, V b) { return _mm256_sub_pd(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  static void storeu(T* p, V v) { _mm256_storeu_pd(p, v); }
+  static void stream(T* p, V v) { _mm256_stream_pd(p, v); }
+};
+#define FASTSOFTMAX_XENT_HAS_FMA 1
+#elif FASTSOFTMAX_XENT_VEC == 128
+struct VecF {
+  using T = float;
+  using V = __m128;
+  static constexpr int W = 4;
+  static V load(const T* p) { return _mm_loadu_ps(p); }
+  static V set1(T v) { return _mm_set1_ps(v); }
+  static V sub(V a, V b) { return _mm_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm_mul_ps(a, b); }
+  static V fma(V a, V b, V c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
+  static void storeu(T* p, V v) { _mm_storeu_ps(p, v); }
+  static void stream(T* p, V v) { _mm_stream_ps(p, v); }
+};
+struct VecD {
+  using T = double;
+  using V = __m128d;
+  static constexpr int W = 2;
+  static V load(const T* p) { return _mm_loadu_pd(p); }
+  static V set1(T v) { return _mm_set1_pd(v); }
+  static V sub(V a, V b) { return _mm_sub_pd(a, b); }
+  static V mul(V a, V b) { return _mm_mul_pd(a, b); }
+  static V fma(V a, V b, V c) { return _mm_add_pd(_mm_mul_pd(a, b), c); }
+  static void storeu(T* p, V v) { _mm_storeu_pd(p, v); }
+  static void stream(T* p, V v) { _mm_stream_pd(p, v); }
+};
+#define FASTSOFTMAX_XENT_HAS_FMA 0
+#endif
+
+// a * b + c, rounded as the vector code rounds it.
+template <class T>
+inline T fma_like(T a, T b, T c) {
+#if defined(FASTSOFTMAX_XENT_HAS_FMA) && FASTSOFTMAX_XENT_HAS_FMA
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
 }
-inline void sub_affine(float* g, const float* l, int64_t n, float a, float b) {
-  sub_affine_t(g, l, n, a, b);
+
+#ifdef FASTSOFTMAX_XENT_HAS_FMA
+// o[i] = op(i): vectors of W where possible; streamed stores start at the first
+// vector-aligned element (o is at least element-aligned).
+template <class VT, class Vop, class Sop>
+inline void write_each(typename VT::T* o, int64_t n, bool stream, Vop vop, Sop sop) {
+  using T = typename VT::T;
+  constexpr int64_t W = VT::W;
+  int64_t i = 0;
+  if (stream) {
+    const uintptr_t mis = (reinterpret_cast<uintptr_t>(o) / sizeof(T)) % W;
+    const int64_t head = std::min<int64_t>(n, mis ? W - int64_t(mis) : 0);
+    for (; i < head; ++i) o[i] = sop(i);
+    for (; i + W <= n; i += W) VT::stream(o + i, vop(i));
+    for (; i < n; ++i) o[i] = sop(i);
+    _mm_sfence();
+    return;
+  }
+  for (; i + W <= n; i += W) VT::storeu(o + i, vop(i));
+  for (; i < n; ++i) o[i] = sop(i);
 }
-inline void sub_affine(double* g, const double* l, int64_t n, double a, double b) {
-  sub_affine_t(g, l, n, a, b);
-}
-template <class C>
-inline void sub_const_t(C* g, int64_t n, C b) {
-  for (int64_t i = 0; i < n; ++i) g[i] -= b;
-}
-inline void sub_const(float* g, int64_t n, float b) { sub_const_t(g, n, b); }
-inline void sub_const(double* g, int64_t n, double b) { sub_const_t(g, n, b); }
+
+template <class T>
+struct VecOf;
+template <>
+struct VecOf<float> {
+  using type = VecF;
+};
+template <>
+struct VecOf<double> {
+  using type = VecD;
+};
 
 // softmax backward: o_i = y_i * (g_i - s)
-template <class C>
-inline void softmax_bwd_t(const C* g, const C* y, C* o, int64_t n, C s) {
+template <class T>
+inline void softmax_bwd_t(const T* g, const T* y, T* o, int64_t n, T s, bool stream) {
+  using VT = typename VecOf<T>::type;
+  const auto vs = VT::set1(s);
+  write_each<VT>(
+      o, n, stream, [&](int64_t i) { return VT::mul(VT::load(y + i), VT::sub(VT::load(g + i), vs)); },
+      [&](int64_t i) { return y[i] * (g[i] - s); });
+}
+// log_softmax backward, given e_i = exp(y_i): o_i = g_i - e_i * s
+template <class T>
+inline void log_softmax_bwd_t(const T* g, const T* e, T* o, int64_t n, T s, bool stream) {
+  using VT = typename VecOf<T>::type;
+  const auto vms = VT::set1(-s);
+  write_each<VT>(
+      o, n, stream, [&](int64_t i) { return VT::fma(VT::load(e + i), vms, VT::load(g + i)); },
+      [&](int64_t i) { return fma_like(e[i], -s, g[i]); });
+}
+// o_i = e_i - b   (sparse gradient: e = softmax * scale)
+template <class T>
+inline void store_sub_t(const T* e, T* o, int64_t n, T b, bool stream) {
+  using VT = typename VecOf<T>::type;
+  const auto vb = VT::set1(b);
+  write_each<VT>(
+      o, n, stream, [&](int64_t i) { return VT::sub(VT::load(e + i), vb); },
+      [&](int64_t i) { return e[i] - b; });
+}
+// o_i = e_i - (a * l_i + b)   (dense gradient: target = a * l + b)
+template <class T>
+inline void store_sub_affine_t(const T* e, const T* l, T* o, int64_t n, T a, T b, bool stream) {
+  using VT = typename VecOf<T>::type;
+  const auto va = VT::set1(a), vb = VT::set1(b);
+  write_each<VT>(
+      o, n, stream,
+      [&](int64_t i) { return VT::sub(VT::load(e + i), VT::fma(va, VT::load(l + i), vb)); },
+      [&](int64_t i) { return e[i] - fma_like(a, l[i], b); });
+}
+#else   // no x86 vectors: plain loops that the compiler vectorizes; no streaming
+template <class T>
+inline void softmax_bwd_t(const T* g, const T* y, T* o, int64_t n, T s, bool) {
   for (int64_t i = 0; i < n; ++i) o[i] = y[i] * (g[i] - s);
 }
-inline void softmax_bwd(const float* g, const float* y, float* o, int64_t n, float s) {
-  softmax_bwd_t(g, y, o, n, s);
+template <class T>
+inline void log_softmax_bwd_t(const T* g, const T* e, T* o, int64_t n, T s, bool) {
+  for (int64_t i = 0; i < n; ++i) o[i] = std::fma(e[i], -s, g[i]);
 }
-inline void softmax_bwd(const double* g, const double* y, double* o, int64_t n, double s) {
-  softmax_bwd_t(g, y, o, n, s);
+template <class T>
+inline void store_sub_t(const T* e, T* o, int64_t n, T b, bool) {
+  for (int64_t i = 0; i < n; ++i) o[i] = e[i] - b;
 }
+template <class T>
+inline void store_sub_affine_t(const T* e, const T* l, T* o, int64_t n, T a, T b, bool) {
+  for (int64_t i = 0; i < n; ++i) o[i] = e[i] - std::fma(a, l[i], b);
+}
+#endif
 
-// log_softmax backward, given e_i = exp(y_i): o_i = g_i - e_i * s
-template <class C>
-inline void log_softmax_bwd_t(const C* g, const C* e, C* o, int64_t n, C s) {
-  for (int64_t i = 0; i < n; ++i) o[i] = g[i] - e[i] * s;
+inline void softmax_bwd(const float* g, const float* y, float* o, int64_t n, float s, bool st) {
+  softmax_bwd_t(g, y, o, n, s, st);
 }
-inline void log_softmax_bwd(const float* g, const float* e, float* o, int64_t n, float s) {
-  log_softmax_bwd_t(g, e, o, n, s);
+inline void softmax_bwd(const double* g, const double* y, double* o, int64_t n, double s,
+                        bool st) {
+  softmax_bwd_t(g, y, o, n, s, st);
 }
-inline void log_softmax_bwd(const double* g, const double* e, double* o, int64_t n, double s) {
-  log_softmax_bwd_t(g, e, o, n, s);
+inline void log_softmax_bwd(const float* g, const float* e, float* o, int64_t n, float s,
+                            bool st) {
+  log_softmax_bwd_t(g, e, o, n, s, st);
+}
+inline void log_softmax_bwd(const double* g, const double* e, double* o, int64_t n, double s,
+                            bool st) {
+  log_softmax_bwd_t(g, e, o, n, s, st);
+}
+inline void store_sub(const float* e, float* o, int64_t n, float b, bool st) {
+  store_sub_t(e, o, n, b, st);
+}
+inline void store_sub(const double* e, double* o, int64_t n, double b, bool st) {
+  store_sub_t(e, o, n, b, st);
+}
+inline void store_sub_affine(const float* e, const float* l, float* o, int64_t n, float a,
+                             float b, bool st) {
+  store_sub_affine_t(e, l, o, n, a, b, st);
+}
+inline void store_sub_affine(const double* e, const double* l, double* o, int64_t n, double a,
+                             double b, bool st) {
+  store_sub_affine_t(e, l, o, n, a, b, st);
 }
 
 // True when every y_i <= 0 (false on NaN): the domain where the table's exp
@@ -169,3 +381,5 @@ inline bool all_nonpositive_t(const C* y, int64_t n) {
 }
 inline bool all_nonpositive(const float* y, int64_t n) { return all_nonpositive_t(y, n); }
 inline bool all_nonpositive(const double* y, int64_t n) { return all_nonpositive_t(y, n); }
+
+#undef FASTSOFTMAX_XENT_HAS_FMA

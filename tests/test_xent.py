@@ -226,8 +226,8 @@ def test_dense_labels_broadcast(rng, lab_shape):
     assert_bound(g, gref, gscale, np.float64)
 
 
-@pytest.mark.parametrize("lab_dtype", [np.float16, np.float32, np.float64, np.int64, np.bool_,
-                                       ">f8"])
+@pytest.mark.parametrize("lab_dtype", [np.float16, np.float32, np.float64, np.int64, np.int32,
+                                       np.int8, np.uint16, np.bool_, ">f8", ">i8"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dense_label_dtypes(rng, lab_dtype, dtype):
     x = logits_like(rng, (5, 8), dtype)
@@ -238,6 +238,20 @@ def test_dense_label_dtypes(rng, lab_dtype, dtype):
     assert got.dtype == dtype
     ref, scale, _ = tf_dense_ref(lab.astype(np.float64), x)
     assert_bound(got, ref, scale, dtype)
+    # strided labels of that dtype, with a gradient
+    big = np.zeros((5, 16), lab.dtype)
+    big[:, ::2] = lab
+    g = dense(big[:, ::2], x, return_grad=True)[1]
+    gref, gscale = dense_grad_ref(lab.astype(np.float64), x)
+    assert_bound(g, gref, gscale, dtype)
+
+
+def test_dense_integer_label_weights(rng):
+    x = logits_like(rng, (4, 6))
+    lab = rng.integers(-3, 4, (4, 6))  # integer weights, also negative
+    for dt in (np.int64, np.int32, np.int16):
+        ref, scale, _ = tf_dense_ref(lab, x)
+        assert_bound(dense(lab.astype(dt), x), ref, scale, np.float64)
 
 
 @pytest.mark.parametrize("axis", [(0, 2), (1, 2), None, (0, 1, 2)])

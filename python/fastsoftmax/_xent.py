@@ -8,9 +8,10 @@ view is the one case that copies).
 
 Decisions where the references differ or are silent:
 
-* ``labels`` of the dense form may be bool, integer or float; bool and integer
-  labels are cast to the logits' dtype (before broadcasting, so no full-size copy).
-  Float labels are read in their own dtype and rounded to the logits' compute dtype.
+* ``labels`` of the dense form may be bool, integer or float. Bool, int32, int64 and
+  float labels are read in their own dtype (no full-size copy) and converted to the
+  logits' compute dtype on the fly; other integer dtypes are cast first (before
+  broadcasting).
 * Sparse labels must be integers of exactly ``logits.shape[:-1]`` (bool or float:
   ``TypeError``). ``ignore_index`` may be any int, also one inside ``[0, C)``.
 * With ``reduction="sum"`` or ``"mean"`` the loss is a NumPy scalar of the logits'
@@ -34,6 +35,14 @@ from . import _api, _core
 
 _REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
 _I64 = np.iinfo(np.int64)
+# dtypes the core reads as they are (native byte order)
+_NATIVE_FLOATS = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64))
+_DIRECT_INTS = frozenset(np.dtype(t) for t in (np.bool_, np.int32, np.int64))
+
+
+def _direct(a) -> bool:
+    """An ndarray the core can take as it is: native float16/32/64, aligned."""
+    return type(a) is np.ndarray and a.dtype in _NATIVE_FLOATS and a.flags.aligned
 
 
 def _reduction(reduction) -> int:
@@ -43,6 +52,8 @@ def _reduction(reduction) -> int:
 
 
 def _smoothing(eps) -> float:
+    if type(eps) is float and 0.0 <= eps <= 1.0:
+        return eps
     if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real):
         raise TypeError(f"label_smoothing must be a real number; got {type(eps).__name__}")
     e = float(eps)
@@ -177,7 +188,9 @@ def sparse_softmax_cross_entropy_with_logits(
 def _float_labels(labels, x: np.ndarray) -> np.ndarray:
     lab = np.asarray(labels)
     kind = lab.dtype.kind
-    if kind in "biu":
+    if kind in "biu":  # the core reads bool, int32 and int64 as they are
+        if lab.dtype in _DIRECT_INTS and lab.flags.aligned:
+            return lab
         return lab.astype(x.dtype)
     fd = _api._float_dtype(lab.dtype) if kind == "f" else None
     if fd is None:
@@ -205,35 +218,42 @@ def softmax_cross_entropy_with_logits(
     eps = _smoothing(label_smoothing)
     x = _logits(logits)
     lab = _float_labels(labels, x)
-    try:
-        bshape = np.broadcast_shapes(lab.shape, x.shape)
-    except ValueError:
-        bshape = None
-    if bshape != x.shape:
-        raise ValueError(f"labels of shape {lab.shape} do not broadcast to logits' shape {x.shape}")
-    if x.ndim == 0 and axis is None:
+    if lab.shape != x.shape:
+        try:
+            bshape = np.broadcast_shapes(lab.shape, x.shape)
+        except ValueError:
+            bshape = None
+        if bshape != x.shape:
+            raise ValueError(
+                f"labels of shape {lab.shape} do not broadcast to logits' shape {x.shape}"
+            )
+        lab = np.broadcast_to(lab, x.shape)
+    nd = x.ndim
+    if type(axis) is int and nd and (axis == -1 or axis == nd - 1):
+        axes = (nd - 1,)
+    elif nd == 0 and axis is None:
         x, lab = x.reshape(1), lab.reshape(1)
         axes = (0,)
     else:
-        axes = _api._axes(axis, x.ndim)
-    if not axes:  # no axis: every element is a row of one class
-        x, lab = x[..., None], lab[..., None]
-        axes = (x.ndim - 1,)
-    labb = np.broadcast_to(lab, x.shape)
-    xr = _rows(x, axes)
-    lr = _rows(labb, axes)
+        axes = _api._axes(axis, nd)
+        if not axes:  # no axis: every element is a row of one class
+            x, lab = x[..., None], lab[..., None]
+            axes = (x.ndim - 1,)
+    last = axes == (x.ndim - 1,)
+    xr = x if last else _rows(x, axes)
+    lr = lab if last else _rows(lab, axes)
     loss = np.empty(xr.shape[:-1] if red == 0 else (), x.dtype)
     grad = gr = None
     if return_grad:
         grad = np.empty_like(x)
-        gr = _rows_view(grad, axes)
+        gr = grad if last else _rows_view(grad, axes)
         if gr is None:
             gr = np.empty(xr.shape, x.dtype)
     _core._xent_dense(lr, xr, eps, red, loss, gr)
     out = _finish_loss(loss)
     if not return_grad:
         return out
-    if not np.may_share_memory(gr, grad):  # computed in merged-axes order: put it back
+    if gr.base is not grad and gr is not grad:  # computed in merged-axes order: put it back
         k = len(axes)
         moved = np.moveaxis(grad, axes, tuple(range(grad.ndim - k, grad.ndim)))
         moved[...] = gr.reshape(moved.shape)
@@ -249,7 +269,44 @@ def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
     )
 
 
+def _out_target(out, shape, dt, inputs):
+    """(array the core writes, array to copy it into afterwards or None)."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray; got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"out has shape {out.shape}; expected {shape}")
+    if out.dtype.kind != "f" or out.dtype.itemsize != dt.itemsize:
+        raise TypeError(f"out has dtype {out.dtype}; expected {dt}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    overlap = any(
+        out is not a and np.may_share_memory(out, a) and not _same_view(out, a) for a in inputs
+    )
+    if out.dtype != dt or not out.flags.aligned or overlap:
+        return np.empty(shape, dt), out
+    return out, None
+
+
 def _backward(log: bool, grad, y, axis, out):
+    # Fast path: two native float arrays of one shape and dtype, an int axis.
+    if _direct(grad) and _direct(y) and grad.dtype == y.dtype and grad.shape == y.shape:
+        nd = grad.ndim
+        if type(axis) is int and -nd <= axis < nd:
+            a = axis % nd
+            if out is None:
+                target, copy_to = np.empty_like(grad), None
+            else:
+                target, copy_to = _out_target(out, grad.shape, grad.dtype, (grad, y))
+            if a == nd - 1:
+                _core._softmax_backward(log, grad, y, target)
+            else:  # rows along `a`: swap it last (element-wise output, any row order)
+                _core._softmax_backward(
+                    log, grad.swapaxes(a, -1), y.swapaxes(a, -1), target.swapaxes(a, -1)
+                )
+            if copy_to is not None:
+                np.copyto(copy_to, target, casting="unsafe")
+                return copy_to
+            return target
     g = np.asarray(grad)
     yy = np.asarray(y)
     dt = np.result_type(_api._compute_dtype(g, None, "grad"), _api._compute_dtype(yy, None, "y"))
@@ -266,21 +323,7 @@ def _backward(log: bool, grad, y, axis, out):
     if out is None:
         target, copy_to = np.empty(shape, dt), None
     else:
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"out must be a numpy.ndarray; got {type(out).__name__}")
-        if out.shape != shape:
-            raise ValueError(f"out has shape {out.shape}; expected {shape}")
-        if out.dtype.kind != "f" or out.dtype.itemsize != dt.itemsize:
-            raise TypeError(f"out has dtype {out.dtype}; expected {dt}")
-        if not out.flags.writeable:
-            raise ValueError("out is read-only")
-        overlap = any(
-            np.may_share_memory(out, a) and not _same_view(out, a) for a in (g, yy)
-        )
-        if out.dtype != dt or not out.flags.aligned or overlap:
-            target, copy_to = np.empty(shape, dt), out
-        else:
-            target, copy_to = out, None
+        target, copy_to = _out_target(out, shape, dt, (g, yy))
     if len(shape) == 0 and axis is None:
         axes = (0,)
         g, yy, tv = g.reshape(1), yy.reshape(1), target.reshape(1)
