@@ -8,7 +8,9 @@ Cases (float32):
 Contenders: fastsoftmax (the ISA it picks), the NumPy recipe, torch (when importable:
 ``F.cross_entropy(reduction="none")``; for +grad a forward with reduction="sum" and
 ``backward()``; for the backward passes ``torch.ops.aten._softmax_backward_data``),
-and ``np.copyto`` of the logits (the floor every "x copy" is taken against).
+``np.copyto`` of the logits (the floor every "x copy" is taken against), and for the
+sparse cases what the kernel table alone costs on the same logits (``fs.logsumexp``:
+the loss is one table ``reduce`` per row; ``fs.softmax(out=)``: the gradient's work).
 
 Timing reuses bench/timing.py: interleaved rounds in shuffled order, every ratio the
 median of per-round ratios; inputs rotate through copies that together exceed 4x the
@@ -25,12 +27,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-from cases import l3_bytes  # noqa: E402
-from contenders import Contender  # noqa: E402
-from timing import Settings, measure  # noqa: E402
-
-import fastsoftmax as fs  # noqa: E402
+import fastsoftmax as fs
+import numpy as np
+from cases import l3_bytes
+from contenders import Contender
+from timing import Settings, measure
 
 try:
     import torch
@@ -113,13 +114,19 @@ def sparse_contenders(lab, grad: bool):
                     lambda xi, o: F.cross_entropy(torch.from_numpy(xi[0]), tl, reduction="none"),
                 )
             )
+    # what the kernel table alone costs on these logits: the loss is one `reduce`
+    # per row (logsumexp), loss + gradient about a softmax
+    if grad:
+        cs.append(Contender("fsm softmax", lambda xi, o: fs.softmax(xi[0], out=o), kind="ref"))
+    else:
+        cs.append(Contender("fsm logsumexp", lambda xi, o: fs.logsumexp(xi[0]), kind="ref"))
     cs.append(Contender("copy", lambda xi, o: np.copyto(o, xi[0]), kind="floor"))
     return cs
 
 
 def backward_contenders(log: bool):
     if log:
-        fsm = lambda gy, o: fs.log_softmax_backward(gy[0], gy[1], out=o)  # noqa: E731
+        fsm = lambda gy, o: fs.log_softmax_backward(gy[0], gy[1], out=o)
 
         def npr(gy, o):
             g, y = gy
@@ -127,7 +134,7 @@ def backward_contenders(log: bool):
 
         top = "_log_softmax_backward_data"
     else:
-        fsm = lambda gy, o: fs.softmax_backward(gy[0], gy[1], out=o)  # noqa: E731
+        fsm = lambda gy, o: fs.softmax_backward(gy[0], gy[1], out=o)
 
         def npr(gy, o):
             g, y = gy

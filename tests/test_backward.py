@@ -318,6 +318,72 @@ def test_long_rows(rng, kind, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_outputs_streamed_same_bits(rng, kind, dtype):
+    # >= 16 MiB outputs use non-temporal stores; odd rows start at every alignment
+    n = 70_001
+    rows = (16 << 20) // (n * np.dtype(dtype).itemsize) + 2
+    g, y = inputs(rng, kind, (rows, n), dtype=dtype)
+    full = bwd(kind)(g, y)
+    for i in (0, 1, 2, rows - 1):
+        np.testing.assert_array_equal(bwd(kind)(g[i], y[i]), full[i])
+    g2 = g.copy()
+    assert bwd(kind)(g2, y, out=g2) is g2  # in place, streamed
+    np.testing.assert_array_equal(g2, full)
+    ref, scale = REFS[kind](g[:2], y[:2])
+    assert_bound(full[:2], ref, scale, dtype)
+
+
+_MEM_SCRIPT = r"""
+import json, os, resource
+import numpy as np
+import fastsoftmax as fs
+
+layout, func = LAYOUT, FUNC
+
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+rng = np.random.default_rng(0)
+
+def filled(shape):
+    a = np.empty(shape, np.float32)
+    rng.standard_normal(dtype=np.float32, out=a)
+    return a
+
+M, N = 2048, 4096  # 32 MiB of float32 each
+if layout == "C":
+    g, y, axis = filled((M, N)), filled((M, N)), -1
+elif layout == "axis0":
+    g, y, axis = filled((M, N)), filled((M, N)), 0
+elif layout == "transposed":
+    g, y, axis = filled((N, M)).T, filled((N, M)).T, -1
+elif layout == "stepped":
+    g, y, axis = filled((M, 2 * N))[:, ::2], filled((M, 2 * N))[:, ::2], -1
+y *= -1.0 / 8  # log-probability-like values
+out = np.zeros(g.shape, np.float32)
+f = getattr(fs, func)
+f(g[:8], y[:8], axis=axis, out=out[:8])
+base = peak()
+f(g, y, axis=axis, out=out)
+print(json.dumps({"extra": peak() - base}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["C", "axis0", "transposed", "stepped"])
+@pytest.mark.parametrize("func", ["softmax_backward", "log_softmax_backward"])
+def test_no_input_sized_temporary(layout, func):
+    import json
+
+    from _ref import run_python
+
+    p = run_python(_MEM_SCRIPT.replace("LAYOUT, FUNC", f"{layout!r}, {func!r}"))
+    assert p.returncode == 0, p.stderr
+    extra = json.loads(p.stdout.strip().splitlines()[-1])["extra"]
+    assert extra < 16 << 20, f"{extra / 2**20:.1f} MiB extra"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 33, 127, 129, 2049, 4097])
 def test_accuracy_bound_lengths(rng, kind, dtype, n):
     g, y = inputs(rng, kind, (5, n), dtype=dtype, spread=10.0)

@@ -653,6 +653,102 @@ def test_rows_do_not_depend_on_batch(rng):
         np.testing.assert_array_equal(dense(soft[i], x[i]), dfull[i])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_outputs_streamed_same_bits(rng, dtype):
+    # Outputs of 16 MiB and more are written with non-temporal stores; rows of an odd
+    # length start at every alignment. Each row must equal the same row computed
+    # alone (a small, ordinarily stored output).
+    n = 70_001
+    rows = (16 << 20) // (n * np.dtype(dtype).itemsize) + 2
+    x = logits_like(rng, (rows, n), dtype)
+    lab = rng.integers(0, n, rows)
+    soft = np.zeros((rows, n), dtype)
+    soft[:, ::7] = 1.0 / len(range(0, n, 7))
+    ls, gs = sparse(lab, x, return_grad=True, label_smoothing=0.1)
+    ld, gd = dense(soft, x, return_grad=True, label_smoothing=0.1)
+    for i in (0, 1, 2, rows - 1):
+        l1, g1 = sparse(lab[i:i + 1], x[i:i + 1], return_grad=True, label_smoothing=0.1)
+        np.testing.assert_array_equal(l1, ls[i:i + 1])
+        np.testing.assert_array_equal(g1, gs[i:i + 1])
+        l2, g2 = dense(soft[i], x[i], return_grad=True, label_smoothing=0.1)
+        np.testing.assert_array_equal(l2, ld[i])
+        np.testing.assert_array_equal(g2, gd[i])
+    gref = torch_rules_ref(lab[:2], x[:2], None, 0.1)[2]
+    assert_bound(gs[:2], gref, np.ones(gref.shape), dtype)
+
+
+_MEM_SCRIPT = r"""
+import json, os, resource
+import numpy as np
+import fastsoftmax as fs
+
+layout, func = LAYOUT, FUNC
+
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+rng = np.random.default_rng(0)
+
+def filled(shape):
+    a = np.empty(shape, np.float32)
+    rng.standard_normal(dtype=np.float32, out=a)
+    return a
+
+M, N = 2048, 4096  # 32 MiB of float32 logits
+if layout == "C":
+    x = filled((M, N))
+elif layout == "transposed":
+    x = filled((N, M)).T
+elif layout == "stepped":
+    x = filled((M, 2 * N))[:, ::2]
+lab = rng.integers(0, N, M)
+soft = np.full(N, 1.0 / N, np.float32)  # broadcast labels: no full-size array
+if func == "sparse":
+    call = lambda z, l, s: fs.sparse_softmax_cross_entropy_with_logits(l, z, label_smoothing=0.1)
+elif func == "sparse_grad":
+    call = lambda z, l, s: fs.sparse_softmax_cross_entropy_with_logits(l, z, return_grad=True)
+elif func == "dense":
+    call = lambda z, l, s: fs.softmax_cross_entropy_with_logits(s, z, reduction="mean")
+else:
+    call = lambda z, l, s: fs.softmax_cross_entropy_with_logits(s, z, return_grad=True)
+call(x[:8], lab[:8], soft)  # warm up: thread team, per-thread buffers
+base = peak()
+call(x, lab, soft)
+extra = peak() - base
+r0 = rss()
+for _ in range(20):
+    call(x[:64], lab[:64], soft)
+    try:
+        fs.sparse_softmax_cross_entropy_with_logits(lab[:64] + N, x[:64])
+    except ValueError:
+        pass
+grow = rss() - r0
+print(json.dumps({"extra": extra, "grow": grow}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["C", "transposed", "stepped"])
+@pytest.mark.parametrize("func", ["sparse", "sparse_grad", "dense", "dense_grad"])
+def test_no_input_sized_temporary(layout, func):
+    import json
+
+    from _ref import run_python
+
+    code = _MEM_SCRIPT.replace("LAYOUT, FUNC", f"{layout!r}, {func!r}")
+    p = run_python(code)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    mib = 1 << 20
+    allowed = 16 * mib + (32 * mib if func.endswith("grad") else 0)  # + the gradient
+    assert r["extra"] < allowed, f"{r['extra'] / mib:.1f} MiB extra"
+    assert r["grow"] < 4 * mib, f"RSS grew {r['grow'] / mib:.1f} MiB over 20 calls"
+
+
 # ------------------------------------------------------------------ accuracy sweep
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [1, 2, 15, 16, 17, 127, 129, 1000])
