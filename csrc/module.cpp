@@ -359,6 +359,137 @@ void compute(int op, py::array x, const std::vector<int>& axes, double temperatu
   run_released(p);
 }
 
+// ---- METH_FASTCALL entry points ----------------------------------------------------
+// pybind11's dispatcher costs ~250 ns more per call once keywords are passed; these
+// parse (args, kwnames) directly. Semantics match a Python signature
+//   softmax(x, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None).
+struct ParamSpec {
+  const char* name;
+  PyObject* interned;
+  PyObject* default_value;  // borrowed (immortal-ish: owned by this table), or nullptr = required
+};
+
+PyObject* g_minus_one = nullptr;
+PyObject* g_one = nullptr;
+
+ParamSpec kSoftmaxParams[] = {{"x", nullptr, nullptr},         {"axis", nullptr, nullptr},
+                              {"temperature", nullptr, nullptr}, {"where", nullptr, Py_None},
+                              {"dtype", nullptr, Py_None},       {"out", nullptr, Py_None}};
+ParamSpec kLogsumexpParams[] = {{"x", nullptr, nullptr},          {"axis", nullptr, nullptr},
+                                {"keepdims", nullptr, Py_False},  {"b", nullptr, Py_None},
+                                {"return_sign", nullptr, Py_False}, {"where", nullptr, Py_None},
+                                {"dtype", nullptr, Py_None},      {"out", nullptr, Py_None}};
+
+void init_vectorcall_defaults() {
+  g_minus_one = PyLong_FromLong(-1);
+  g_one = PyFloat_FromDouble(1.0);
+  kSoftmaxParams[1].default_value = g_minus_one;
+  kSoftmaxParams[2].default_value = g_one;
+  kLogsumexpParams[1].default_value = g_minus_one;
+  for (ParamSpec& p : kSoftmaxParams) p.interned = PyUnicode_InternFromString(p.name);
+  for (ParamSpec& p : kLogsumexpParams) p.interned = PyUnicode_InternFromString(p.name);
+}
+
+// Fills out[0..np) from positional args (at most kPositional) and keywords.
+template <size_t NP>
+bool parse_args(const char* fname, ParamSpec (&spec)[NP], PyObject* const* args,
+                Py_ssize_t nargs, PyObject* kwnames, PyObject* (&out)[NP]) {
+  constexpr Py_ssize_t kPositional = 2;
+  if (nargs > kPositional) {
+    PyErr_Format(PyExc_TypeError, "%s() takes from 1 to 2 positional arguments but %zd were given",
+                 fname, nargs);
+    return false;
+  }
+  for (size_t i = 0; i < NP; ++i) out[i] = nullptr;
+  for (Py_ssize_t i = 0; i < nargs; ++i) out[i] = args[i];
+  const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t k = 0; k < nkw; ++k) {
+    PyObject* key = PyTuple_GET_ITEM(kwnames, k);
+    size_t found = NP;
+    for (size_t i = 0; i < NP && found == NP; ++i)
+      if (key == spec[i].interned) found = i;
+    for (size_t i = 0; i < NP && found == NP; ++i)
+      if (PyUnicode_Compare(key, spec[i].interned) == 0) found = i;
+    if (found == NP) {
+      PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname, key);
+      return false;
+    }
+    if (out[found]) {
+      PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname,
+                   spec[found].name);
+      return false;
+    }
+    out[found] = args[nargs + k];
+  }
+  for (size_t i = 0; i < NP; ++i) {
+    if (out[i]) continue;
+    if (!spec[i].default_value) {
+      PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname, spec[i].name);
+      return false;
+    }
+    out[i] = spec[i].default_value;
+  }
+  return true;
+}
+
+template <class F>
+PyObject* guarded(F&& f) {
+  try {
+    return f().release().ptr();
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (py::builtin_exception& e) {
+    e.set_error();
+  } catch (const std::invalid_argument& e) {
+    PyErr_SetString(PyExc_ValueError, e.what());
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
+template <Op kOp>
+PyObject* softmax_vc(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  PyObject* a[6];
+  if (!parse_args(kOp == Op::softmax ? "softmax" : "log_softmax", kSoftmaxParams, args, nargs,
+                  kwnames, a))
+    return nullptr;
+  return guarded([&] { return softmax_like(kOp, a[0], a[1], a[2], a[3], a[4], a[5]); });
+}
+
+PyObject* logsumexp_vc(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  PyObject* a[8];
+  if (!parse_args("logsumexp", kLogsumexpParams, args, nargs, kwnames, a)) return nullptr;
+  return guarded([&] { return logsumexp_entry(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]); });
+}
+
+PyMethodDef kSoftmaxDef = {
+    "softmax", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(softmax_vc<Op::softmax>)),
+    METH_FASTCALL | METH_KEYWORDS,
+    "softmax($module, /, x, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None)\n--\n\n"
+    "exp(x/T - max) / sum(exp(x/T - max)) along `axis` (an int, a tuple of ints or None).\n\n"
+    "x: array_like (any dtype that is float16/32/64, integer or bool; any strides).\n"
+    "temperature: finite > 0. where: boolean mask broadcastable to x; False entries\n"
+    "give 0 and take no part. dtype: the output/compute dtype. out: an array of the\n"
+    "result's shape and dtype (any strides; out=x works in place); returned."};
+PyMethodDef kLogSoftmaxDef = {
+    "log_softmax",
+    reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(softmax_vc<Op::log_softmax>)),
+    METH_FASTCALL | METH_KEYWORDS,
+    "log_softmax($module, /, x, axis=-1, *, temperature=1.0, where=None, dtype=None, "
+    "out=None)\n--\n\n"
+    "(x/T - max) - log1p(sum of exp(x/T - max) over the other entries) along `axis`.\n"
+    "Arguments as softmax; masked entries give -inf."};
+PyMethodDef kLogsumexpDef = {
+    "logsumexp", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(logsumexp_vc)),
+    METH_FASTCALL | METH_KEYWORDS,
+    "logsumexp($module, /, x, axis=-1, *, keepdims=False, b=None, return_sign=False, "
+    "where=None, dtype=None, out=None)\n--\n\n"
+    "log(sum(b * exp(x))) along `axis`, as scipy.special.logsumexp (b, return_sign).\n"
+    "A 0-d result is a NumPy scalar; with return_sign=True returns (value, sign)."};
+
 py::list available_isas() {
   py::list l;
   for (int i = kNumIsas - 1; i >= 0; --i)
@@ -374,34 +505,12 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "fastsoftmax C++ core (kernels, dispatch, N-D driver)";
   g_ndarray_type = reinterpret_cast<PyTypeObject*>(py::module_::import("numpy").attr("ndarray").ptr());
 
-  const py::object one = py::float_(1.0);
-  m.def(
-      "softmax",
-      [](py::handle x, py::handle axis, py::handle temperature, py::handle where,
-         py::handle dtype, py::handle out) {
-        return softmax_like(Op::softmax, x, axis, temperature, where, dtype, out);
-      },
-      "x"_a, "axis"_a = -1, py::kw_only(), "temperature"_a = one, "where"_a = py::none(),
-      "dtype"_a = py::none(), "out"_a = py::none(),
-      "softmax(x, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None)\n\n"
-      "exp(x/T - max) / sum(exp(x/T - max)) along `axis` (int, tuple of ints or None).\n"
-      "See fastsoftmax's README for the full contract.");
-  m.def(
-      "log_softmax",
-      [](py::handle x, py::handle axis, py::handle temperature, py::handle where,
-         py::handle dtype, py::handle out) {
-        return softmax_like(Op::log_softmax, x, axis, temperature, where, dtype, out);
-      },
-      "x"_a, "axis"_a = -1, py::kw_only(), "temperature"_a = one, "where"_a = py::none(),
-      "dtype"_a = py::none(), "out"_a = py::none(),
-      "log_softmax(x, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None)\n\n"
-      "(x/T - max) - log(sum(exp(x/T - max))) along `axis`.");
-  m.def("logsumexp", &logsumexp_entry, "x"_a, "axis"_a = -1, py::kw_only(),
-        "keepdims"_a = false, "b"_a = py::none(), "return_sign"_a = false,
-        "where"_a = py::none(), "dtype"_a = py::none(), "out"_a = py::none(),
-        "logsumexp(x, axis=-1, *, keepdims=False, b=None, return_sign=False, where=None, "
-        "dtype=None, out=None)\n\nlog(sum(b * exp(x))) along `axis`, as "
-        "scipy.special.logsumexp.");
+  init_vectorcall_defaults();
+  for (PyMethodDef* def : {&kSoftmaxDef, &kLogSoftmaxDef, &kLogsumexpDef}) {
+    PyObject* f = PyCFunction_NewEx(def, m.ptr(), m.attr("__name__").ptr());
+    if (!f) throw py::error_already_set();
+    m.add_object(def->ml_name, py::reinterpret_steal<py::object>(f));
+  }
   m.def("_compute", &compute, "op"_a, "x"_a, "axes"_a, "temperature"_a, "where"_a, "out"_a,
         "b"_a, "sign"_a);
   m.def("_overlap", &overlap, "x"_a, "out"_a);
