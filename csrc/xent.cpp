@@ -136,10 +136,10 @@ const KernelSet<C, C>& set_for(const KernelTable& t) {
 }
 
 // Outputs at least this large are written with non-temporal stores (when written in
-// place, x86): they cannot stay in a 16-32 MiB last-level cache anyway, and
-// skipping the read-for-ownership of every output line saves a third of the
-// traffic of a loss+gradient or backward pass.
-constexpr int64_t kStreamBytes = int64_t(16) << 20;
+// place, x86): together with the inputs they read they would fill a 16-32 MiB
+// last-level cache anyway, and skipping the read-for-ownership of every output line
+// saves a third of the memory traffic of a loss+gradient or backward pass.
+constexpr int64_t kStreamBytes = int64_t(8) << 20;
 
 // Rows are finished in chunks of this many elements: exp(...) goes into an L1
 // buffer first, then the output is written from it in one (streamed) pass.

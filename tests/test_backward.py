@@ -319,7 +319,7 @@ def test_long_rows(rng, kind, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_large_outputs_streamed_same_bits(rng, kind, dtype):
-    # >= 16 MiB outputs use non-temporal stores; odd rows start at every alignment
+    # large outputs (>= 8 MiB) use non-temporal stores; odd rows start at every alignment
     n = 70_001
     rows = (16 << 20) // (n * np.dtype(dtype).itemsize) + 2
     g, y = inputs(rng, kind, (rows, n), dtype=dtype)

@@ -655,7 +655,7 @@ def test_rows_do_not_depend_on_batch(rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_large_outputs_streamed_same_bits(rng, dtype):
-    # Outputs of 16 MiB and more are written with non-temporal stores; rows of an odd
+    # Large outputs (8 MiB and more) are written with non-temporal stores; rows of an odd
     # length start at every alignment. Each row must equal the same row computed
     # alone (a small, ordinarily stored output).
     n = 70_001
