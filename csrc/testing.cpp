@@ -8,8 +8,13 @@
 //       against the correctly rounded exp; reference "fast" rounds the ISA's own
 //       float64 exp (checked by exp_f64_check), "libm" rounds std::exp(double);
 //       both fall back to expl near a rounding midpoint
-//   exp_f64_check(isa, lo, hi, count, seed=1) -> dict
+//   exp_f64_check(isa, lo, hi, count, seed=1, variant="full") -> dict
 //       `count` uniform random doubles in [lo, hi] against expl
+//   exp_f32_variants_differ(isa, lo_bits, hi_bits) -> int
+//       how many floats in the bit range get different bits from the full-range exp
+//       and the x <= 0 variant the row kernels use (0 expected for x <= 0)
+// variant="full" (default) is the full-range exp (panels); "le0" the x <= 0 variant
+// (rows, finish kernels): exp_f32/exp_f64/exp_f32_check/exp_f64_check take it too.
 // The dicts hold: checked, max_ulp (bit distance to the correctly rounded value),
 // worst_input, max_err (|result - exact| in ULPs), max_err_input, flushed (exact
 // result subnormal and result +0, as the kernels' exp documents), bad (any other
@@ -39,6 +44,24 @@ void scalar_exp_f64(const double* x, double* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
 }
 
+struct Exp {
+  void (*f32)(const float*, float*, int64_t);
+  void (*f64)(const double*, double*, int64_t);
+};
+
+ExpHooks hooks_for(const std::string& name);
+
+Exp exp_for(const std::string& isa, const std::string& variant) {
+  const ExpHooks h = hooks_for(isa);
+  if (variant == "full") return {h.exp_f32, h.exp_f64};
+  if (variant == "le0") {
+    if (!h.exp_f32_le0 || !h.exp_f64_le0)
+      throw std::invalid_argument("ISA '" + isa + "' has no le0 exp variant");
+    return {h.exp_f32_le0, h.exp_f64_le0};
+  }
+  throw std::invalid_argument("variant must be 'full' or 'le0'");
+}
+
 ExpHooks hooks_for(const std::string& name) {
   const Isa isa = parse_isa(name.c_str());
   if (!cpu_supports(isa))
@@ -47,8 +70,8 @@ ExpHooks hooks_for(const std::string& name) {
   bool ok = false;
   switch (isa) {
     case Isa::scalar:
-      h.exp_f32 = scalar_exp_f32;
-      h.exp_f64 = scalar_exp_f64;
+      h.exp_f32 = h.exp_f32_le0 = scalar_exp_f32;
+      h.exp_f64 = h.exp_f64_le0 = scalar_exp_f64;
       ok = true;
       break;
     case Isa::avx2: ok = exp_hooks_avx2(h); break;
@@ -93,49 +116,65 @@ py::array_t<T> apply(void (*fn)(const T*, T*, int64_t),
 void register_testing(py::module_& m) {
   m.def(
       "exp_f32",
-      [](const std::string& isa, py::array_t<float, py::array::c_style | py::array::forcecast> x) {
-        return apply<float>(hooks_for(isa).exp_f32, x);
-      },
-      py::arg("isa"), py::arg("x"), "The ISA's vector float32 exp over a 1-D array.");
+      [](const std::string& isa, py::array_t<float, py::array::c_style | py::array::forcecast> x,
+         const std::string& variant) { return apply<float>(exp_for(isa, variant).f32, x); },
+      py::arg("isa"), py::arg("x"), py::arg("variant") = "full",
+      "The ISA's vector float32 exp over a 1-D array.");
   m.def(
       "exp_f64",
-      [](const std::string& isa, py::array_t<double, py::array::c_style | py::array::forcecast> x) {
-        return apply<double>(hooks_for(isa).exp_f64, x);
+      [](const std::string& isa, py::array_t<double, py::array::c_style | py::array::forcecast> x,
+         const std::string& variant) { return apply<double>(exp_for(isa, variant).f64, x); },
+      py::arg("isa"), py::arg("x"), py::arg("variant") = "full",
+      "The ISA's vector float64 exp over a 1-D array.");
+  m.def(
+      "exp_f32_variants_differ",
+      [](const std::string& isa, uint32_t lo_bits, uint32_t hi_bits) {
+        if (hi_bits < lo_bits) throw std::invalid_argument("hi_bits < lo_bits");
+        const Exp full = exp_for(isa, "full"), le0 = exp_for(isa, "le0");
+        int64_t differ = 0;
+        {
+          py::gil_scoped_release nogil;
+          differ = expcheck::count_differences(full.f32, le0.f32, lo_bits, hi_bits);
+        }
+        return differ;
       },
-      py::arg("isa"), py::arg("x"), "The ISA's vector float64 exp over a 1-D array.");
+      py::arg("isa"), py::arg("lo_bits"), py::arg("hi_bits"),
+      "Floats in the bit range where the full-range and x <= 0 exps differ in bits.");
   m.def(
       "exp_f32_check",
       [](const std::string& isa, uint32_t lo_bits, uint32_t hi_bits, uint32_t stride,
-         const std::string& reference) {
+         const std::string& reference, const std::string& variant) {
         if (hi_bits < lo_bits) throw std::invalid_argument("hi_bits < lo_bits");
         if (reference != "fast" && reference != "libm")
           throw std::invalid_argument("reference must be 'fast' or 'libm'");
-        const ExpHooks h = hooks_for(isa);
+        const Exp e = exp_for(isa, variant);
         expcheck::ExpF64 ref = nullptr;
-        if (reference == "fast" && isa != "scalar") ref = h.exp_f64;
+        if (reference == "fast" && isa != "scalar") ref = hooks_for(isa).exp_f64;
         expcheck::Report r;
         {
           py::gil_scoped_release nogil;
-          r = expcheck::check_f32_range(h.exp_f32, lo_bits, hi_bits, stride, ref);
+          r = expcheck::check_f32_range(e.f32, lo_bits, hi_bits, stride, ref);
         }
         return to_dict(r);
       },
       py::arg("isa"), py::arg("lo_bits"), py::arg("hi_bits"), py::arg("stride") = 1,
-      py::arg("reference") = "fast",
+      py::arg("reference") = "fast", py::arg("variant") = "full",
       "Max ULP error of the ISA's float32 exp over a range of bit patterns.");
   m.def(
       "exp_f64_check",
-      [](const std::string& isa, double lo, double hi, int64_t count, uint64_t seed) {
+      [](const std::string& isa, double lo, double hi, int64_t count, uint64_t seed,
+         const std::string& variant) {
         if (!(hi >= lo) || count < 0) throw std::invalid_argument("need lo <= hi and count >= 0");
-        const ExpHooks h = hooks_for(isa);
+        const Exp e = exp_for(isa, variant);
         expcheck::Report r;
         {
           py::gil_scoped_release nogil;
-          r = expcheck::check_f64_random(h.exp_f64, lo, hi, count, seed);
+          r = expcheck::check_f64_random(e.f64, lo, hi, count, seed);
         }
         return to_dict(r);
       },
       py::arg("isa"), py::arg("lo"), py::arg("hi"), py::arg("count"), py::arg("seed") = 1,
+      py::arg("variant") = "full",
       "Max ULP error of the ISA's float64 exp on random samples (expl reference).");
 }
 

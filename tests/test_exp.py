@@ -46,14 +46,26 @@ def _show(r):
 @pytest.mark.slow
 @pytest.mark.parametrize("isa", VECTOR_ISAS)
 def test_exp_f32_every_float_in_minus104_0(isa):
+    # the x <= 0 variant the row kernels use; the full-range one (panels) must give the
+    # same bits there (next test)
     lo, hi = f32_bits(-0.0), f32_bits(-104.0)  # negative floats: bits grow with |x|
-    r = T.exp_f32_check(isa, lo, hi)
+    r = T.exp_f32_check(isa, lo, hi, variant="le0")
     assert r["checked"] == hi - lo + 1
     assert r["bad"] == 0, _show(r)
     assert r["max_ulp"] <= 1, _show(r)
     assert r["max_err"] < 1.0, _show(r)
     # exactly the floats below F32_MIN_ARG are flushed to +0
     assert r["flushed"] == f32_bits(-104.0) - f32_bits(F32_MIN_ARG), _show(r)
+
+
+@pytest.mark.parametrize("isa", VECTOR_ISAS)
+def test_exp_variants_agree_for_nonpositive_x(isa):
+    # every float in [-inf, 0] (NaNs included: bits 0xff800001.. are negative NaNs)
+    assert T.exp_f32_variants_differ(isa, f32_bits(-0.0), 0xFFFFFFFF) == 0
+    x = -np.abs(np.random.default_rng(3).standard_normal(2_000_000) * 300)
+    x[:4] = [-0.0, -np.inf, np.nan, -745.5]
+    a, b = T.exp_f64(isa, x), T.exp_f64(isa, x, variant="le0")
+    assert np.array_equal(a.view(np.uint64), b.view(np.uint64))
 
 
 @pytest.mark.parametrize("isa", VECTOR_ISAS)
@@ -79,7 +91,8 @@ def test_exp_f32_positive_side(isa):
                                          (-1e-6, 0.0, 1_000_000), (-720.0, -700.0, 2_000_000),
                                          (0.0, F64_MAX_ARG, 2_000_000)], ids=str)
 def test_exp_f64_random(isa, lo, hi, count):
-    r = T.exp_f64_check(isa, lo, hi, count, seed=count)
+    variant = "le0" if hi <= 0 else "full"
+    r = T.exp_f64_check(isa, lo, hi, count, seed=count, variant=variant)
     assert r["checked"] == count
     assert r["bad"] == 0, _show(r)
     assert r["max_ulp"] <= 1, _show(r)

@@ -48,11 +48,16 @@ using simd::SumExp;
 //   ln2 Cody–Waite reduction, degree-6 polynomial with FMA), then p·2^n as
 //   bits(p) + (n << 23): for x in [-87.34, 88.72], n is in [-126, 128] and the result
 //   is a normal float (n = -126 only with p >= 1, n = 128 only with p < 1).
+//   kLe0 = true: the variant for x <= 0 (or NaN) that the row kernels use on x - max,
+//   without the upper clamp; bit-identical to the full one there (tested), and for
+//   x > 0 its result is unspecified (not a crash: only a NaN row can get there).
+template <bool kLe0 = false>
 inline __m256 exp_ps(__m256 x) {
   const __m256 lo = _mm256_set1_ps(-0x1.5d589ep+6f);
   const __m256 hi = _mm256_set1_ps(0x1.62e42ep+6f);
   const __m256 magic = _mm256_set1_ps(0x1.8p23f);
-  const __m256 xc = _mm256_min_ps(hi, _mm256_max_ps(lo, x));  // NaN flows through
+  __m256 xc = _mm256_max_ps(lo, x);  // NaN flows through (second operand)
+  if (!kLe0) xc = _mm256_min_ps(hi, xc);
   const __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(0x1.715476p+0f), magic);
   const __m256 n = _mm256_sub_ps(t, magic);
   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e430p-1f), xc);
@@ -81,11 +86,14 @@ inline __m256 exp_ps(__m256 x) {
 //   -inf -> +0, +inf -> +inf.
 //   Method as exp_ps with the 1.5·2^52 bias, exp(r) = 1 + r + r²·q(r), q of degree 9
 //   (relative error 1.6e-17), 2^n added to the exponent field (n in [-1022, 1024]).
+//   kLe0: as for exp_ps.
+template <bool kLe0 = false>
 inline __m256d exp_pd(__m256d x) {
   const __m256d lo = _mm256_set1_pd(-0x1.6232bdd7abcd2p+9);
   const __m256d hi = _mm256_set1_pd(0x1.62e42fefa39efp+9);
   const __m256d magic = _mm256_set1_pd(0x1.8p52);
-  const __m256d xc = _mm256_min_pd(hi, _mm256_max_pd(lo, x));
+  __m256d xc = _mm256_max_pd(lo, x);
+  if (!kLe0) xc = _mm256_min_pd(hi, xc);
   const __m256d t = _mm256_fmadd_pd(xc, _mm256_set1_pd(0x1.71547652b82fep+0), magic);
   const __m256d n = _mm256_sub_pd(t, magic);
   __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(0x1.62e42fefa39efp-1), xc);
@@ -161,6 +169,7 @@ struct F32 {
   static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V exp(V v) { return exp_ps(v); }
+  static V exp_le0(V v) { return exp_ps<true>(v); }
   static C hmax(V v) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -171,6 +180,7 @@ struct F32 {
   static void acc_add(Acc& a, V e) { accf_add(a, e); }
   // ((e0 + e1) + (e2 + e3)) in float (two roundings of relative 2^-24 at most on
   // positive terms, the sum stays within 1 ULP of float), then into the double lanes.
+  static void acc_add2(Acc& a, V e0, V e1) { accf_add(a, _mm256_add_ps(e0, e1)); }
   static void acc_add4(Acc* a, V e0, V e1, V e2, V e3) {
     accf_add(a[0], _mm256_add_ps(_mm256_add_ps(e0, e1), _mm256_add_ps(e2, e3)));
   }
@@ -251,6 +261,7 @@ struct F64 {
   static V sub(V a, V b) { return _mm256_sub_pd(a, b); }
   static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
   static V exp(V v) { return exp_pd(v); }
+  static V exp_le0(V v) { return exp_pd<true>(v); }
   static C hmax(V v) {
     const __m128d m = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     return _mm_cvtsd_f64(_mm_max_sd(m, _mm_unpackhi_pd(m, m)));
@@ -262,6 +273,10 @@ struct F64 {
     const V err = _mm256_add_pd(_mm256_sub_pd(_mm256_max_pd(a.s, e), t), _mm256_min_pd(a.s, e));
     a.c = _mm256_add_pd(a.c, err);
     a.s = t;
+  }
+  static void acc_add2(Acc& a, V e0, V e1) {
+    acc_add(a, e0);
+    acc_add(a, e1);
   }
   static void acc_add4(Acc* a, V e0, V e1, V e2, V e3) {
     acc_add(a[0], e0);
@@ -310,8 +325,10 @@ void fill(KernelTable& t) {
 }
 
 void exp_hooks(ExpHooks& h) {
-  h.exp_f32 = exp_array<F32>;
-  h.exp_f64 = exp_array<F64>;
+  h.exp_f32 = exp_array<F32, false>;
+  h.exp_f64 = exp_array<F64, false>;
+  h.exp_f32_le0 = exp_array<F32, true>;
+  h.exp_f64_le0 = exp_array<F64, true>;
 }
 
 }  // namespace avx2

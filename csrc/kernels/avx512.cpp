@@ -54,11 +54,16 @@ using simd::SumExp;
 //   first step is exact under FMA), |r| <= ln2/2; exp(r) = 1 + r + r²·q(r), q of
 //   degree 4 (Chebyshev fit, relative error 1e-8), Horner with FMA; result
 //   scalef(p, n) = p·2^n, zero-masked where x < -87.33654 (NaN lanes kept).
+//   kLe0 = true: the variant for x <= 0 (or NaN) that the row kernels use on x - max,
+//   without the upper clamp; bit-identical to the full one there (tested), and for
+//   x > 0 its result is unspecified (not a crash: only a NaN row can get there).
+template <bool kLe0 = false>
 inline __m512 exp_ps(__m512 x) {
   const __m512 lo = _mm512_set1_ps(-0x1.5d589ep+6f);
   const __m512 magic = _mm512_set1_ps(0x1.8p23f);
   // max/min return their second operand when either is NaN: NaN flows through.
-  const __m512 xc = _mm512_min_ps(_mm512_set1_ps(128.0f), _mm512_max_ps(lo, x));
+  __m512 xc = _mm512_max_ps(lo, x);
+  if (!kLe0) xc = _mm512_min_ps(_mm512_set1_ps(128.0f), xc);
   const __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(0x1.715476p+0f), magic);
   const __m512 n = _mm512_sub_ps(t, magic);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e430p-1f), xc);
@@ -82,10 +87,13 @@ inline __m512 exp_ps(__m512 x) {
 //   -inf -> +0, +inf -> +inf.
 //   Method as exp_ps with the 1.5·2^52 bias, x clamped to [-708.40, 1024], and
 //   exp(r) = 1 + r + r²·q(r) with q of degree 9 (relative error 1.6e-17).
+//   kLe0: as for exp_ps.
+template <bool kLe0 = false>
 inline __m512d exp_pd(__m512d x) {
   const __m512d lo = _mm512_set1_pd(-0x1.6232bdd7abcd2p+9);
   const __m512d magic = _mm512_set1_pd(0x1.8p52);
-  const __m512d xc = _mm512_min_pd(_mm512_set1_pd(1024.0), _mm512_max_pd(lo, x));
+  __m512d xc = _mm512_max_pd(lo, x);
+  if (!kLe0) xc = _mm512_min_pd(_mm512_set1_pd(1024.0), xc);
   const __m512d t = _mm512_fmadd_pd(xc, _mm512_set1_pd(0x1.71547652b82fep+0), magic);
   const __m512d n = _mm512_sub_pd(t, magic);
   __m512d r = _mm512_fnmadd_pd(n, _mm512_set1_pd(0x1.62e42fefa39efp-1), xc);
@@ -160,9 +168,11 @@ struct F32 {
   static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static V exp(V v) { return exp_ps(v); }
+  static V exp_le0(V v) { return exp_ps<true>(v); }
   static C hmax(V v) { return _mm512_reduce_max_ps(v); }
   static Acc acc_zero() { return accf_zero(); }
   static void acc_add(Acc& a, V e) { accf_add(a, e); }
+  static void acc_add2(Acc& a, V e0, V e1) { accf_add(a, _mm512_add_ps(e0, e1)); }
   static void acc_add4(Acc* a, V e0, V e1, V e2, V e3) { accf_add4(a, e0, e1, e2, e3); }
   static void acc_merge(Acc& a, const Acc& b) { accf_merge(a, b); }
   static SumExp acc_total(const Acc& a) { return accf_total(a); }
@@ -217,6 +227,7 @@ struct F64 {
   static V sub(V a, V b) { return _mm512_sub_pd(a, b); }
   static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
   static V exp(V v) { return exp_pd(v); }
+  static V exp_le0(V v) { return exp_pd<true>(v); }
   static C hmax(V v) { return _mm512_reduce_max_pd(v); }
   static Acc acc_zero() { return {_mm512_setzero_pd(), _mm512_setzero_pd()}; }
   // s + e = t + err exactly, err = (max(s, e) - t) + min(s, e)   (s, e >= 0)
@@ -225,6 +236,10 @@ struct F64 {
     const V err = _mm512_add_pd(_mm512_sub_pd(_mm512_max_pd(a.s, e), t), _mm512_min_pd(a.s, e));
     a.c = _mm512_add_pd(a.c, err);
     a.s = t;
+  }
+  static void acc_add2(Acc& a, V e0, V e1) {
+    acc_add(a, e0);
+    acc_add(a, e1);
   }
   static void acc_add4(Acc* a, V e0, V e1, V e2, V e3) {
     acc_add(a[0], e0);
@@ -277,8 +292,10 @@ void fill(KernelTable& t) {
 }
 
 void exp_hooks(ExpHooks& h) {
-  h.exp_f32 = exp_array<F32>;
-  h.exp_f64 = exp_array<F64>;
+  h.exp_f32 = exp_array<F32, false>;
+  h.exp_f64 = exp_array<F64, false>;
+  h.exp_f32_le0 = exp_array<F32, true>;
+  h.exp_f64_le0 = exp_array<F64, true>;
 }
 
 }  // namespace avx512

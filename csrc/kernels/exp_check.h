@@ -197,6 +197,38 @@ Report check_f32_range(ExpFn fn, uint32_t lo_bits, uint32_t hi_bits, uint32_t st
   return total;
 }
 
+// How many floats with bit patterns in [lo_bits, hi_bits] get different result bits
+// from f and g (e.g. the full-range exp and its x <= 0 variant).
+template <class ExpFn>
+int64_t count_differences(ExpFn f, ExpFn g, uint32_t lo_bits, uint32_t hi_bits) {
+  const uint64_t count = uint64_t(hi_bits) - lo_bits + 1;
+  constexpr uint64_t kChunk = 1 << 14;
+  const int64_t nchunks = int64_t((count + kChunk - 1) / kChunk);
+  int64_t differ = 0;
+#if defined(_OPENMP)
+#pragma omp parallel reduction(+ : differ)
+#endif
+  {
+    std::vector<float> xs(kChunk), a(kChunk), b(kChunk);
+#if defined(_OPENMP)
+#pragma omp for schedule(dynamic, 16)
+#endif
+    for (int64_t c = 0; c < nchunks; ++c) {
+      const uint64_t first = uint64_t(c) * kChunk;
+      const int64_t len = int64_t(first + kChunk <= count ? kChunk : count - first);
+      for (int64_t k = 0; k < len; ++k) {
+        const uint32_t bits = uint32_t(lo_bits + first + uint64_t(k));
+        std::memcpy(&xs[size_t(k)], &bits, 4);
+      }
+      f(xs.data(), a.data(), len);
+      g(xs.data(), b.data(), len);
+      if (std::memcmp(a.data(), b.data(), size_t(len) * 4) != 0)
+        for (int64_t k = 0; k < len; ++k) differ += bits_of(a[size_t(k)]) != bits_of(b[size_t(k)]);
+    }
+  }
+  return differ;
+}
+
 // splitmix64: deterministic per-index randoms, whatever the thread count.
 inline uint64_t splitmix64(uint64_t z) {
   z += 0x9e3779b97f4a7c15ull;

@@ -10,6 +10,10 @@ struct ExpHooks {
   // y[i] = exp(x[i]) with the ISA's vector exp, tails through the same vector code.
   void (*exp_f32)(const float* x, float* y, int64_t n) = nullptr;
   void (*exp_f64)(const double* x, double* y, int64_t n) = nullptr;
+  // The variants for x <= 0 (or NaN) that the row kernels use on x - max: the same
+  // bits as the full-range exp there, unspecified results for x > 0.
+  void (*exp_f32_le0)(const float* x, float* y, int64_t n) = nullptr;
+  void (*exp_f64_le0)(const double* x, double* y, int64_t n) = nullptr;
 };
 
 // Defined in csrc/kernels/<isa>.cpp; false when that ISA is not compiled in (the

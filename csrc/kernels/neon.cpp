@@ -36,11 +36,15 @@ using simd::SumExp;
 //   gives +inf. Specials: exp(NaN) = NaN, exp(-inf) = +0, exp(+inf) = +inf.
 //   Method: as the avx2 exp_ps (n = rint(x·log2 e) by the 1.5·2^23 bias, two-part
 //   ln2 Cody–Waite reduction, degree-6 polynomial with FMA, bits(p) + (n << 23)).
+//   kLe0 = true: the variant for x <= 0 (or NaN) used by the row kernels on x - max,
+//   without the upper clamp (bit-identical there; unspecified for x > 0).
+template <bool kLe0 = false>
 inline float32x4_t exp_ps(float32x4_t x) {
   const float32x4_t lo = vdupq_n_f32(-0x1.5d589ep+6f);
   const float32x4_t hi = vdupq_n_f32(0x1.62e42ep+6f);
   const float32x4_t magic = vdupq_n_f32(0x1.8p23f);
-  const float32x4_t xc = vminq_f32(hi, vmaxq_f32(lo, x));  // FMAX/FMIN keep NaN
+  float32x4_t xc = vmaxq_f32(lo, x);  // FMAX/FMIN keep NaN
+  if (!kLe0) xc = vminq_f32(hi, xc);
   const float32x4_t t = vfmaq_f32(magic, xc, vdupq_n_f32(0x1.715476p+0f));
   const float32x4_t n = vsubq_f32(t, magic);
   float32x4_t r = vfmsq_f32(xc, n, vdupq_n_f32(0x1.62e430p-1f));
@@ -62,11 +66,13 @@ inline float32x4_t exp_ps(float32x4_t x) {
 
 // exp(x) on 2 float64 lanes: x >= -708.3964185322641 within 1 ULP; below: +0;
 // above 709.782712893384: +inf; NaN -> NaN. Degree-11 polynomial, as avx2 exp_pd.
+template <bool kLe0 = false>
 inline float64x2_t exp_pd(float64x2_t x) {
   const float64x2_t lo = vdupq_n_f64(-0x1.6232bdd7abcd2p+9);
   const float64x2_t hi = vdupq_n_f64(0x1.62e42fefa39efp+9);
   const float64x2_t magic = vdupq_n_f64(0x1.8p52);
-  const float64x2_t xc = vminq_f64(hi, vmaxq_f64(lo, x));
+  float64x2_t xc = vmaxq_f64(lo, x);
+  if (!kLe0) xc = vminq_f64(hi, xc);
   const float64x2_t t = vfmaq_f64(magic, xc, vdupq_n_f64(0x1.71547652b82fep+0));
   const float64x2_t n = vsubq_f64(t, magic);
   float64x2_t r = vfmsq_f64(xc, n, vdupq_n_f64(0x1.62e42fefa39efp-1));
@@ -127,11 +133,13 @@ struct F32 {
   static V sub(V a, V b) { return vsubq_f32(a, b); }
   static V mul(V a, V b) { return vmulq_f32(a, b); }
   static V exp(V v) { return exp_ps(v); }
+  static V exp_le0(V v) { return exp_ps<true>(v); }
   static C hmax(V v) { return vmaxvq_f32(v); }
   static Acc acc_zero() { return {vdupq_n_f64(0.0), vdupq_n_f64(0.0)}; }
   static void acc_add(Acc& a, V e) { accf_add(a, e); }
   // ((e0 + e1) + (e2 + e3)) in float (two roundings of relative 2^-24 at most on
   // positive terms), then into the double lanes.
+  static void acc_add2(Acc& a, V e0, V e1) { accf_add(a, vaddq_f32(e0, e1)); }
   static void acc_add4(Acc* a, V e0, V e1, V e2, V e3) {
     accf_add(a[0], vaddq_f32(vaddq_f32(e0, e1), vaddq_f32(e2, e3)));
   }
@@ -204,6 +212,7 @@ struct F64 {
   static V sub(V a, V b) { return vsubq_f64(a, b); }
   static V mul(V a, V b) { return vmulq_f64(a, b); }
   static V exp(V v) { return exp_pd(v); }
+  static V exp_le0(V v) { return exp_pd<true>(v); }
   static C hmax(V v) { return vmaxvq_f64(v); }
   static Acc acc_zero() { return {vdupq_n_f64(0.0), vdupq_n_f64(0.0)}; }
   static void acc_add(Acc& a, V e) {
@@ -211,6 +220,10 @@ struct F64 {
     const V err = vaddq_f64(vsubq_f64(vmaxq_f64(a.s, e), t), vminq_f64(a.s, e));
     a.c = vaddq_f64(a.c, err);
     a.s = t;
+  }
+  static void acc_add2(Acc& a, V e0, V e1) {
+    acc_add(a, e0);
+    acc_add(a, e1);
   }
   static void acc_add4(Acc* a, V e0, V e1, V e2, V e3) {
     acc_add(a[0], e0);
@@ -254,8 +267,10 @@ void fill(KernelTable& t) {
 }
 
 void exp_hooks(ExpHooks& h) {
-  h.exp_f32 = exp_array<F32>;
-  h.exp_f64 = exp_array<F64>;
+  h.exp_f32 = exp_array<F32, false>;
+  h.exp_f64 = exp_array<F64, false>;
+  h.exp_f32_le0 = exp_array<F32, true>;
+  h.exp_f64_le0 = exp_array<F64, true>;
 }
 
 }  // namespace neon

@@ -21,11 +21,13 @@
 //                                  code as full vectors: a lane's bits never depend
 //                                  on its position (determinism).
 //   loadc(const C*) / storec(C*, v)  W compute-type values (per-lane panel state)
-//   set1, max, sub, mul, exp, hmax (horizontal max; NaN semantics may vary: callers
+//   set1, max, sub, mul, exp (full range), exp_le0 (for x <= 0 or NaN: x - max in the
+//   row kernels, where max is the row's or the merged max), hmax (horizontal max; NaN semantics may vary: callers
 //   never rely on max for NaN detection, see row_max)
-//   acc_zero, acc_add(a, v), acc_add4(a[4], v0..v3) (four vectors into up to four
-//   accumulators; float data may pre-add them pairwise in float: two roundings of
-//   relative 2^-24 at most), acc_merge(a, b),
+//   acc_zero, acc_add(a, v), acc_add2(a, v0, v1) (two vectors into one accumulator)
+//   and acc_add4(a[4], v0..v3) (four vectors into up to four accumulators): float
+//   data may pre-add them pairwise in float (one or two roundings of relative 2^-24
+//   on positive terms), acc_merge(a, b),
 //   acc_total(a) -> SumExp {sum, rest}: the sum, and the sum minus 1 (the max's own
 //                   term set apart) accurate to the last bits of the sum's low part,
 //   acc_lanes(a, double* out)  the W per-lane `rest` values (+inf for a lane whose
@@ -41,6 +43,17 @@
 // path (special_row), which scans for NaN.
 
 enum class Kind { softmax, log_softmax, lse };
+
+// The per-vector loops of a panel group (kV <= 4) must be unrolled before GCC's
+// scalar replacement, or the per-lane state arrays live on the stack (store-forward
+// latency on every row).
+#if defined(__clang__)
+#define FASTSOFTMAX_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define FASTSOFTMAX_UNROLL _Pragma("GCC unroll 4")
+#else
+#define FASTSOFTMAX_UNROLL
+#endif
 
 using simd::SumExp;
 
@@ -71,10 +84,29 @@ typename T::C row_max(const typename T::S* x, int64_t n) {
 }
 
 // Sum over the row of e_i = exp(x_i - m) (m finite), optionally storing e_i to y.
-// Four accumulators (acc_add4), merged in a fixed order; the tail runs the same vector code
-// (its masked lanes load -inf, whose exp is +0).
+// Four accumulators (acc_add4), merged in a fixed order; the tail runs the same
+// vector code (its masked lanes load -inf, whose exp is +0).
+//
+// Long rows (>= kPrefetchRow bytes) also prefetch the next row, x[n, 2n), into L2
+// while this compute-bound pass runs: rows of a batch (and blocks of a long row) are
+// usually adjacent, and the next max pass then streams from L2 instead of waiting on
+// DRAM. Without kStore, a non-null y is prefetched for writing (log_softmax's last
+// pass). A prefetch is only a hint: it never faults or changes a result, even past the
+// end of the array.
+constexpr int64_t kPrefetchRow = 8192;
+
+template <class T, bool kStore, bool kPrefetch>
+SumExp row_sum_exp_impl(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m);
+
 template <class T, bool kStore>
 SumExp row_sum_exp(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m) {
+  if (n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
+    return row_sum_exp_impl<T, kStore, true>(x, y, n, m);
+  return row_sum_exp_impl<T, kStore, false>(x, y, n, m);
+}
+
+template <class T, bool kStore, bool kPrefetch>
+SumExp row_sum_exp_impl(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m) {
   using V = typename T::V;
   using Acc = typename T::Acc;
   constexpr int64_t W = T::W;
@@ -82,10 +114,21 @@ SumExp row_sum_exp(const typename T::S* x, typename T::S* y, int64_t n, typename
   Acc a[4] = {T::acc_zero(), T::acc_zero(), T::acc_zero(), T::acc_zero()};
   int64_t i = 0;
   for (; i + 4 * W <= n; i += 4 * W) {
-    const V e0 = T::exp(T::sub(T::load(x + i), vm));
-    const V e1 = T::exp(T::sub(T::load(x + i + W), vm));
-    const V e2 = T::exp(T::sub(T::load(x + i + 2 * W), vm));
-    const V e3 = T::exp(T::sub(T::load(x + i + 3 * W), vm));
+    if constexpr (kPrefetch) {
+      // integer arithmetic: the address may lie past the end of the array
+      const uintptr_t next = reinterpret_cast<uintptr_t>(x + i) + uintptr_t(n) * sizeof(*x);
+      for (uintptr_t b = 0; b < 4 * W * sizeof(*x); b += 64)
+        __builtin_prefetch(reinterpret_cast<const void*>(next + b), 0, 2);
+      // log_softmax writes y only in its last pass: fetch its lines for writing now
+      if constexpr (!kStore)
+        if (y)
+          for (uintptr_t b = 0; b < 4 * W * sizeof(*x); b += 64)
+            __builtin_prefetch(reinterpret_cast<const char*>(y + i) + b, 1, 2);
+    }
+    const V e0 = T::exp_le0(T::sub(T::load(x + i), vm));
+    const V e1 = T::exp_le0(T::sub(T::load(x + i + W), vm));
+    const V e2 = T::exp_le0(T::sub(T::load(x + i + 2 * W), vm));
+    const V e3 = T::exp_le0(T::sub(T::load(x + i + 3 * W), vm));
     if constexpr (kStore) {
       T::store(y + i, e0);
       T::store(y + i + W, e1);
@@ -95,12 +138,12 @@ SumExp row_sum_exp(const typename T::S* x, typename T::S* y, int64_t n, typename
     T::acc_add4(a, e0, e1, e2, e3);
   }
   for (; i + W <= n; i += W) {
-    const V e = T::exp(T::sub(T::load(x + i), vm));
+    const V e = T::exp_le0(T::sub(T::load(x + i), vm));
     if constexpr (kStore) T::store(y + i, e);
     T::acc_add(a[0], e);
   }
   if (i < n) {
-    const V e = T::exp(T::sub(T::load_n(x + i, n - i), vm));
+    const V e = T::exp_le0(T::sub(T::load_n(x + i, n - i), vm));
     if constexpr (kStore) T::store_n(y + i, n - i, e);
     T::acc_add(a[0], e);
   }
@@ -136,14 +179,15 @@ void softmax_finish(const typename T::S* x, typename T::S* y, int64_t n, typenam
   const V vm = T::set1(m), vs = T::set1(scale);
   int64_t i = 0;
   for (; i + 2 * W <= n; i += 2 * W) {
-    const V e0 = T::exp(T::sub(T::load(x + i), vm));
-    const V e1 = T::exp(T::sub(T::load(x + i + W), vm));
+    const V e0 = T::exp_le0(T::sub(T::load(x + i), vm));
+    const V e1 = T::exp_le0(T::sub(T::load(x + i + W), vm));
     T::store(y + i, T::mul(e0, vs));
     T::store(y + i + W, T::mul(e1, vs));
   }
-  for (; i + W <= n; i += W) T::store(y + i, T::mul(T::exp(T::sub(T::load(x + i), vm)), vs));
+  for (; i + W <= n; i += W)
+    T::store(y + i, T::mul(T::exp_le0(T::sub(T::load(x + i), vm)), vs));
   if (i < n)
-    T::store_n(y + i, n - i, T::mul(T::exp(T::sub(T::load_n(x + i, n - i), vm)), vs));
+    T::store_n(y + i, n - i, T::mul(T::exp_le0(T::sub(T::load_n(x + i, n - i), vm)), vs));
 }
 
 // log_softmax_finish: y = (x - m) - log_sum.
@@ -230,12 +274,12 @@ void log_softmax_row(const typename T::S* x, typename T::S* y, int64_t n) {
     special_row<T>(x, y, n, m, true);
     return;
   }
-  const SumExp s = row_sum_exp<T, false>(x, nullptr, n, m);
+  const SumExp s = row_sum_exp<T, false>(x, y, n, m);  // y: prefetched, not written
   if (s.sum != s.sum) {
     row_fill<T>(y, n, kNaNC<T>);
     return;
   }
-  log_softmax_finish<T>(x, y, n, m, C(std::log1p(s.rest)));
+  log_softmax_finish<T>(x, y, n, m, C(simd::log1p_sum(s.rest)));
 }
 
 template <class T>
@@ -261,6 +305,18 @@ Partial reduce(const typename T::S* x, int64_t n) {
 // or +inf in the lane: NaN everywhere) or 0 (only -inf: exp(-inf - 0) * 0 = 0);
 // log_softmax: a = log(sum), NaN, or 0 (then (-inf - 0) - 0 = -inf).
 
+// Software prefetch of one panel row's group (`bytes` from p), `rw` = 1 for writing.
+// Strided panels defeat the hardware prefetchers (every row is a new page) and, with
+// power-of-two strides, alias into a few cache sets: the passes fetch a fixed number
+// of bytes ahead themselves. Integer arithmetic: the rows ahead may lie past the
+// panel; a prefetch never faults.
+template <int kRw>
+inline void prefetch_span(uintptr_t p, uintptr_t bytes) {
+  for (uintptr_t b = 0; b < bytes; b += 64)
+    __builtin_prefetch(reinterpret_cast<const void*>(p + b), kRw, 3);
+  __builtin_prefetch(reinterpret_cast<const void*>(p + bytes - 1), kRw, 3);
+}
+
 template <class T, int kV, Kind kKind>
 void panel_group(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
                  int64_t n, int64_t kp, typename T::C* lse) {
@@ -270,11 +326,18 @@ void panel_group(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t 
   constexpr int64_t W = T::W;
   constexpr int64_t L = int64_t(kV) * W;
   constexpr bool kStore = kKind == Kind::softmax && T::kStoreExp;
+  constexpr uintptr_t kRowBytes = uintptr_t(L) * sizeof(typename T::S);
+  constexpr int64_t kAhead = kRowBytes >= 512 ? 4 : 2048 / int64_t(kRowBytes);
+  const uintptr_t xb = reinterpret_cast<uintptr_t>(x), yb = reinterpret_cast<uintptr_t>(y);
+  const uintptr_t xs = uintptr_t(ldx) * sizeof(*x), ys = uintptr_t(ldy) * sizeof(*x);
 
   V m[kV];
+  FASTSOFTMAX_UNROLL
   for (int v = 0; v < kV; ++v) m[v] = T::set1(-kInfC<T>);
   for (int64_t i = 0; i < n; ++i) {
+    prefetch_span<0>(xb + uintptr_t(i + kAhead) * xs, kRowBytes);
     const typename T::S* r = x + i * ldx;
+    FASTSOFTMAX_UNROLL
     for (int v = 0; v < kV - 1; ++v) m[v] = T::max(m[v], T::load(r + v * W));
     m[kV - 1] = T::max(m[kV - 1], T::load_n(r + (kV - 1) * W, kp));
   }
@@ -282,26 +345,46 @@ void panel_group(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t 
   alignas(64) C mv[L];
   alignas(64) C mu[L];
   alignas(64) double sv[L];
+  FASTSOFTMAX_UNROLL
   for (int v = 0; v < kV; ++v) T::storec(mv + v * W, m[v]);
   for (int64_t j = 0; j < L; ++j) mu[j] = (mv[j] - mv[j] == C(0)) ? mv[j] : C(0);
 
   V vmu[kV];
   Acc acc[kV];
+  FASTSOFTMAX_UNROLL
   for (int v = 0; v < kV; ++v) {
     vmu[v] = T::loadc(mu + v * W);
     acc[v] = T::acc_zero();
   }
-  for (int64_t i = 0; i < n; ++i) {
+  // Rows in pairs: acc_add2 may pre-add the two exps in float (as acc_add4 does);
+  // the pairing depends only on i, so a lane's bits still depend only on its column.
+  auto exp_row = [&](int64_t i, V* e) {
+    prefetch_span<0>(xb + uintptr_t(i + kAhead) * xs, kRowBytes);
+    if constexpr (kStore) prefetch_span<1>(yb + uintptr_t(i + kAhead) * ys, kRowBytes);
     const typename T::S* r = x + i * ldx;
+    FASTSOFTMAX_UNROLL
     for (int v = 0; v < kV - 1; ++v) {
-      const V e = T::exp(T::sub(T::load(r + v * W), vmu[v]));
-      if constexpr (kStore) T::store(y + i * ldy + v * W, e);
-      T::acc_add(acc[v], e);
+      e[v] = T::exp(T::sub(T::load(r + v * W), vmu[v]));
+      if constexpr (kStore) T::store(y + i * ldy + v * W, e[v]);
     }
-    const V e = T::exp(T::sub(T::load_n(r + (kV - 1) * W, kp), vmu[kV - 1]));
-    if constexpr (kStore) T::store_n(y + i * ldy + (kV - 1) * W, kp, e);
-    T::acc_add(acc[kV - 1], e);
+    e[kV - 1] = T::exp(T::sub(T::load_n(r + (kV - 1) * W, kp), vmu[kV - 1]));
+    if constexpr (kStore) T::store_n(y + i * ldy + (kV - 1) * W, kp, e[kV - 1]);
+  };
+  int64_t i2 = 0;
+  for (; i2 + 2 <= n; i2 += 2) {
+    V e0[kV], e1[kV];
+    exp_row(i2, e0);
+    exp_row(i2 + 1, e1);
+    FASTSOFTMAX_UNROLL
+    for (int v = 0; v < kV; ++v) T::acc_add2(acc[v], e0[v], e1[v]);
   }
+  if (i2 < n) {
+    V e0[kV];
+    exp_row(i2, e0);
+    FASTSOFTMAX_UNROLL
+    for (int v = 0; v < kV; ++v) T::acc_add(acc[v], e0[v]);
+  }
+  FASTSOFTMAX_UNROLL
   for (int v = 0; v < kV; ++v) T::acc_lanes(acc[v], sv + v * W);
 
   const int64_t lanes = (kV - 1) * W + kp;
@@ -311,7 +394,7 @@ void panel_group(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t 
       const double rest = sv[j];
       lse[j] = (rest != rest)        ? kNaNC<T>
                : !(mj - mj == C(0))  ? mj  // +inf or -inf
-                                     : C(double(mj) + std::log1p(rest));
+                                     : C(double(mj) + simd::log1p_sum(rest));
     }
     return;
   } else {
@@ -324,13 +407,17 @@ void panel_group(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t 
       else if (!(mj - mj == C(0)))  // -inf (or a masked-off lane)
         a[j] = C(0);
       else
-        a[j] = kKind == Kind::softmax ? C(1.0 / (1.0 + rest)) : C(std::log1p(rest));
+        a[j] = kKind == Kind::softmax ? C(1.0 / (1.0 + rest)) : C(simd::log1p_sum(rest));
     }
     V va[kV];
+    FASTSOFTMAX_UNROLL
     for (int v = 0; v < kV; ++v) va[v] = T::loadc(a + v * W);
     for (int64_t i = 0; i < n; ++i) {
+      if constexpr (!kStore) prefetch_span<0>(xb + uintptr_t(i + kAhead) * xs, kRowBytes);
+      prefetch_span<1>(yb + uintptr_t(i + kAhead) * ys, kRowBytes);
       const typename T::S* r = x + i * ldx;
       typename T::S* o = y + i * ldy;
+      FASTSOFTMAX_UNROLL
       for (int v = 0; v < kV; ++v) {
         const bool last = v == kV - 1;
         V out;
@@ -411,10 +498,18 @@ void fill_set(Set& k) {
 }
 
 // exp over an array with the ISA's vector exp (test hook; tails via load_n/store_n).
-template <class T>
+template <class T, bool kLe0>
+typename T::V exp_variant(typename T::V v) {
+  if constexpr (kLe0)
+    return T::exp_le0(v);
+  else
+    return T::exp(v);
+}
+
+template <class T, bool kLe0>
 void exp_array(const typename T::C* x, typename T::C* y, int64_t n) {
   constexpr int64_t W = T::W;
   int64_t i = 0;
-  for (; i + W <= n; i += W) T::store(y + i, T::exp(T::load(x + i)));
-  if (i < n) T::store_n(y + i, n - i, T::exp(T::load_n(x + i, n - i)));
+  for (; i + W <= n; i += W) T::store(y + i, exp_variant<T, kLe0>(T::load(x + i)));
+  if (i < n) T::store_n(y + i, n - i, exp_variant<T, kLe0>(T::load_n(x + i, n - i)));
 }
