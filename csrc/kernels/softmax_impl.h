@@ -4,8 +4,8 @@
 // avx2.cpp, neon.cpp), after that file has defined its `Ops` classes, so every
 // function here is compiled for that ISA and lives in that ISA's namespace: an
 // AVX-512 instantiation can never be linked into another path. It includes nothing
-// itself (the including file has <cmath>, <cstring>, <limits>, kernels.h, common.h,
-// simd_common.h above its region).
+// itself (the including file has <cmath>, <cstring>, <limits>, <type_traits>,
+// kernels.h, common.h, simd_common.h above its region).
 //
 // An Ops class T (one per storage dtype) provides
 //   S, C        storage and compute types (uint16_t/float, float/float, double/double)
@@ -22,8 +22,8 @@
 //                                  on its position (determinism).
 //   loadc(const C*) / storec(C*, v)  W compute-type values (per-lane panel state)
 //   set1, max, sub, mul, exp (full range), exp_le0 (for x <= 0 or NaN: x - max in the
-//   row kernels, where max is the row's or the merged max), hmax (horizontal max; NaN semantics may vary: callers
-//   never rely on max for NaN detection, see row_max)
+//   row kernels, where max is the row's or the merged max), hmax (horizontal max;
+//   NaN semantics may vary: callers never rely on max for NaN detection, see below)
 //   acc_zero, acc_add(a, v), acc_add2(a, v0, v1) (two vectors into one accumulator)
 //   and acc_add4(a[4], v0..v3) (four vectors into up to four accumulators): float
 //   data may pre-add them pairwise in float (one or two roundings of relative 2^-24
@@ -55,6 +55,14 @@ enum class Kind { softmax, log_softmax, lse };
 #define FASTSOFTMAX_UNROLL
 #endif
 
+// The passes of a row are inlined into the row kernel: as calls they would pass their
+// per-row state through memory and reload every constant, on a latency-bound path.
+#if defined(__GNUC__)
+#define FASTSOFTMAX_PASS inline __attribute__((always_inline))
+#else
+#define FASTSOFTMAX_PASS inline
+#endif
+
 using simd::SumExp;
 
 template <class T>
@@ -63,149 +71,217 @@ template <class T>
 constexpr typename T::C kNaNC = std::numeric_limits<typename T::C>::quiet_NaN();
 
 // ---- rows ------------------------------------------------------------------------
+// Every row function below runs R rows in lockstep (R = 1; or 2 for short rows of a
+// batch, whose passes are latency-bound: two independent chains fill the pipeline).
+// The per-row arithmetic is the same whatever R — same accumulators, same order — so
+// a row's bits never depend on the batch around it.
 
-// Max of x[0..n) (exact when the row holds no NaN). Four accumulators hide latency.
-template <class T>
-typename T::C row_max(const typename T::S* x, int64_t n) {
+// Max of each row (exact when the row holds no NaN). Four accumulators hide latency.
+template <class T, int R>
+FASTSOFTMAX_PASS void rows_max(const typename T::S* const* x, int64_t n, typename T::C* m) {
   using V = typename T::V;
   constexpr int64_t W = T::W;
-  const V ninf = T::set1(-kInfC<T>);
-  V m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+  V a[R][4];
+  FASTSOFTMAX_UNROLL
+  for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = a[r][2] = a[r][3] = T::set1(-kInfC<T>);
   int64_t i = 0;
   for (; i + 4 * W <= n; i += 4 * W) {
-    m0 = T::max(m0, T::load(x + i));
-    m1 = T::max(m1, T::load(x + i + W));
-    m2 = T::max(m2, T::load(x + i + 2 * W));
-    m3 = T::max(m3, T::load(x + i + 3 * W));
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r) {
+      a[r][0] = T::max(a[r][0], T::load(x[r] + i));
+      a[r][1] = T::max(a[r][1], T::load(x[r] + i + W));
+      a[r][2] = T::max(a[r][2], T::load(x[r] + i + 2 * W));
+      a[r][3] = T::max(a[r][3], T::load(x[r] + i + 3 * W));
+    }
   }
-  for (; i + W <= n; i += W) m0 = T::max(m0, T::load(x + i));
-  if (i < n) m0 = T::max(m0, T::load_n(x + i, n - i));
-  return T::hmax(T::max(T::max(m0, m1), T::max(m2, m3)));
+  for (; i + W <= n; i += W) {
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r) a[r][0] = T::max(a[r][0], T::load(x[r] + i));
+  }
+  if (i < n) {
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r) a[r][0] = T::max(a[r][0], T::load_n(x[r] + i, n - i));
+  }
+  FASTSOFTMAX_UNROLL
+  for (int r = 0; r < R; ++r)
+    m[r] = T::hmax(T::max(T::max(a[r][0], a[r][1]), T::max(a[r][2], a[r][3])));
 }
 
-// Sum over the row of e_i = exp(x_i - m) (m finite), optionally storing e_i to y.
+// Sum over each row of e_i = exp(x_i - m) (m finite), optionally storing e_i to y.
 // Four accumulators (acc_add4), merged in a fixed order; the tail runs the same
 // vector code (its masked lanes load -inf, whose exp is +0).
 //
-// Long rows (>= kPrefetchRow bytes) also prefetch the next row, x[n, 2n), into L2
-// while this compute-bound pass runs: rows of a batch (and blocks of a long row) are
+// kPrefetch (long rows, R = 1): also prefetch the next row, x[n, 2n), into L2 while
+// this compute-bound pass runs: rows of a batch (and blocks of a long row) are
 // usually adjacent, and the next max pass then streams from L2 instead of waiting on
 // DRAM. Without kStore, a non-null y is prefetched for writing (log_softmax's last
 // pass). A prefetch is only a hint: it never faults or changes a result, even past the
 // end of the array.
-constexpr int64_t kPrefetchRow = 8192;
+constexpr int64_t kPrefetchRow = 8192;  // bytes
 
-template <class T, bool kStore, bool kPrefetch>
-SumExp row_sum_exp_impl(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m);
-
-template <class T, bool kStore>
-SumExp row_sum_exp(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m) {
-  if (n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
-    return row_sum_exp_impl<T, kStore, true>(x, y, n, m);
-  return row_sum_exp_impl<T, kStore, false>(x, y, n, m);
-}
-
-template <class T, bool kStore, bool kPrefetch>
-SumExp row_sum_exp_impl(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m) {
+template <class T, int R, bool kStore, bool kPrefetch>
+FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x, typename T::S* const* y,
+                                   int64_t n, const typename T::C* m, SumExp* out) {
   using V = typename T::V;
   using Acc = typename T::Acc;
   constexpr int64_t W = T::W;
-  const V vm = T::set1(m);
-  Acc a[4] = {T::acc_zero(), T::acc_zero(), T::acc_zero(), T::acc_zero()};
+  V vm[R];
+  Acc a[R][4];
+  FASTSOFTMAX_UNROLL
+  for (int r = 0; r < R; ++r) {
+    vm[r] = T::set1(m[r]);
+    a[r][0] = a[r][1] = a[r][2] = a[r][3] = T::acc_zero();
+  }
   int64_t i = 0;
   for (; i + 4 * W <= n; i += 4 * W) {
     if constexpr (kPrefetch) {
       // integer arithmetic: the address may lie past the end of the array
-      const uintptr_t next = reinterpret_cast<uintptr_t>(x + i) + uintptr_t(n) * sizeof(*x);
-      for (uintptr_t b = 0; b < 4 * W * sizeof(*x); b += 64)
+      const uintptr_t next = reinterpret_cast<uintptr_t>(x[0] + i) + uintptr_t(n) * sizeof(*x[0]);
+      for (uintptr_t b = 0; b < 4 * W * sizeof(*x[0]); b += 64)
         __builtin_prefetch(reinterpret_cast<const void*>(next + b), 0, 2);
-      // log_softmax writes y only in its last pass: fetch its lines for writing now
       if constexpr (!kStore)
-        if (y)
-          for (uintptr_t b = 0; b < 4 * W * sizeof(*x); b += 64)
-            __builtin_prefetch(reinterpret_cast<const char*>(y + i) + b, 1, 2);
+        if (y[0])
+          for (uintptr_t b = 0; b < 4 * W * sizeof(*x[0]); b += 64)
+            __builtin_prefetch(reinterpret_cast<const char*>(y[0] + i) + b, 1, 2);
     }
-    const V e0 = T::exp_le0(T::sub(T::load(x + i), vm));
-    const V e1 = T::exp_le0(T::sub(T::load(x + i + W), vm));
-    const V e2 = T::exp_le0(T::sub(T::load(x + i + 2 * W), vm));
-    const V e3 = T::exp_le0(T::sub(T::load(x + i + 3 * W), vm));
-    if constexpr (kStore) {
-      T::store(y + i, e0);
-      T::store(y + i + W, e1);
-      T::store(y + i + 2 * W, e2);
-      T::store(y + i + 3 * W, e3);
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const V e0 = T::exp_le0(T::sub(T::load(x[r] + i), vm[r]));
+      const V e1 = T::exp_le0(T::sub(T::load(x[r] + i + W), vm[r]));
+      const V e2 = T::exp_le0(T::sub(T::load(x[r] + i + 2 * W), vm[r]));
+      const V e3 = T::exp_le0(T::sub(T::load(x[r] + i + 3 * W), vm[r]));
+      if constexpr (kStore) {
+        T::store(y[r] + i, e0);
+        T::store(y[r] + i + W, e1);
+        T::store(y[r] + i + 2 * W, e2);
+        T::store(y[r] + i + 3 * W, e3);
+      }
+      T::acc_add4(a[r], e0, e1, e2, e3);
     }
-    T::acc_add4(a, e0, e1, e2, e3);
   }
   for (; i + W <= n; i += W) {
-    const V e = T::exp_le0(T::sub(T::load(x + i), vm));
-    if constexpr (kStore) T::store(y + i, e);
-    T::acc_add(a[0], e);
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const V e = T::exp_le0(T::sub(T::load(x[r] + i), vm[r]));
+      if constexpr (kStore) T::store(y[r] + i, e);
+      T::acc_add(a[r][0], e);
+    }
   }
   if (i < n) {
-    const V e = T::exp_le0(T::sub(T::load_n(x + i, n - i), vm));
-    if constexpr (kStore) T::store_n(y + i, n - i, e);
-    T::acc_add(a[0], e);
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const V e = T::exp_le0(T::sub(T::load_n(x[r] + i, n - i), vm[r]));
+      if constexpr (kStore) T::store_n(y[r] + i, n - i, e);
+      T::acc_add(a[r][0], e);
+    }
   }
-  T::acc_merge(a[0], a[1]);
-  T::acc_merge(a[2], a[3]);
-  T::acc_merge(a[0], a[2]);
-  return T::acc_total(a[0]);
+  FASTSOFTMAX_UNROLL
+  for (int r = 0; r < R; ++r) {
+    T::acc_merge(a[r][0], a[r][1]);
+    T::acc_merge(a[r][2], a[r][3]);
+    T::acc_merge(a[r][0], a[r][2]);
+    out[r] = T::acc_total(a[r][0]);
+  }
 }
 
 // y *= scale (S == C only).
-template <class T>
-void row_scale(typename T::S* y, int64_t n, typename T::C scale) {
+template <class T, int R>
+FASTSOFTMAX_PASS void rows_scale(typename T::S* const* y, int64_t n, const typename T::C* scale) {
   using V = typename T::V;
   constexpr int64_t W = T::W;
-  const V vs = T::set1(scale);
+  V vs[R];
+  FASTSOFTMAX_UNROLL
+  for (int r = 0; r < R; ++r) vs[r] = T::set1(scale[r]);
   int64_t i = 0;
   for (; i + 4 * W <= n; i += 4 * W) {
-    T::store(y + i, T::mul(T::load(y + i), vs));
-    T::store(y + i + W, T::mul(T::load(y + i + W), vs));
-    T::store(y + i + 2 * W, T::mul(T::load(y + i + 2 * W), vs));
-    T::store(y + i + 3 * W, T::mul(T::load(y + i + 3 * W), vs));
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r) {
+      T::store(y[r] + i, T::mul(T::load(y[r] + i), vs[r]));
+      T::store(y[r] + i + W, T::mul(T::load(y[r] + i + W), vs[r]));
+      T::store(y[r] + i + 2 * W, T::mul(T::load(y[r] + i + 2 * W), vs[r]));
+      T::store(y[r] + i + 3 * W, T::mul(T::load(y[r] + i + 3 * W), vs[r]));
+    }
   }
-  for (; i + W <= n; i += W) T::store(y + i, T::mul(T::load(y + i), vs));
-  if (i < n) T::store_n(y + i, n - i, T::mul(T::load_n(y + i, n - i), vs));
+  for (; i + W <= n; i += W) {
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r) T::store(y[r] + i, T::mul(T::load(y[r] + i), vs[r]));
+  }
+  if (i < n) {
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r)
+      T::store_n(y[r] + i, n - i, T::mul(T::load_n(y[r] + i, n - i), vs[r]));
+  }
 }
 
 // softmax_finish: y = exp(x - m) * scale.
-template <class T>
-void softmax_finish(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m,
-                    typename T::C scale) {
+template <class T, int R>
+FASTSOFTMAX_PASS void rows_exp_scale(const typename T::S* const* x, typename T::S* const* y,
+                                     int64_t n, const typename T::C* m,
+                                     const typename T::C* scale) {
   using V = typename T::V;
   constexpr int64_t W = T::W;
-  const V vm = T::set1(m), vs = T::set1(scale);
+  V vm[R], vs[R];
+  FASTSOFTMAX_UNROLL
+  for (int r = 0; r < R; ++r) {
+    vm[r] = T::set1(m[r]);
+    vs[r] = T::set1(scale[r]);
+  }
   int64_t i = 0;
   for (; i + 2 * W <= n; i += 2 * W) {
-    const V e0 = T::exp_le0(T::sub(T::load(x + i), vm));
-    const V e1 = T::exp_le0(T::sub(T::load(x + i + W), vm));
-    T::store(y + i, T::mul(e0, vs));
-    T::store(y + i + W, T::mul(e1, vs));
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const V e0 = T::exp_le0(T::sub(T::load(x[r] + i), vm[r]));
+      const V e1 = T::exp_le0(T::sub(T::load(x[r] + i + W), vm[r]));
+      T::store(y[r] + i, T::mul(e0, vs[r]));
+      T::store(y[r] + i + W, T::mul(e1, vs[r]));
+    }
   }
-  for (; i + W <= n; i += W)
-    T::store(y + i, T::mul(T::exp_le0(T::sub(T::load(x + i), vm)), vs));
-  if (i < n)
-    T::store_n(y + i, n - i, T::mul(T::exp_le0(T::sub(T::load_n(x + i, n - i), vm)), vs));
+  for (; i + W <= n; i += W) {
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r)
+      T::store(y[r] + i, T::mul(T::exp_le0(T::sub(T::load(x[r] + i), vm[r])), vs[r]));
+  }
+  if (i < n) {
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r)
+      T::store_n(y[r] + i, n - i,
+                 T::mul(T::exp_le0(T::sub(T::load_n(x[r] + i, n - i), vm[r])), vs[r]));
+  }
 }
 
 // log_softmax_finish: y = (x - m) - log_sum.
-template <class T>
-void log_softmax_finish(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m,
-                        typename T::C log_sum) {
+template <class T, int R>
+FASTSOFTMAX_PASS void rows_log_finish(const typename T::S* const* x, typename T::S* const* y,
+                                      int64_t n, const typename T::C* m,
+                                      const typename T::C* log_sum) {
   using V = typename T::V;
   constexpr int64_t W = T::W;
-  const V vm = T::set1(m), vl = T::set1(log_sum);
+  V vm[R], vl[R];
+  FASTSOFTMAX_UNROLL
+  for (int r = 0; r < R; ++r) {
+    vm[r] = T::set1(m[r]);
+    vl[r] = T::set1(log_sum[r]);
+  }
   int64_t i = 0;
   for (; i + 4 * W <= n; i += 4 * W) {
-    T::store(y + i, T::sub(T::sub(T::load(x + i), vm), vl));
-    T::store(y + i + W, T::sub(T::sub(T::load(x + i + W), vm), vl));
-    T::store(y + i + 2 * W, T::sub(T::sub(T::load(x + i + 2 * W), vm), vl));
-    T::store(y + i + 3 * W, T::sub(T::sub(T::load(x + i + 3 * W), vm), vl));
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r) {
+      T::store(y[r] + i, T::sub(T::sub(T::load(x[r] + i), vm[r]), vl[r]));
+      T::store(y[r] + i + W, T::sub(T::sub(T::load(x[r] + i + W), vm[r]), vl[r]));
+      T::store(y[r] + i + 2 * W, T::sub(T::sub(T::load(x[r] + i + 2 * W), vm[r]), vl[r]));
+      T::store(y[r] + i + 3 * W, T::sub(T::sub(T::load(x[r] + i + 3 * W), vm[r]), vl[r]));
+    }
   }
-  for (; i + W <= n; i += W) T::store(y + i, T::sub(T::sub(T::load(x + i), vm), vl));
-  if (i < n) T::store_n(y + i, n - i, T::sub(T::sub(T::load_n(x + i, n - i), vm), vl));
+  for (; i + W <= n; i += W) {
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r)
+      T::store(y[r] + i, T::sub(T::sub(T::load(x[r] + i), vm[r]), vl[r]));
+  }
+  if (i < n) {
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r)
+      T::store_n(y[r] + i, n - i, T::sub(T::sub(T::load_n(x[r] + i, n - i), vm[r]), vl[r]));
+  }
 }
 
 template <class T>
@@ -242,54 +318,196 @@ void special_row(const typename T::S* x, typename T::S* y, int64_t n, typename T
 }
 
 template <class T>
-void softmax_row(const typename T::S* x, typename T::S* y, int64_t n) {
+bool finite(typename T::C v) {
+  return v - v == typename T::C(0);
+}
+
+template <class T, int R>
+void rows_softmax(const typename T::S* const* x, typename T::S* const* y, int64_t n) {
   using C = typename T::C;
-  const C m = row_max<T>(x, n);
-  if (!(m - m == C(0))) {  // not finite
-    special_row<T>(x, y, n, m, false);
+  C m[R];
+  rows_max<T, R>(x, n, m);
+  if constexpr (R > 1) {
+    bool ok = true;
+    for (int r = 0; r < R; ++r) ok &= finite<T>(m[r]);
+    if (!ok) {  // rare: each row on its own (nothing was written yet)
+      for (int r = 0; r < R; ++r) rows_softmax<T, 1>(x + r, y + r, n);
+      return;
+    }
+  } else if (!finite<T>(m[0])) {
+    special_row<T>(x[0], y[0], n, m[0], false);
     return;
   }
-  if constexpr (T::kStoreExp) {
-    const double s = row_sum_exp<T, true>(x, y, n, m).sum;
-    if (s != s) {  // a NaN the max pass could not see
-      row_fill<T>(y, n, kNaNC<T>);
-      return;
-    }
-    row_scale<T>(y, n, C(1.0 / s));
-  } else {
-    const double s = row_sum_exp<T, false>(x, nullptr, n, m).sum;
-    if (s != s) {
-      row_fill<T>(y, n, kNaNC<T>);
-      return;
-    }
-    softmax_finish<T>(x, y, n, m, C(1.0 / s));
+  SumExp s[R];
+  C scale[R];
+  constexpr bool kStore = T::kStoreExp;
+  // kStore: the exps go to y; else (float16) y is only prefetched for the last pass
+  if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
+    rows_sum_exp<T, R, kStore, true>(x, y, n, m, s);
+  else
+    rows_sum_exp<T, R, kStore, false>(x, y, n, m, s);
+  bool nan = false;
+  for (int r = 0; r < R; ++r) {
+    nan |= s[r].sum != s[r].sum;  // a NaN the max pass could not see
+    scale[r] = C(1.0 / s[r].sum);
   }
+  if (nan) {
+    for (int r = 0; r < R; ++r) {
+      if (s[r].sum != s[r].sum)
+        row_fill<T>(y[r], n, kNaNC<T>);
+      else if constexpr (kStore)
+        rows_scale<T, 1>(y + r, n, scale + r);
+      else
+        rows_exp_scale<T, 1>(x + r, y + r, n, m + r, scale + r);
+    }
+    return;
+  }
+  if constexpr (kStore)
+    rows_scale<T, R>(y, n, scale);
+  else
+    rows_exp_scale<T, R>(x, y, n, m, scale);
+}
+
+template <class T, int R>
+void rows_log_softmax(const typename T::S* const* x, typename T::S* const* y, int64_t n) {
+  using C = typename T::C;
+  C m[R];
+  rows_max<T, R>(x, n, m);
+  if constexpr (R > 1) {
+    bool ok = true;
+    for (int r = 0; r < R; ++r) ok &= finite<T>(m[r]);
+    if (!ok) {
+      for (int r = 0; r < R; ++r) rows_log_softmax<T, 1>(x + r, y + r, n);
+      return;
+    }
+  } else if (!finite<T>(m[0])) {
+    special_row<T>(x[0], y[0], n, m[0], true);
+    return;
+  }
+  SumExp s[R];
+  C ls[R];
+  // y is only prefetched here, written by the last pass
+  if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
+    rows_sum_exp<T, R, false, true>(x, y, n, m, s);
+  else
+    rows_sum_exp<T, R, false, false>(x, y, n, m, s);
+  bool nan = false;
+  for (int r = 0; r < R; ++r) {
+    nan |= s[r].sum != s[r].sum;
+    ls[r] = C(simd::log1p_sum(s[r].rest));
+  }
+  if (nan) {
+    for (int r = 0; r < R; ++r) {
+      if (s[r].sum != s[r].sum)
+        row_fill<T>(y[r], n, kNaNC<T>);
+      else
+        rows_log_finish<T, 1>(x + r, y + r, n, m + r, ls + r);
+    }
+    return;
+  }
+  rows_log_finish<T, R>(x, y, n, m, ls);
+}
+
+template <class T, int R>
+void rows_reduce(const typename T::S* const* x, int64_t n, Partial* out) {
+  using C = typename T::C;
+  C m[R];
+  rows_max<T, R>(x, n, m);
+  if constexpr (R > 1) {
+    bool ok = true;
+    for (int r = 0; r < R; ++r) ok &= finite<T>(m[r]);
+    if (!ok) {
+      for (int r = 0; r < R; ++r) rows_reduce<T, 1>(x + r, n, out + r);
+      return;
+    }
+  } else if (!finite<T>(m[0])) {
+    out[0] = {double(special_max<T>(x[0], n, m[0])), 0.0, 0.0};
+    return;
+  }
+  SumExp s[R];
+  typename T::S* none[R] = {};
+  if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
+    rows_sum_exp<T, R, false, true>(x, none, n, m, s);
+  else
+    rows_sum_exp<T, R, false, false>(x, none, n, m, s);
+  for (int r = 0; r < R; ++r)
+    out[r] = s[r].sum != s[r].sum ? Partial{std::numeric_limits<double>::quiet_NaN(), 0.0, 0.0}
+                                  : Partial{double(m[r]), s[r].sum, s[r].rest};
+}
+
+// ---- the row entries of the kernel table -------------------------------------------
+
+template <class T>
+void softmax_row(const typename T::S* x, typename T::S* y, int64_t n) {
+  rows_softmax<T, 1>(&x, &y, n);
 }
 
 template <class T>
 void log_softmax_row(const typename T::S* x, typename T::S* y, int64_t n) {
-  using C = typename T::C;
-  const C m = row_max<T>(x, n);
-  if (!(m - m == C(0))) {
-    special_row<T>(x, y, n, m, true);
-    return;
-  }
-  const SumExp s = row_sum_exp<T, false>(x, y, n, m);  // y: prefetched, not written
-  if (s.sum != s.sum) {
-    row_fill<T>(y, n, kNaNC<T>);
-    return;
-  }
-  log_softmax_finish<T>(x, y, n, m, C(simd::log1p_sum(s.rest)));
+  rows_log_softmax<T, 1>(&x, &y, n);
 }
 
 template <class T>
 Partial reduce(const typename T::S* x, int64_t n) {
-  using C = typename T::C;
-  const C m = row_max<T>(x, n);
-  if (!(m - m == C(0))) return {double(special_max<T>(x, n, m)), 0.0, 0.0};
-  const SumExp s = row_sum_exp<T, false>(x, nullptr, n, m);
-  if (s.sum != s.sum) return {std::numeric_limits<double>::quiet_NaN(), 0.0, 0.0};
-  return {double(m), s.sum, s.rest};
+  Partial p;
+  rows_reduce<T, 1>(&x, n, &p);
+  return p;
+}
+
+template <class T>
+void softmax_finish(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m,
+                    typename T::C scale) {
+  rows_exp_scale<T, 1>(&x, &y, n, &m, &scale);
+}
+
+template <class T>
+void log_softmax_finish(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m,
+                        typename T::C log_sum) {
+  rows_log_finish<T, 1>(&x, &y, n, &m, &log_sum);
+}
+
+// Batches: row r at x + r * ldx (y + r * ldy). Short rows go in pairs (bit-identical
+// to one at a time, see above); long rows are throughput-bound and go one by one.
+constexpr int64_t kPairRowsMaxBytes = 1024;
+
+template <class T>
+void softmax_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
+                  int64_t n, int64_t rows) {
+  int64_t r = 0;
+  if (n * int64_t(sizeof(typename T::S)) <= kPairRowsMaxBytes) {
+    for (; r + 2 <= rows; r += 2) {
+      const typename T::S* xs[2] = {x + r * ldx, x + (r + 1) * ldx};
+      typename T::S* ys[2] = {y + r * ldy, y + (r + 1) * ldy};
+      rows_softmax<T, 2>(xs, ys, n);
+    }
+  }
+  for (; r < rows; ++r) softmax_row<T>(x + r * ldx, y + r * ldy, n);
+}
+
+template <class T>
+void log_softmax_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
+                      int64_t n, int64_t rows) {
+  int64_t r = 0;
+  if (n * int64_t(sizeof(typename T::S)) <= kPairRowsMaxBytes) {
+    for (; r + 2 <= rows; r += 2) {
+      const typename T::S* xs[2] = {x + r * ldx, x + (r + 1) * ldx};
+      typename T::S* ys[2] = {y + r * ldy, y + (r + 1) * ldy};
+      rows_log_softmax<T, 2>(xs, ys, n);
+    }
+  }
+  for (; r < rows; ++r) log_softmax_row<T>(x + r * ldx, y + r * ldy, n);
+}
+
+template <class T>
+void reduce_rows(const typename T::S* x, int64_t ldx, int64_t n, int64_t rows, Partial* out) {
+  int64_t r = 0;
+  if (n * int64_t(sizeof(typename T::S)) <= kPairRowsMaxBytes) {
+    for (; r + 2 <= rows; r += 2) {
+      const typename T::S* xs[2] = {x + r * ldx, x + (r + 1) * ldx};
+      rows_reduce<T, 2>(xs, n, out + r);
+    }
+  }
+  for (; r < rows; ++r) out[r] = reduce<T>(x + r * ldx, n);
 }
 
 // ---- panels ----------------------------------------------------------------------
@@ -485,16 +703,32 @@ void logsumexp_panel(const typename T::S* x, int64_t ldx, int64_t n, int64_t w,
   panel<T, Kind::lse>(x, ldx, nullptr, 0, n, w, out);
 }
 
+// The batch entries are filled where the kernel table has them (detected, so this
+// file builds against a kernels.h with or without them).
+template <class Set, class = void>
+struct HasRowBatches : std::false_type {};
+template <class Set>
+struct HasRowBatches<Set, std::void_t<decltype(&Set::softmax_rows),
+                                      decltype(&Set::log_softmax_rows),
+                                      decltype(&Set::reduce_rows)>> : std::true_type {};
+
 template <class T, class Set>
 void fill_set(Set& k) {
-  k.softmax_row = softmax_row<T>;
-  k.log_softmax_row = log_softmax_row<T>;
-  k.reduce = reduce<T>;
-  k.softmax_finish = softmax_finish<T>;
-  k.log_softmax_finish = log_softmax_finish<T>;
-  k.softmax_panel = softmax_panel<T>;
-  k.log_softmax_panel = log_softmax_panel<T>;
-  k.logsumexp_panel = logsumexp_panel<T>;
+  if constexpr (HasRowBatches<Set>::value) {
+    k.softmax_rows = softmax_rows<T>;
+    k.log_softmax_rows = log_softmax_rows<T>;
+    k.reduce_rows = reduce_rows<T>;
+  }
+  if constexpr (!std::is_same_v<Set, RowBatchKernels<typename T::S>>) {  // a KernelSet
+    k.softmax_row = softmax_row<T>;
+    k.log_softmax_row = log_softmax_row<T>;
+    k.reduce = reduce<T>;
+    k.softmax_finish = softmax_finish<T>;
+    k.log_softmax_finish = log_softmax_finish<T>;
+    k.softmax_panel = softmax_panel<T>;
+    k.log_softmax_panel = log_softmax_panel<T>;
+    k.logsumexp_panel = logsumexp_panel<T>;
+  }
 }
 
 // exp over an array with the ISA's vector exp (test hook; tails via load_n/store_n).

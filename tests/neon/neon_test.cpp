@@ -523,6 +523,68 @@ void test_panels(const KernelTable& t, const char* isa) {
   }
 }
 
+// Row batches: every row bit-identical to the single-row kernels, whatever its
+// neighbour (special rows next to ordinary ones exercise the pair fallbacks), with
+// gaps between rows and in place.
+template <class S>
+void test_row_batches(const KernelTable& t, const RowBatchKernels<S>& b, const char* isa) {
+  using E = Elem<S>;
+  const auto k = E::set(t);
+  if (!b.softmax_rows || !k.softmax_row) return;
+  const std::string tag = std::string(isa) + " " + E::name + " row batches";
+  std::vector<int64_t> ns;
+  for (int64_t n = 1; n <= (g_quick ? 40 : 70); ++n) ns.push_back(n);
+  for (int64_t n : {127, 128, 129, 255, 256, 257, 511, 512, 513, 1023, 1024, 1025, 3000})
+    ns.push_back(n);
+  for (int64_t n : ns) {
+    for (int64_t rows : {1, 2, 3, 6}) {
+      const int64_t ld = n + 3;
+      auto x = random_row<S>(rows * ld, 5.0, 0.0);
+      if (rows >= 3) {
+        x[size_t(1 * ld + n / 2)] = E::from(kNaN);  // row 1: NaN (pairs with row 0)
+        if (rows >= 6) {
+          x[size_t(2 * ld)] = E::from(double(kInfF));  // row 2: +inf
+          for (int64_t i = 0; i < n; ++i) x[size_t(4 * ld + i)] = E::from(-double(kInfF));
+        }
+      }
+      for (int op = 0; op < 3; ++op) {
+        ++g_checks;
+        std::vector<S> y(size_t(rows * ld), E::from(7.0)), y1(size_t(rows * ld), E::from(7.0));
+        std::vector<Partial> p(static_cast<size_t>(rows)), p1(static_cast<size_t>(rows));
+        std::vector<S> xi = x;
+        if (op == 0) {
+          b.softmax_rows(x.data(), ld, y.data(), ld, n, rows);
+          b.softmax_rows(xi.data(), ld, xi.data(), ld, n, rows);
+          for (int64_t r = 0; r < rows; ++r) k.softmax_row(x.data() + r * ld, y1.data() + r * ld, n);
+        } else if (op == 1) {
+          b.log_softmax_rows(x.data(), ld, y.data(), ld, n, rows);
+          b.log_softmax_rows(xi.data(), ld, xi.data(), ld, n, rows);
+          for (int64_t r = 0; r < rows; ++r) k.log_softmax_row(x.data() + r * ld, y1.data() + r * ld, n);
+        } else {
+          b.reduce_rows(x.data(), ld, n, rows, p.data());
+          for (int64_t r = 0; r < rows; ++r) p1[size_t(r)] = k.reduce(x.data() + r * ld, n);
+        }
+        bool same = true;
+        if (op < 2) {
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t i = 0; i < ld; ++i) {
+              const size_t at = size_t(r * ld + i);
+              if (!same_bits(y[at], y1[at])) same = false;  // the gaps stay untouched too
+              if (i < n && !same_bits(xi[at], y1[at])) same = false;
+            }
+        } else {
+          for (int64_t r = 0; r < rows; ++r)
+            if (std::memcmp(&p[size_t(r)], &p1[size_t(r)], sizeof(Partial)) != 0) same = false;
+        }
+        if (!same)
+          fail(tag + (op == 0 ? " softmax" : op == 1 ? " log_softmax" : " reduce") +
+               " differs from the single-row kernel, n=" + std::to_string(n) + " rows=" +
+               std::to_string(rows));
+      }
+    }
+  }
+}
+
 void test_exp(const char* isa, const ExpHooks& h) {
   const uint32_t stride = g_quick ? 1009 : 97;
   const auto r = expcheck::check_f32_range(h.exp_f32, 0x80000000u, 0xc2d00000u, stride);
@@ -565,7 +627,10 @@ int main(int argc, char** argv) {
   struct {
     Isa isa;
     bool (*hooks)(ExpHooks&);
-  } isas[] = {{Isa::avx512, exp_hooks_avx512}, {Isa::avx2, exp_hooks_avx2}, {Isa::neon, exp_hooks_neon}};
+    bool (*batches)(RowBatchHooks&);
+  } isas[] = {{Isa::avx512, exp_hooks_avx512, row_batch_hooks_avx512},
+              {Isa::avx2, exp_hooks_avx2, row_batch_hooks_avx2},
+              {Isa::neon, exp_hooks_neon, row_batch_hooks_neon}};
   int tested = 0;
   for (auto& e : isas) {
     const char* name = isa_name(e.isa);
@@ -591,6 +656,12 @@ int main(int argc, char** argv) {
     test_panels<float>(t, name);
     test_panels<double>(t, name);
     test_panels<uint16_t>(t, name);
+    RowBatchHooks rb;
+    if (e.batches(rb)) {
+      test_row_batches<float>(t, rb.f32, name);
+      test_row_batches<double>(t, rb.f64, name);
+      test_row_batches<uint16_t>(t, rb.f16, name);
+    }
     std::printf("  %s kernels: %d failures\n", name, g_failures - before);
   }
   std::printf("%d SIMD ISA(s) tested, %d checks, %d failures\n", tested, g_checks, g_failures);
