@@ -115,7 +115,8 @@ FASTSOFTMAX_PASS void rows_max(const typename T::S* const* x, int64_t n, typenam
 // this compute-bound pass runs: rows of a batch (and blocks of a long row) are
 // usually adjacent, and the next max pass then streams from L2 instead of waiting on
 // DRAM. Without kStore, a non-null y is prefetched for writing (log_softmax's last
-// pass). A prefetch is only a hint: it never faults or changes a result, even past the
+// pass); with kStore, the next row's y (its stores then find their lines in cache
+// instead of stalling on read-for-ownership). A prefetch is only a hint: it never faults or changes a result, even past the
 // end of the array.
 constexpr int64_t kPrefetchRow = 8192;  // bytes
 
@@ -139,10 +140,16 @@ FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x, typename T::S*
       const uintptr_t next = reinterpret_cast<uintptr_t>(x[0] + i) + uintptr_t(n) * sizeof(*x[0]);
       for (uintptr_t b = 0; b < 4 * W * sizeof(*x[0]); b += 64)
         __builtin_prefetch(reinterpret_cast<const void*>(next + b), 0, 2);
-      if constexpr (!kStore)
+      if constexpr (!kStore) {
         if (y[0])
           for (uintptr_t b = 0; b < 4 * W * sizeof(*x[0]); b += 64)
             __builtin_prefetch(reinterpret_cast<const char*>(y[0] + i) + b, 1, 2);
+      } else {  // the next row's output, so that its stores here find their lines
+        const uintptr_t ynext =
+            reinterpret_cast<uintptr_t>(y[0] + i) + uintptr_t(n) * sizeof(*x[0]);
+        for (uintptr_t b = 0; b < 4 * W * sizeof(*x[0]); b += 64)
+          __builtin_prefetch(reinterpret_cast<const void*>(ynext + b), 1, 2);
+      }
     }
     FASTSOFTMAX_UNROLL
     for (int r = 0; r < R; ++r) {
