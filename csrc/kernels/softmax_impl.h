@@ -116,8 +116,8 @@ FASTSOFTMAX_PASS void rows_max(const typename T::S* const* x, int64_t n, typenam
 // usually adjacent, and the next max pass then streams from L2 instead of waiting on
 // DRAM. Without kStore, a non-null y is prefetched for writing (log_softmax's last
 // pass); with kStore, the next row's y (its stores then find their lines in cache
-// instead of stalling on read-for-ownership). A prefetch is only a hint: it never faults or changes a result, even past the
-// end of the array.
+// instead of stalling on read-for-ownership). A prefetch is only a hint: it never
+// faults or changes a result, even past the end of the array.
 constexpr int64_t kPrefetchRow = 8192;  // bytes
 
 template <class T, int R, bool kStore, bool kPrefetch>
