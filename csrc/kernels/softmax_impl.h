@@ -120,9 +120,13 @@ FASTSOFTMAX_PASS void rows_max(const typename T::S* const* x, int64_t n, typenam
 // faults or changes a result, even past the end of the array.
 constexpr int64_t kPrefetchRow = 8192;  // bytes
 
-template <class T, int R, bool kStore, bool kPrefetch>
-FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x, typename T::S* const* y,
-                                   int64_t n, const typename T::C* m, SumExp* out) {
+//
+// D = T::C (float16 rows): kStore writes the exps to a compute-type buffer padded to a
+// whole vector, instead of y.
+template <class T, int R, bool kStore, bool kPrefetch, class D = typename T::S>
+FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x, D* const* y, int64_t n,
+                                   const typename T::C* m, SumExp* out) {
+  constexpr bool kToY = std::is_same_v<D, typename T::S>;
   using V = typename T::V;
   using Acc = typename T::Acc;
   constexpr int64_t W = T::W;
@@ -140,7 +144,8 @@ FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x, typename T::S*
       const uintptr_t next = reinterpret_cast<uintptr_t>(x[0] + i) + uintptr_t(n) * sizeof(*x[0]);
       for (uintptr_t b = 0; b < 4 * W * sizeof(*x[0]); b += 64)
         __builtin_prefetch(reinterpret_cast<const void*>(next + b), 0, 2);
-      if constexpr (!kStore) {
+      if constexpr (!kToY) {
+      } else if constexpr (!kStore) {
         if (y[0])
           for (uintptr_t b = 0; b < 4 * W * sizeof(*x[0]); b += 64)
             __builtin_prefetch(reinterpret_cast<const char*>(y[0] + i) + b, 1, 2);
@@ -157,11 +162,16 @@ FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x, typename T::S*
       const V e1 = T::exp_le0(T::sub(T::load(x[r] + i + W), vm[r]));
       const V e2 = T::exp_le0(T::sub(T::load(x[r] + i + 2 * W), vm[r]));
       const V e3 = T::exp_le0(T::sub(T::load(x[r] + i + 3 * W), vm[r]));
-      if constexpr (kStore) {
+      if constexpr (kStore && kToY) {
         T::store(y[r] + i, e0);
         T::store(y[r] + i + W, e1);
         T::store(y[r] + i + 2 * W, e2);
         T::store(y[r] + i + 3 * W, e3);
+      } else if constexpr (kStore) {
+        T::storec(y[r] + i, e0);
+        T::storec(y[r] + i + W, e1);
+        T::storec(y[r] + i + 2 * W, e2);
+        T::storec(y[r] + i + 3 * W, e3);
       }
       T::acc_add4(a[r], e0, e1, e2, e3);
     }
@@ -170,7 +180,10 @@ FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x, typename T::S*
     FASTSOFTMAX_UNROLL
     for (int r = 0; r < R; ++r) {
       const V e = T::exp_le0(T::sub(T::load(x[r] + i), vm[r]));
-      if constexpr (kStore) T::store(y[r] + i, e);
+      if constexpr (kStore && kToY)
+        T::store(y[r] + i, e);
+      else if constexpr (kStore)
+        T::storec(y[r] + i, e);
       T::acc_add(a[r][0], e);
     }
   }
@@ -178,7 +191,10 @@ FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x, typename T::S*
     FASTSOFTMAX_UNROLL
     for (int r = 0; r < R; ++r) {
       const V e = T::exp_le0(T::sub(T::load_n(x[r] + i, n - i), vm[r]));
-      if constexpr (kStore) T::store_n(y[r] + i, n - i, e);
+      if constexpr (kStore && kToY)
+        T::store_n(y[r] + i, n - i, e);
+      else if constexpr (kStore)
+        T::storec(y[r] + i, e);  // the buffer is padded to whole vectors
       T::acc_add(a[r][0], e);
     }
   }
@@ -217,6 +233,33 @@ FASTSOFTMAX_PASS void rows_scale(typename T::S* const* y, int64_t n, const typen
     FASTSOFTMAX_UNROLL
     for (int r = 0; r < R; ++r)
       T::store_n(y[r] + i, n - i, T::mul(T::load_n(y[r] + i, n - i), vs[r]));
+  }
+}
+
+// y = buf * scale, buf a compute-type buffer padded to whole vectors (float16 rows).
+template <class T, int R>
+FASTSOFTMAX_PASS void rows_scale_from(const typename T::C* const* buf, typename T::S* const* y,
+                                      int64_t n, const typename T::C* scale) {
+  using V = typename T::V;
+  constexpr int64_t W = T::W;
+  V vs[R];
+  FASTSOFTMAX_UNROLL
+  for (int r = 0; r < R; ++r) vs[r] = T::set1(scale[r]);
+  int64_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r) {
+      T::store(y[r] + i, T::mul(T::loadc(buf[r] + i), vs[r]));
+      T::store(y[r] + i + W, T::mul(T::loadc(buf[r] + i + W), vs[r]));
+    }
+  }
+  for (; i + W <= n; i += W) {
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r) T::store(y[r] + i, T::mul(T::loadc(buf[r] + i), vs[r]));
+  }
+  if (i < n) {
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r) T::store_n(y[r] + i, n - i, T::mul(T::loadc(buf[r] + i), vs[r]));
   }
 }
 
@@ -329,6 +372,9 @@ bool finite(typename T::C v) {
   return v - v == typename T::C(0);
 }
 
+// Longest float16 row whose exps wait in a stack buffer (16 KiB of float per row).
+constexpr int64_t kExpBuffer = 4096;
+
 template <class T, int R>
 void rows_softmax(const typename T::S* const* x, typename T::S* const* y, int64_t n) {
   using C = typename T::C;
@@ -348,7 +394,37 @@ void rows_softmax(const typename T::S* const* x, typename T::S* const* y, int64_
   SumExp s[R];
   C scale[R];
   constexpr bool kStore = T::kStoreExp;
-  // kStore: the exps go to y; else (float16) y is only prefetched for the last pass
+  if constexpr (!kStore) {
+    // float16: the exps wait in a float buffer on the stack when the row fits, so
+    // that each is computed once (same bits as recomputing them); else recompute.
+    if (n <= kExpBuffer) {
+      alignas(64) C buf[R][kExpBuffer + T::W];  // + W: the tail stores a whole vector
+      C* bufs[R];
+      for (int r = 0; r < R; ++r) bufs[r] = buf[r];
+      if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
+        rows_sum_exp<T, R, true, true, C>(x, bufs, n, m, s);
+      else
+        rows_sum_exp<T, R, true, false, C>(x, bufs, n, m, s);
+      bool nan = false;
+      for (int r = 0; r < R; ++r) {
+        nan |= s[r].sum != s[r].sum;
+        scale[r] = C(1.0 / s[r].sum);
+      }
+      if (nan) {
+        for (int r = 0; r < R; ++r) {
+          if (s[r].sum != s[r].sum)
+            row_fill<T>(y[r], n, kNaNC<T>);
+          else
+            rows_scale_from<T, 1>(bufs + r, y + r, n, scale + r);
+        }
+        return;
+      }
+      rows_scale_from<T, R>(bufs, y, n, scale);
+      return;
+    }
+  }
+  // kStore: the exps go to y; else (long float16 rows) y is only prefetched for the
+  // last pass, which recomputes them
   if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
     rows_sum_exp<T, R, kStore, true>(x, y, n, m, s);
   else
