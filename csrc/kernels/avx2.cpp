@@ -50,13 +50,15 @@ using simd::SumExp;
 //   bits(p) + (n << 23): for x in [-87.34, 88.72], n is in [-126, 128] and the result
 //   is a normal float (n = -126 only with p >= 1, n = 128 only with p < 1).
 //   kLe0 = true: the variant for x <= 0 (or NaN) that the row kernels use on x - max,
-//   without the upper clamp; bit-identical to the full one there (tested), and for
-//   x > 0 its result is unspecified (not a crash: only a NaN row can get there).
+//   bit-identical to the full one there (tested), unspecified for x > 0 (not a crash:
+//   only a NaN row can get there). With n in [-126, 0], 2^n is a normal float built
+//   from t's bits (bias 127 folded into the rounding constant) and p·2^n an exact
+//   multiply, through which NaN propagates: no upper clamp and no blend.
 template <bool kLe0 = false>
 inline __m256 exp_ps(__m256 x) {
   const __m256 lo = _mm256_set1_ps(-0x1.5d589ep+6f);
   const __m256 hi = _mm256_set1_ps(0x1.62e42ep+6f);
-  const __m256 magic = _mm256_set1_ps(0x1.8p23f);
+  const __m256 magic = _mm256_set1_ps(kLe0 ? 0x1.8p23f + 127.0f : 0x1.8p23f);
   __m256 xc = _mm256_max_ps(lo, x);  // NaN flows through (second operand)
   if (!kLe0) xc = _mm256_min_ps(hi, xc);
   const __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(0x1.715476p+0f), magic);
@@ -70,6 +72,10 @@ inline __m256 exp_ps(__m256 x) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1p-1f));
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  if (kLe0) {  // t's low mantissa bits hold n + 127: shifted by 23 they are 2^n
+    const __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
+    return _mm256_and_ps(_mm256_mul_ps(p, s), _mm256_cmp_ps(x, lo, _CMP_NLT_UQ));
+  }
   // t's low mantissa bits hold n (two's complement): shifted by 23 they are n << 23.
   __m256 res = _mm256_castsi256_ps(_mm256_add_epi32(
       _mm256_castps_si256(p), _mm256_slli_epi32(_mm256_castps_si256(t), 23)));
@@ -92,7 +98,7 @@ template <bool kLe0 = false>
 inline __m256d exp_pd(__m256d x) {
   const __m256d lo = _mm256_set1_pd(-0x1.6232bdd7abcd2p+9);
   const __m256d hi = _mm256_set1_pd(0x1.62e42fefa39efp+9);
-  const __m256d magic = _mm256_set1_pd(0x1.8p52);
+  const __m256d magic = _mm256_set1_pd(kLe0 ? 0x1.8p52 + 1023.0 : 0x1.8p52);
   __m256d xc = _mm256_max_pd(lo, x);
   if (!kLe0) xc = _mm256_min_pd(hi, xc);
   const __m256d t = _mm256_fmadd_pd(xc, _mm256_set1_pd(0x1.71547652b82fep+0), magic);
@@ -111,6 +117,10 @@ inline __m256d exp_pd(__m256d x) {
   p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0x1.0000000000001p-1));
   p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
   p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
+  if (kLe0) {  // 2^n from t's bits (n + 1023), p·2^n exact, NaN propagates
+    const __m256d s = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(t), 52));
+    return _mm256_and_pd(_mm256_mul_pd(p, s), _mm256_cmp_pd(x, lo, _CMP_NLT_UQ));
+  }
   __m256d res = _mm256_castsi256_pd(_mm256_add_epi64(
       _mm256_castpd_si256(p), _mm256_slli_epi64(_mm256_castpd_si256(t), 52)));
   const __m256d big = _mm256_cmp_pd(x, hi, _CMP_NLE_UQ);

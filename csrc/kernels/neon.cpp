@@ -37,13 +37,14 @@ using simd::SumExp;
 //   gives +inf. Specials: exp(NaN) = NaN, exp(-inf) = +0, exp(+inf) = +inf.
 //   Method: as the avx2 exp_ps (n = rint(x·log2 e) by the 1.5·2^23 bias, two-part
 //   ln2 Cody–Waite reduction, degree-6 polynomial with FMA, bits(p) + (n << 23)).
-//   kLe0 = true: the variant for x <= 0 (or NaN) used by the row kernels on x - max,
-//   without the upper clamp (bit-identical there; unspecified for x > 0).
+//   kLe0 = true: the variant for x <= 0 (or NaN) used by the row kernels on x - max
+//   (bit-identical there; unspecified for x > 0): n in [-126, 0], so 2^n is a normal
+//   float built from t's bits and p·2^n an exact multiply that keeps NaN.
 template <bool kLe0 = false>
 inline float32x4_t exp_ps(float32x4_t x) {
   const float32x4_t lo = vdupq_n_f32(-0x1.5d589ep+6f);
   const float32x4_t hi = vdupq_n_f32(0x1.62e42ep+6f);
-  const float32x4_t magic = vdupq_n_f32(0x1.8p23f);
+  const float32x4_t magic = vdupq_n_f32(kLe0 ? 0x1.8p23f + 127.0f : 0x1.8p23f);
   float32x4_t xc = vmaxq_f32(lo, x);  // FMAX/FMIN keep NaN
   if (!kLe0) xc = vminq_f32(hi, xc);
   const float32x4_t t = vfmaq_f32(magic, xc, vdupq_n_f32(0x1.715476p+0f));
@@ -57,6 +58,11 @@ inline float32x4_t exp_ps(float32x4_t x) {
   p = vfmaq_f32(vdupq_n_f32(0x1p-1f), p, r);
   p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
   p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+  if (kLe0) {  // n in [-126, 0]: 2^n from t's bits (n + 127), p·2^n exact, NaN kept
+    const float32x4_t s = vreinterpretq_f32_s32(vshlq_n_s32(vreinterpretq_s32_f32(t), 23));
+    return vreinterpretq_f32_u32(
+        vbicq_u32(vreinterpretq_u32_f32(vmulq_f32(p, s)), vcltq_f32(x, lo)));
+  }
   float32x4_t res = vreinterpretq_f32_s32(
       vaddq_s32(vreinterpretq_s32_f32(p), vshlq_n_s32(vreinterpretq_s32_f32(t), 23)));
   // x > hi or NaN: x + inf is +inf or NaN (the exponent add garbles NaN bits).
@@ -71,7 +77,7 @@ template <bool kLe0 = false>
 inline float64x2_t exp_pd(float64x2_t x) {
   const float64x2_t lo = vdupq_n_f64(-0x1.6232bdd7abcd2p+9);
   const float64x2_t hi = vdupq_n_f64(0x1.62e42fefa39efp+9);
-  const float64x2_t magic = vdupq_n_f64(0x1.8p52);
+  const float64x2_t magic = vdupq_n_f64(kLe0 ? 0x1.8p52 + 1023.0 : 0x1.8p52);
   float64x2_t xc = vmaxq_f64(lo, x);
   if (!kLe0) xc = vminq_f64(hi, xc);
   const float64x2_t t = vfmaq_f64(magic, xc, vdupq_n_f64(0x1.71547652b82fep+0));
@@ -90,6 +96,11 @@ inline float64x2_t exp_pd(float64x2_t x) {
   p = vfmaq_f64(vdupq_n_f64(0x1.0000000000001p-1), p, r);
   p = vfmaq_f64(vdupq_n_f64(1.0), p, r);
   p = vfmaq_f64(vdupq_n_f64(1.0), p, r);
+  if (kLe0) {
+    const float64x2_t s = vreinterpretq_f64_s64(vshlq_n_s64(vreinterpretq_s64_f64(t), 52));
+    return vreinterpretq_f64_u64(
+        vbicq_u64(vreinterpretq_u64_f64(vmulq_f64(p, s)), vcltq_f64(x, lo)));
+  }
   float64x2_t res = vreinterpretq_f64_s64(
       vaddq_s64(vreinterpretq_s64_f64(p), vshlq_n_s64(vreinterpretq_s64_f64(t), 52)));
   res = vbslq_f64(vcleq_f64(x, hi), res, vaddq_f64(x, vdupq_n_f64(HUGE_VAL)));
