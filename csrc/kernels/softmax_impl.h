@@ -600,10 +600,13 @@ void reduce_rows(const typename T::S* x, int64_t ldx, int64_t n, int64_t rows, P
 // Every lane does exactly the same operations whatever kV, kp or its position, so its
 // bits depend only on its own column.
 //
-// Per-lane specials without branches in the loops: pass 2 subtracts mu = max where
-// finite, else 0; a lane holds a NaN iff its sum is NaN (exp propagates NaN; +inf
-// only gives +inf). The write pass then uses a per-lane factor a: 1/sum, NaN (a NaN
-// or +inf in the lane: NaN everywhere) or 0 (only -inf: exp(-inf - 0) * 0 = 0);
+// Per-lane specials without branches in the loops: pass 2 subtracts mu = the max
+// where finite, +inf where it is +inf (softmax, log_softmax), else 0, so x - mu <= 0
+// or NaN and the x <= 0 exp serves; the sum is NaN iff the lane holds a NaN or a
+// +inf (then the lane is all NaN either way). logsumexp must tell those apart (+inf
+// alone gives +inf): it subtracts 0 on a +inf lane and uses the full-range exp, whose
+// +inf only gives +inf. The write pass then uses a per-lane factor a: 1/sum, NaN (a
+// NaN or +inf in the lane: NaN everywhere) or 0 (only -inf: exp(-inf - 0) * 0 = 0);
 // log_softmax: a = log(sum), NaN, or 0 (then (-inf - 0) - 0 = -inf).
 
 // Software prefetch of one panel row's group (`bytes` from p), `rw` = 1 for writing.
@@ -616,6 +619,14 @@ inline void prefetch_span(uintptr_t p, uintptr_t bytes) {
   for (uintptr_t b = 0; b < bytes; b += 64)
     __builtin_prefetch(reinterpret_cast<const void*>(p + b), kRw, 3);
   __builtin_prefetch(reinterpret_cast<const void*>(p + bytes - 1), kRw, 3);
+}
+
+template <class T, Kind kKind>
+FASTSOFTMAX_PASS typename T::V panel_exp(typename T::V d) {
+  if constexpr (kKind == Kind::lse)
+    return T::exp(d);
+  else
+    return T::exp_le0(d);
 }
 
 template <class T, int kV, Kind kKind>
@@ -648,7 +659,10 @@ void panel_group(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t 
   alignas(64) double sv[L];
   FASTSOFTMAX_UNROLL
   for (int v = 0; v < kV; ++v) T::storec(mv + v * W, m[v]);
-  for (int64_t j = 0; j < L; ++j) mu[j] = (mv[j] - mv[j] == C(0)) ? mv[j] : C(0);
+  for (int64_t j = 0; j < L; ++j)
+    mu[j] = (mv[j] - mv[j] == C(0))                           ? mv[j]
+            : (kKind != Kind::lse && mv[j] == kInfC<T>) ? mv[j]
+                                                        : C(0);
 
   V vmu[kV];
   Acc acc[kV];
@@ -665,10 +679,10 @@ void panel_group(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t 
     const typename T::S* r = x + i * ldx;
     FASTSOFTMAX_UNROLL
     for (int v = 0; v < kV - 1; ++v) {
-      e[v] = T::exp(T::sub(T::load(r + v * W), vmu[v]));
+      e[v] = panel_exp<T, kKind>(T::sub(T::load(r + v * W), vmu[v]));
       if constexpr (kStore) T::store(y + i * ldy + v * W, e[v]);
     }
-    e[kV - 1] = T::exp(T::sub(T::load_n(r + (kV - 1) * W, kp), vmu[kV - 1]));
+    e[kV - 1] = panel_exp<T, kKind>(T::sub(T::load_n(r + (kV - 1) * W, kp), vmu[kV - 1]));
     if constexpr (kStore) T::store_n(y + i * ldy + (kV - 1) * W, kp, e[kV - 1]);
   };
   int64_t i2 = 0;
@@ -700,15 +714,19 @@ void panel_group(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t 
     return;
   } else {
     alignas(64) C a[L];
+    int64_t poisoned[L];
+    int64_t npoisoned = 0;
     for (int64_t j = 0; j < L; ++j) {
       const C mj = mv[j];
       const double rest = sv[j];
-      if (rest != rest || mj == kInfC<T>)
-        a[j] = kNaNC<T>;
-      else if (!(mj - mj == C(0)))  // -inf (or a masked-off lane)
+      if (rest != rest || mj == kInfC<T>) {
+        a[j] = C(0);  // any: the lane is overwritten with NaN below
+        if (j < lanes) poisoned[npoisoned++] = j;
+      } else if (!(mj - mj == C(0))) {  // -inf (or a masked-off lane)
         a[j] = C(0);
-      else
+      } else {
         a[j] = kKind == Kind::softmax ? C(1.0 / (1.0 + rest)) : C(simd::log1p_sum(rest));
+      }
     }
     V va[kV];
     FASTSOFTMAX_UNROLL
@@ -730,13 +748,22 @@ void panel_group(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t 
           out = T::mul(ev, va[v]);
         } else {
           const V xv = last ? T::load_n(r + v * W, kp) : T::load(r + v * W);
-          out = T::mul(T::exp(T::sub(xv, vmu[v])), va[v]);
+          out = T::mul(T::exp_le0(T::sub(xv, vmu[v])), va[v]);
         }
         if (last)
           T::store_n(o + v * W, kp, out);
         else
           T::store(o + v * W, out);
       }
+    }
+    // Lanes with a NaN or +inf are all NaN: the canonical NaN, as the row kernels
+    // write, since arithmetic on two NaNs keeps either payload depending on operand
+    // order, which the compiler may pick differently for full and masked vectors.
+    if (npoisoned) {
+      typename T::S nan_s[W];
+      T::store(nan_s, T::set1(kNaNC<T>));
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t k = 0; k < npoisoned; ++k) y[i * ldy + poisoned[k]] = nan_s[0];
     }
   }
 }
