@@ -11,7 +11,8 @@
 //   S, C        storage and compute types (uint16_t/float, float/float, double/double)
 //   V, W        the vector of C and its lane count
 //   kStoreExp   true when S == C: softmax stores exp(x - max) and rescales in place;
-//               false (float16): the exps are recomputed in the write pass
+//               false (float16): the exps wait in a float stack buffer (rows up to
+//               kExpBuffer) or are recomputed in the write pass
 //   kPanelV     vectors per panel group (register budget)
 //   Acc         per-lane accumulator of exp values: double lanes for float data,
 //               compensated (Neumaier) double lanes for float64
@@ -37,10 +38,12 @@
 // Row plan (n <= kBlock): pass 1 max; pass 2 e = exp(x - max) stored in y and summed
 // in double lanes; pass 3 y *= 1 / sum. log_softmax: max, sum (no store), then
 // y = (x - max) - log1p(rest), rest = sum - 1 (SPEC: the largest term set apart, so
-// a dominant entry keeps full precision). NaN handling: a max pass cannot see NaN reliably (vector
-// max drops it depending on operand order), but exp(NaN - max) = NaN makes the sum
-// NaN whenever the max is finite, and a non-finite max sends the row to the careful
-// path (special_row), which scans for NaN.
+// a dominant entry keeps full precision). NaN handling: a max pass cannot see NaN
+// reliably (vector max drops it depending on operand order), but exp(NaN - max) = NaN
+// makes the sum NaN whenever the max is finite, and a non-finite max sends the row to
+// the careful path (special_row), which scans for NaN. Special rows are written with
+// the canonical NaN / 0 / -inf, never by arithmetic on NaNs (whose payload would
+// depend on operand order), so their bits are deterministic too.
 
 enum class Kind { softmax, log_softmax, lse };
 
@@ -372,8 +375,10 @@ bool finite(typename T::C v) {
   return v - v == typename T::C(0);
 }
 
-// Longest float16 row whose exps wait in a stack buffer (16 KiB of float per row).
+// Longest float16 row whose exps wait in a stack buffer (16 KiB of float).
 constexpr int64_t kExpBuffer = 4096;
+// Batches process rows of at most this many bytes in pairs (see softmax_rows).
+constexpr int64_t kPairRowsMaxBytes = 1024;
 
 template <class T, int R>
 void rows_softmax(const typename T::S* const* x, typename T::S* const* y, int64_t n) {
@@ -397,8 +402,11 @@ void rows_softmax(const typename T::S* const* x, typename T::S* const* y, int64_
   if constexpr (!kStore) {
     // float16: the exps wait in a float buffer on the stack when the row fits, so
     // that each is computed once (same bits as recomputing them); else recompute.
-    if (n <= kExpBuffer) {
-      alignas(64) C buf[R][kExpBuffer + T::W];  // + W: the tail stores a whole vector
+    // (pairs only hold short rows: their buffers stay small)
+    constexpr int64_t kBufN =
+        R == 1 ? kExpBuffer : kPairRowsMaxBytes / int64_t(sizeof(typename T::S));
+    if (n <= kBufN) {
+      alignas(64) C buf[R][kBufN + T::W];  // + W: the tail stores a whole vector
       C* bufs[R];
       for (int r = 0; r < R; ++r) bufs[r] = buf[r];
       if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
@@ -551,7 +559,6 @@ void log_softmax_finish(const typename T::S* x, typename T::S* y, int64_t n, typ
 
 // Batches: row r at x + r * ldx (y + r * ldy). Short rows go in pairs (bit-identical
 // to one at a time, see above); long rows are throughput-bound and go one by one.
-constexpr int64_t kPairRowsMaxBytes = 1024;
 
 template <class T>
 void softmax_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
