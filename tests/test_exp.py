@@ -15,10 +15,9 @@ The contract (written above exp_ps / exp_pd in csrc/kernels/<isa>.cpp):
 The sweeps run in C++ (``fastsoftmax._core._testing``), with OpenMP.
 """
 
+import fastsoftmax
 import numpy as np
 import pytest
-
-import fastsoftmax
 from fastsoftmax._core import _testing as T
 
 VECTOR_ISAS = [i for i in fastsoftmax.available_isas() if i != "scalar"]

@@ -12,17 +12,23 @@ a panel column gives the same bits wherever it sits (offset, batch, panel width)
 
 import contextlib
 
+import fastsoftmax as fs
 import numpy as np
 import pytest
-
-import fastsoftmax as fs
-from _ref import FLOATS, Ref, assert_bits_equal, check_log_softmax, check_logsumexp
-from _ref import check_softmax, random_values
+from _ref import (
+    FLOATS,
+    Ref,
+    assert_bits_equal,
+    check_log_softmax,
+    check_logsumexp,
+    check_softmax,
+    random_values,
+)
 
 pytestmark = pytest.mark.usefixtures("isa")
 
 FUNCS = ("softmax", "log_softmax", "logsumexp")
-LENGTHS = list(range(0, 71)) + [127, 129, 255, 257, 1000]
+LENGTHS = list(range(71)) + [127, 129, 255, 257, 1000]
 BLOCK = 1 << 17
 
 
