@@ -636,6 +636,36 @@ FASTSOFTMAX_PASS typename T::V panel_exp(typename T::V d) {
     return T::exp_le0(d);
 }
 
+// One row of a panel group's exp pass (pass 2): e[v] = exp(x - mu), stored to y for
+// softmax with S == C (a function, not a lambda: every target-region form covers it).
+template <class T, int kV>
+struct PanelRow {
+  const typename T::S* x;
+  int64_t ldx;
+  typename T::S* y;
+  int64_t ldy, kp;
+  const typename T::V* vmu;
+  uintptr_t xb, xs, yb, ys;
+};
+
+template <class T, int kV, Kind kKind>
+FASTSOFTMAX_PASS void panel_exp_row(const PanelRow<T, kV>& p, int64_t i, typename T::V* e) {
+  constexpr int64_t W = T::W;
+  constexpr bool kStore = kKind == Kind::softmax && T::kStoreExp;
+  constexpr uintptr_t kRowBytes = uintptr_t(kV * W) * sizeof(typename T::S);
+  constexpr int64_t kAhead = kRowBytes >= 512 ? 4 : 2048 / int64_t(kRowBytes);
+  prefetch_span<0>(p.xb + uintptr_t(i + kAhead) * p.xs, kRowBytes);
+  if constexpr (kStore) prefetch_span<1>(p.yb + uintptr_t(i + kAhead) * p.ys, kRowBytes);
+  const typename T::S* r = p.x + i * p.ldx;
+  FASTSOFTMAX_UNROLL
+  for (int v = 0; v < kV - 1; ++v) {
+    e[v] = panel_exp<T, kKind>(T::sub(T::load(r + v * W), p.vmu[v]));
+    if constexpr (kStore) T::store(p.y + i * p.ldy + v * W, e[v]);
+  }
+  e[kV - 1] = panel_exp<T, kKind>(T::sub(T::load_n(r + (kV - 1) * W, p.kp), p.vmu[kV - 1]));
+  if constexpr (kStore) T::store_n(p.y + i * p.ldy + (kV - 1) * W, p.kp, e[kV - 1]);
+}
+
 template <class T, int kV, Kind kKind>
 void panel_group(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
                  int64_t n, int64_t kp, typename T::C* lse) {
@@ -680,29 +710,18 @@ void panel_group(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t 
   }
   // Rows in pairs: acc_add2 may pre-add the two exps in float (as acc_add4 does);
   // the pairing depends only on i, so a lane's bits still depend only on its column.
-  auto exp_row = [&](int64_t i, V* e) {
-    prefetch_span<0>(xb + uintptr_t(i + kAhead) * xs, kRowBytes);
-    if constexpr (kStore) prefetch_span<1>(yb + uintptr_t(i + kAhead) * ys, kRowBytes);
-    const typename T::S* r = x + i * ldx;
-    FASTSOFTMAX_UNROLL
-    for (int v = 0; v < kV - 1; ++v) {
-      e[v] = panel_exp<T, kKind>(T::sub(T::load(r + v * W), vmu[v]));
-      if constexpr (kStore) T::store(y + i * ldy + v * W, e[v]);
-    }
-    e[kV - 1] = panel_exp<T, kKind>(T::sub(T::load_n(r + (kV - 1) * W, kp), vmu[kV - 1]));
-    if constexpr (kStore) T::store_n(y + i * ldy + (kV - 1) * W, kp, e[kV - 1]);
-  };
+  const PanelRow<T, kV> pr{x, ldx, y, ldy, kp, vmu, xb, xs, yb, ys};
   int64_t i2 = 0;
   for (; i2 + 2 <= n; i2 += 2) {
     V e0[kV], e1[kV];
-    exp_row(i2, e0);
-    exp_row(i2 + 1, e1);
+    panel_exp_row<T, kV, kKind>(pr, i2, e0);
+    panel_exp_row<T, kV, kKind>(pr, i2 + 1, e1);
     FASTSOFTMAX_UNROLL
     for (int v = 0; v < kV; ++v) T::acc_add2(acc[v], e0[v], e1[v]);
   }
   if (i2 < n) {
     V e0[kV];
-    exp_row(i2, e0);
+    panel_exp_row<T, kV, kKind>(pr, i2, e0);
     FASTSOFTMAX_UNROLL
     for (int v = 0; v < kV; ++v) T::acc_add(acc[v], e0[v]);
   }
