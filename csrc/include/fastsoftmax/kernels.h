@@ -68,6 +68,15 @@ struct KernelSet {
   // y = (x - max) - log_sum   (max finite; x - max formed first, for accuracy).
   void (*log_softmax_finish)(const S* x, S* y, int64_t n, C max, C log_sum) = nullptr;
 
+  // Optional batches of `rows` contiguous rows of equal length n <= kBlock, row r at
+  // x + r * ldx (y + r * ldy): the same bits as calling the row kernels one row at a
+  // time (short rows are processed in pairs to hide the latency of one row's passes).
+  void (*softmax_rows)(const S* x, int64_t ldx, S* y, int64_t ldy, int64_t n,
+                       int64_t rows) = nullptr;
+  void (*log_softmax_rows)(const S* x, int64_t ldx, S* y, int64_t ldy, int64_t n,
+                           int64_t rows) = nullptr;
+  void (*reduce_rows)(const S* x, int64_t ldx, int64_t n, int64_t rows, Partial* out) = nullptr;
+
   // Panels: the reduced axis is strided and `w` lanes next to each other are
   // contiguous. Element (i, j) (reduced index i < n, lane j < w) is x[i * ldx + j];
   // the output is y[i * ldy + j]. Every lane is an independent row of length n
