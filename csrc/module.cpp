@@ -524,7 +524,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &get_num_threads,
         "The number of threads the next call may use (set_num_threads, else OpenMP's).");
   m.def("_set_num_threads", &set_num_threads, "n"_a);
-  m.def("_clear_num_threads", []() { g_thread_override.store(0); });
   m.def("_restore_num_threads", [](int prev) { g_thread_override.store(prev); });
   m.def("isa", []() { return std::string(isa_name(kernels().isa)); },
         "The instruction set of the kernels in use: avx512, avx2, neon or scalar.");

@@ -155,7 +155,6 @@ def logsumexp(
         if bw.dtype.kind not in "biuf" or (bw.dtype.kind == "f" and _float_dtype(bw.dtype) is None):
             raise TypeError(f"b has unsupported dtype {bw.dtype}: expected a real dtype")
         if dtype is None:
-            _compute_dtype(x, None)  # raises the TypeError for a bad x dtype
             dtype = np.result_type(_compute_dtype(x, None), _compute_dtype(bw, None, "b"))
     x = _prepare(x, dtype)
     if bw is not None:
