@@ -175,6 +175,8 @@ struct F32 {
   }
   static V loadc(const C* p) { return _mm256_loadu_ps(p); }
   static void storec(C* p, V v) { _mm256_storeu_ps(p, v); }
+  static void stream(S* p, V v) { _mm256_stream_ps(p, v); }  // p 64-byte aligned
+  static void fence() { _mm_sfence(); }
   static V set1(C v) { return _mm256_set1_ps(v); }
   static V max(V a, V b) { return _mm256_max_ps(a, b); }
   static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
@@ -267,6 +269,8 @@ struct F64 {
   }
   static V loadc(const C* p) { return _mm256_loadu_pd(p); }
   static void storec(C* p, V v) { _mm256_storeu_pd(p, v); }
+  static void stream(S* p, V v) { _mm256_stream_pd(p, v); }  // p 64-byte aligned
+  static void fence() { _mm_sfence(); }
   static V set1(C v) { return _mm256_set1_pd(v); }
   static V max(V a, V b) { return _mm256_max_pd(a, b); }
   static V sub(V a, V b) { return _mm256_sub_pd(a, b); }

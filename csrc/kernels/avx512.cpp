@@ -164,6 +164,8 @@ struct F32 {
   static void store_n(S* p, int64_t k, V v) { _mm512_mask_storeu_ps(p, mask16(k), v); }
   static V loadc(const C* p) { return _mm512_loadu_ps(p); }
   static void storec(C* p, V v) { _mm512_storeu_ps(p, v); }
+  static void stream(S* p, V v) { _mm512_stream_ps(p, v); }  // p 64-byte aligned
+  static void fence() { _mm_sfence(); }
   static V set1(C v) { return _mm512_set1_ps(v); }
   static V max(V a, V b) { return _mm512_max_ps(a, b); }
   static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
@@ -223,6 +225,8 @@ struct F64 {
   static void store_n(S* p, int64_t k, V v) { _mm512_mask_storeu_pd(p, mask8(k), v); }
   static V loadc(const C* p) { return _mm512_loadu_pd(p); }
   static void storec(C* p, V v) { _mm512_storeu_pd(p, v); }
+  static void stream(S* p, V v) { _mm512_stream_pd(p, v); }  // p 64-byte aligned
+  static void fence() { _mm_sfence(); }
   static V set1(C v) { return _mm512_set1_pd(v); }
   static V max(V a, V b) { return _mm512_max_pd(a, b); }
   static V sub(V a, V b) { return _mm512_sub_pd(a, b); }

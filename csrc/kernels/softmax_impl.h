@@ -557,6 +557,62 @@ void log_softmax_finish(const typename T::S* x, typename T::S* y, int64_t n, typ
   rows_log_finish<T, 1>(&x, &y, n, &m, &log_sum);
 }
 
+// Streaming variants (long rows' second pass): the plain finish on the head up to a
+// 64-byte boundary of y and on the tail, non-temporal stores in between. Every
+// element gets the same arithmetic as in the plain kernels, so the bits are equal.
+template <class T, class = void>
+struct HasStream : std::false_type {};
+template <class T>
+struct HasStream<T, std::void_t<decltype(T::stream(static_cast<typename T::S*>(nullptr),
+                                                   T::set1(typename T::C(0))))>>
+    : std::true_type {};
+
+template <class T, bool kLog>
+void finish_stream(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m,
+                   typename T::C a) {
+  using S = typename T::S;
+  using V = typename T::V;
+  constexpr int64_t W = T::W;
+  auto plain = [&](int64_t i0, int64_t len) {
+    if (len <= 0) return;
+    const S* xi = x + i0;
+    S* yi = y + i0;
+    if constexpr (kLog)
+      rows_log_finish<T, 1>(&xi, &yi, len, &m, &a);
+    else
+      rows_exp_scale<T, 1>(&xi, &yi, len, &m, &a);
+  };
+  if constexpr (HasStream<T>::value && std::is_same_v<S, typename T::C>) {
+    const uintptr_t addr = reinterpret_cast<uintptr_t>(y);
+    if (addr % sizeof(S) == 0) {
+      const int64_t head = std::min<int64_t>(n, int64_t((64 - addr % 64) % 64 / sizeof(S)));
+      plain(0, head);
+      const V vm = T::set1(m), va = T::set1(a);
+      int64_t i = head;
+      for (; i + W <= n; i += W) {
+        const V d = T::sub(T::load(x + i), vm);
+        T::stream(y + i, kLog ? T::sub(d, va) : T::mul(T::exp_le0(d), va));
+      }
+      T::fence();
+      plain(i, n - i);
+      return;
+    }
+  }
+  plain(0, n);
+}
+
+template <class T>
+void softmax_finish_stream(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m,
+                           typename T::C scale) {
+  finish_stream<T, false>(x, y, n, m, scale);
+}
+
+template <class T>
+void log_softmax_finish_stream(const typename T::S* x, typename T::S* y, int64_t n,
+                               typename T::C m, typename T::C log_sum) {
+  finish_stream<T, true>(x, y, n, m, log_sum);
+}
+
 // Batches: row r at x + r * ldx (y + r * ldy). Short rows go in pairs (bit-identical
 // to one at a time, see above); long rows are throughput-bound and go one by one.
 
@@ -861,6 +917,8 @@ void fill_set(Set& k) {
     k.reduce = reduce<T>;
     k.softmax_finish = softmax_finish<T>;
     k.log_softmax_finish = log_softmax_finish<T>;
+    k.softmax_finish_stream = softmax_finish_stream<T>;
+    k.log_softmax_finish_stream = log_softmax_finish_stream<T>;
     k.softmax_panel = softmax_panel<T>;
     k.log_softmax_panel = log_softmax_panel<T>;
     k.logsumexp_panel = logsumexp_panel<T>;

@@ -68,6 +68,12 @@ struct KernelSet {
   // y = (x - max) - log_sum   (max finite; x - max formed first, for accuracy).
   void (*log_softmax_finish)(const S* x, S* y, int64_t n, C max, C log_sum) = nullptr;
 
+  // Optional: the finish kernels with non-temporal (streaming) stores, for the second
+  // pass of rows too long for the cache, whose output is not re-read soon. Same bits
+  // as the plain finish kernels (the arithmetic is elementwise).
+  void (*softmax_finish_stream)(const S* x, S* y, int64_t n, C max, C scale) = nullptr;
+  void (*log_softmax_finish_stream)(const S* x, S* y, int64_t n, C max, C log_sum) = nullptr;
+
   // Optional batches of `rows` contiguous rows of equal length n <= kBlock, row r at
   // x + r * ldx (y + r * ldy): the same bits as calling the row kernels one row at a
   // time (short rows are processed in pairs to hide the latency of one row's passes).
