@@ -25,6 +25,7 @@
 
 #include "fastsoftmax/common.h"
 #include "fastsoftmax/kernels.h"
+#include "parallel.h"
 
 #ifdef FASTSOFTMAX_OPENMP
 #include <omp.h>
@@ -33,13 +34,14 @@
 namespace fastsoftmax {
 namespace {
 
+using nd::load;
+using nd::parallel_chunks;
+using nd::store;
+using nd::threads_for;
+
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// Below this many elements a call runs on the calling thread; above it each
-// thread gets at least kMinPerThread elements. A parallel region costs a few µs.
-constexpr int64_t kParallelMin = int64_t(1) << 15;
-constexpr int64_t kMinPerThread = int64_t(1) << 14;
 // A panel tile (reduced length x lanes) of x is kept near this size so that the
 // three passes over it hit L2 (or L3). At least kMinPanelLanes wide: one cache line
 // per row of a tile, at a power-of-two stride, lands every row on its own page and
@@ -136,39 +138,6 @@ struct OuterWalk {
     }
   }
 };
-
-int threads_for(int64_t elements, int threads) {
-  if (threads <= 1 || elements < kParallelMin) return 1;
-  return int(std::max<int64_t>(1, std::min<int64_t>(threads, elements / kMinPerThread)));
-}
-
-// Calls fn(begin, end) on contiguous chunks of [0, count), one per thread.
-template <class F>
-void parallel_chunks(int64_t count, int nt, F&& fn) {
-  nt = int(std::min<int64_t>(nt, count));
-  if (nt <= 1) {
-    if (count > 0) fn(int64_t(0), count);
-    return;
-  }
-#ifdef FASTSOFTMAX_OPENMP
-#pragma omp parallel num_threads(nt)
-  {
-    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-    const int64_t b = count * t / T, e = count * (t + 1) / T;
-    if (b < e) fn(b, e);
-  }
-#else
-  fn(int64_t(0), count);
-#endif
-}
-
-// Storage <-> compute conversions.
-inline float load(const uint16_t* p) { return half_to_float(*p); }
-inline float load(const float* p) { return *p; }
-inline double load(const double* p) { return *p; }
-inline void store(uint16_t* p, double v) { *p = float_to_half(float(v)); }
-inline void store(float* p, double v) { *p = float(v); }
-inline void store(double* p, double v) { *p = v; }
 
 // Merge of block partials, in block order.
 struct Merged {
@@ -471,13 +440,7 @@ void gathered_row(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
   auto block_len = [&](int64_t b) { return std::min(kBlock, n - b * kBlock); };
   const int nt_eff = int(std::min<int64_t>(nt, nb));
   const int64_t stride = kBlock;  // each thread t uses buf + t * kBlock
-  auto tid = []() {
-#ifdef FASTSOFTMAX_OPENMP
-    return int64_t(omp_get_thread_num());
-#else
-    return int64_t(0);
-#endif
-  };
+  auto tid = []() { return int64_t(nd::thread_id()); };
   parallel_chunks(nb, nt_eff, [&](int64_t b0, int64_t b1) {
     C* tb = buf + (nt_eff > 1 ? tid() : 0) * stride;
     for (int64_t b = b0; b < b1; ++b) {

@@ -41,6 +41,7 @@
 #include "driver.h"
 #include "fastsoftmax/common.h"
 #include "fastsoftmax/kernels.h"
+#include "parallel.h"
 
 #ifdef FASTSOFTMAX_OPENMP
 #include <omp.h>
@@ -145,53 +146,17 @@ constexpr int64_t kStreamBytes = int64_t(8) << 20;
 // buffer first, then the output is written from it in one (streamed) pass.
 constexpr int64_t kChunk = 2048;
 
-// ---- threads (the same rules as driver.cpp) -------------------------------------
-constexpr int64_t kParallelMin = int64_t(1) << 15;
-constexpr int64_t kMinPerThread = int64_t(1) << 14;
-
-int threads_for(int64_t elements, int threads) {
-  if (threads <= 1 || elements < kParallelMin) return 1;
-  return int(std::max<int64_t>(1, std::min<int64_t>(threads, elements / kMinPerThread)));
-}
-
-int thread_id() {
-#ifdef FASTSOFTMAX_OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
-// fn(begin, end) on contiguous chunks of [0, count), one per thread.
-template <class F>
-void parallel_chunks(int64_t count, int nt, F&& fn) {
-  nt = int(std::min<int64_t>(nt, count));
-  if (nt <= 1) {
-    if (count > 0) fn(int64_t(0), count);
-    return;
-  }
-#ifdef FASTSOFTMAX_OPENMP
-#pragma omp parallel num_threads(nt)
-  {
-    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-    const int64_t b = count * t / T, e = count * (t + 1) / T;
-    if (b < e) fn(b, e);
-  }
-#else
-  fn(int64_t(0), count);
-#endif
-}
+// ---- threads: parallel.h (the same rules as driver.cpp) --------------------------
+using nd::load;
+using nd::parallel_chunks;
+using nd::store;
+using nd::thread_id;
+using nd::threads_for;
 
 // ---- storage <-> compute --------------------------------------------------------
-inline float load(const uint16_t* p) { return half_to_float(*p); }
-inline float load(const float* p) { return *p; }
-inline double load(const double* p) { return *p; }
 inline double load(const uint8_t* p) { return *p ? 1.0 : 0.0; }  // bool
 inline double load(const int32_t* p) { return double(*p); }
 inline double load(const int64_t* p) { return double(*p); }
-inline void store(uint16_t* p, double v) { *p = float_to_half(float(v)); }
-inline void store(float* p, double v) { *p = float(v); }
-inline void store(double* p, double v) { *p = v; }
 
 template <class Src, class C>
 void gather_as(const char* p, int64_t st, int64_t n, C* dst) {
