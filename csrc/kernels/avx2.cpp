@@ -339,12 +339,6 @@ void fill(KernelTable& t) {
   fill_set<F16>(t.f16);
 }
 
-void row_batch_hooks(RowBatchHooks& h) {
-  fill_set<F32>(h.f32);
-  fill_set<F64>(h.f64);
-  fill_set<F16>(h.f16);
-}
-
 void exp_hooks(ExpHooks& h) {
   h.exp_f32 = exp_array<F32, false>;
   h.exp_f64 = exp_array<F64, false>;
@@ -372,13 +366,8 @@ bool exp_hooks_avx2(ExpHooks& h) {
   avx2::exp_hooks(h);
   return true;
 }
-bool row_batch_hooks_avx2(RowBatchHooks& h) {
-  avx2::row_batch_hooks(h);
-  return true;
-}
 #else
 bool fill_avx2(KernelTable&) { return false; }
 bool exp_hooks_avx2(ExpHooks&) { return false; }
-bool row_batch_hooks_avx2(RowBatchHooks&) { return false; }
 #endif
 }  // namespace fastsoftmax

@@ -278,12 +278,6 @@ void fill(KernelTable& t) {
   fill_set<F16>(t.f16);
 }
 
-void row_batch_hooks(RowBatchHooks& h) {
-  fill_set<F32>(h.f32);
-  fill_set<F64>(h.f64);
-  fill_set<F16>(h.f16);
-}
-
 void exp_hooks(ExpHooks& h) {
   h.exp_f32 = exp_array<F32, false>;
   h.exp_f64 = exp_array<F64, false>;
@@ -305,13 +299,8 @@ bool exp_hooks_neon(ExpHooks& h) {
   neon::exp_hooks(h);
   return true;
 }
-bool row_batch_hooks_neon(RowBatchHooks& h) {
-  neon::row_batch_hooks(h);
-  return true;
-}
 #else
 bool fill_neon(KernelTable&) { return false; }
 bool exp_hooks_neon(ExpHooks&) { return false; }
-bool row_batch_hooks_neon(RowBatchHooks&) { return false; }
 #endif
 }  // namespace fastsoftmax

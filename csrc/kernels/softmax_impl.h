@@ -895,34 +895,21 @@ void logsumexp_panel(const typename T::S* x, int64_t ldx, int64_t n, int64_t w,
   panel<T, Kind::lse>(x, ldx, nullptr, 0, n, w, out);
 }
 
-// The batch entries are filled where the kernel table has them (detected, so this
-// file builds against a kernels.h with or without them).
-template <class Set, class = void>
-struct HasRowBatches : std::false_type {};
-template <class Set>
-struct HasRowBatches<Set, std::void_t<decltype(&Set::softmax_rows),
-                                      decltype(&Set::log_softmax_rows),
-                                      decltype(&Set::reduce_rows)>> : std::true_type {};
-
 template <class T, class Set>
 void fill_set(Set& k) {
-  if constexpr (HasRowBatches<Set>::value) {
-    k.softmax_rows = softmax_rows<T>;
-    k.log_softmax_rows = log_softmax_rows<T>;
-    k.reduce_rows = reduce_rows<T>;
-  }
-  if constexpr (!std::is_same_v<Set, RowBatchKernels<typename T::S>>) {  // a KernelSet
-    k.softmax_row = softmax_row<T>;
-    k.log_softmax_row = log_softmax_row<T>;
-    k.reduce = reduce<T>;
-    k.softmax_finish = softmax_finish<T>;
-    k.log_softmax_finish = log_softmax_finish<T>;
-    k.softmax_finish_stream = softmax_finish_stream<T>;
-    k.log_softmax_finish_stream = log_softmax_finish_stream<T>;
-    k.softmax_panel = softmax_panel<T>;
-    k.log_softmax_panel = log_softmax_panel<T>;
-    k.logsumexp_panel = logsumexp_panel<T>;
-  }
+  k.softmax_row = softmax_row<T>;
+  k.log_softmax_row = log_softmax_row<T>;
+  k.reduce = reduce<T>;
+  k.softmax_finish = softmax_finish<T>;
+  k.log_softmax_finish = log_softmax_finish<T>;
+  k.softmax_finish_stream = softmax_finish_stream<T>;
+  k.log_softmax_finish_stream = log_softmax_finish_stream<T>;
+  k.softmax_rows = softmax_rows<T>;
+  k.log_softmax_rows = log_softmax_rows<T>;
+  k.reduce_rows = reduce_rows<T>;
+  k.softmax_panel = softmax_panel<T>;
+  k.log_softmax_panel = log_softmax_panel<T>;
+  k.logsumexp_panel = logsumexp_panel<T>;
 }
 
 // exp over an array with the ISA's vector exp (test hook; tails via load_n/store_n).
