@@ -42,14 +42,11 @@ using nd::threads_for;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// A panel tile (reduced length x lanes) of x is kept near this size so that the
-// three passes over it hit L2 (or L3). At least kMinPanelLanes wide: one cache line
-// per row of a tile, at a power-of-two stride, lands every row on its own page and
-// on a handful of cache sets, and every pass misses (measured: 16 lanes 3-4x slower
-// than 64 on (4096, 4096) axis 0).
-constexpr int64_t kPanelTileBytes = int64_t(1) << 20;
-constexpr int64_t kMinPanelLanes = 64;
-constexpr int64_t kMaxPanelLanes = 1024;
+// Panels are cut into tiles of this many lanes (fewer where the threads need more
+// tiles): the panel kernels sweep a tile row by row in memory order, in blocks of
+// rows, whatever its width (see softmax_impl.h), so the width only sets how the work
+// is shared; it never changes a lane's bits.
+constexpr int64_t kPanelTileLanes = 4096;
 
 enum Opnd { X = 0, Y = 1, M = 2, B = 3, SG = 4, kNumOpnds = 5 };
 
@@ -300,13 +297,13 @@ void run_panels(const Problem& p, const Layout& L, const KernelSet<S, C>& k, siz
   const Dim& red = L.red[0];
   const int64_t n = red.size, W = lanes.size;
   const int64_t ldx = red.st[X] / isz, ldy = red.st[Y] / isz;
-  int64_t tw = kPanelTileBytes / std::max<int64_t>(1, n * isz);
-  tw = std::clamp<int64_t>(tw / 16 * 16, kMinPanelLanes, kMaxPanelLanes);
-  tw = std::min(tw, W);
-  const int64_t tiles = (W + tw - 1) / tw;
   int64_t outer_rows = 1;
   for (const Dim& d : outer) outer_rows *= d.size;
   const int nt = threads_for(L.rows * n, p.threads);
+  int64_t tiles = (W + kPanelTileLanes - 1) / kPanelTileLanes;
+  if (outer_rows * tiles < nt) tiles = std::min((W + 15) / 16, (nt + outer_rows - 1) / outer_rows);
+  const int64_t tw = std::min(W, ((W + tiles - 1) / tiles + 15) / 16 * 16);
+  tiles = (W + tw - 1) / tw;
   parallel_chunks(outer_rows * tiles, nt, [&](int64_t i0, int64_t i1) {
     OuterWalk w(outer);
     std::unique_ptr<C[]> lse;

@@ -14,9 +14,11 @@
 #define FASTSOFTMAX_AVX2_COMPILED 1
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <type_traits>
 
 #include "fastsoftmax/common.h"
@@ -205,10 +207,14 @@ struct F32 {
     const double s = hsum(_mm256_add_pd(a.lo, a.hi));
     return {s, s - 1.0};  // exact: s >= 1 (the max's own term) whenever it matters
   }
-  static void acc_lanes(const Acc& a, double* out) {
-    const __m256d one = _mm256_set1_pd(1.0);
-    _mm256_storeu_pd(out, _mm256_sub_pd(a.lo, one));
-    _mm256_storeu_pd(out + 4, _mm256_sub_pd(a.hi, one));
+  static void acc_parts(const Acc& a, double* s, double* c) {
+    _mm256_storeu_pd(s, a.lo);
+    _mm256_storeu_pd(s + 4, a.hi);
+    _mm256_storeu_pd(c, _mm256_setzero_pd());
+    _mm256_storeu_pd(c + 4, _mm256_setzero_pd());
+  }
+  static Acc acc_from_parts(const double* s, const double*) {
+    return {_mm256_loadu_pd(s), _mm256_loadu_pd(s + 4)};
   }
   static bool s_is_nan(S v) { return v != v; }
 };
@@ -314,15 +320,16 @@ struct F64 {
     _mm256_store_pd(c, a.c);
     CompensatedSum sum;
     for (int j = 0; j < 4; ++j) sum.add(s[j]);
-    if (std::isinf(sum.sum)) return {sum.sum, sum.sum};  // see acc_lanes
+    if (std::isinf(sum.sum)) return {sum.sum, sum.sum};  // c is inf - inf = NaN: +inf, not NaN
     sum.add((c[0] + c[1]) + (c[2] + c[3]));
     return {sum.value(), (sum.sum - 1.0) + sum.comp};
   }
-  // Per lane rest = (s - 1) + c; a lane that met +inf has s = +inf, c = NaN: +inf.
-  static void acc_lanes(const Acc& a, double* out) {
-    const __m256d inf = _mm256_cmp_pd(a.s, _mm256_set1_pd(HUGE_VAL), _CMP_EQ_OQ);
-    const __m256d rest = _mm256_add_pd(_mm256_sub_pd(a.s, _mm256_set1_pd(1.0)), a.c);
-    _mm256_storeu_pd(out, _mm256_blendv_pd(rest, a.s, inf));
+  static void acc_parts(const Acc& a, double* s, double* c) {
+    _mm256_storeu_pd(s, a.s);
+    _mm256_storeu_pd(c, a.c);
+  }
+  static Acc acc_from_parts(const double* s, const double* c) {
+    return {_mm256_loadu_pd(s), _mm256_loadu_pd(c)};
   }
   static bool s_is_nan(S v) { return v != v; }
 };

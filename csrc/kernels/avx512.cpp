@@ -18,9 +18,11 @@
 #endif
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <type_traits>
 
 #include "fastsoftmax/common.h"
@@ -141,10 +143,14 @@ inline SumExp accf_total(const AccF& a) {
   const double s = _mm512_reduce_add_pd(_mm512_add_pd(a.lo, a.hi));
   return {s, s - 1.0};  // exact: s >= 1 (the max's own term) whenever it matters
 }
-inline void accf_lanes(const AccF& a, double* out) {
-  const __m512d one = _mm512_set1_pd(1.0);
-  _mm512_storeu_pd(out, _mm512_sub_pd(a.lo, one));
-  _mm512_storeu_pd(out + 8, _mm512_sub_pd(a.hi, one));
+inline AccF accf_from_parts(const double* s) {
+  return {_mm512_loadu_pd(s), _mm512_loadu_pd(s + 8)};
+}
+inline void accf_parts(const AccF& a, double* s, double* c) {
+  _mm512_storeu_pd(s, a.lo);
+  _mm512_storeu_pd(s + 8, a.hi);
+  _mm512_storeu_pd(c, _mm512_setzero_pd());
+  _mm512_storeu_pd(c + 8, _mm512_setzero_pd());
 }
 
 struct F32 {
@@ -179,7 +185,8 @@ struct F32 {
   static void acc_add4(Acc* a, V e0, V e1, V e2, V e3) { accf_add4(a, e0, e1, e2, e3); }
   static void acc_merge(Acc& a, const Acc& b) { accf_merge(a, b); }
   static SumExp acc_total(const Acc& a) { return accf_total(a); }
-  static void acc_lanes(const Acc& a, double* out) { accf_lanes(a, out); }
+  static void acc_parts(const Acc& a, double* s, double* c) { accf_parts(a, s, c); }
+  static Acc acc_from_parts(const double* s, const double*) { return accf_from_parts(s); }
   static bool s_is_nan(S v) { return v != v; }
 };
 
@@ -267,19 +274,18 @@ struct F64 {
     _mm512_store_pd(c, a.c);
     CompensatedSum sum;
     for (int j = 0; j < 8; ++j) sum.add(s[j]);
-    if (std::isinf(sum.sum)) return {sum.sum, sum.sum};  // see acc_lanes
+    if (std::isinf(sum.sum)) return {sum.sum, sum.sum};  // c is inf - inf = NaN: +inf, not NaN
     double comp = 0.0;
     for (int j = 0; j < 8; ++j) comp += c[j];
     sum.add(comp);
     return {sum.value(), (sum.sum - 1.0) + sum.comp};
   }
-  // Per lane rest = (s - 1) + c. A lane that met +inf (panels with an infinite max)
-  // has s = +inf and c = NaN (inf - inf): report +inf, so that NaN keeps meaning
-  // "the lane holds a NaN".
-  static void acc_lanes(const Acc& a, double* out) {
-    const __mmask8 inf = _mm512_cmp_pd_mask(a.s, _mm512_set1_pd(HUGE_VAL), _CMP_EQ_OQ);
-    const __m512d rest = _mm512_add_pd(_mm512_sub_pd(a.s, _mm512_set1_pd(1.0)), a.c);
-    _mm512_storeu_pd(out, _mm512_mask_blend_pd(inf, rest, a.s));
+  static void acc_parts(const Acc& a, double* s, double* c) {
+    _mm512_storeu_pd(s, a.s);
+    _mm512_storeu_pd(c, a.c);
+  }
+  static Acc acc_from_parts(const double* s, const double* c) {
+    return {_mm512_loadu_pd(s), _mm512_loadu_pd(c)};
   }
   static bool s_is_nan(S v) { return v != v; }
 };

@@ -13,9 +13,11 @@
 #define FASTSOFTMAX_NEON_COMPILED 1
 #include <arm_neon.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <type_traits>
 
 #include "fastsoftmax/common.h"
@@ -163,11 +165,13 @@ struct F32 {
     const double s = vaddvq_f64(vaddq_f64(a.lo, a.hi));
     return {s, s - 1.0};  // exact: s >= 1 (the max's own term) whenever it matters
   }
-  static void acc_lanes(const Acc& a, double* out) {
-    const float64x2_t one = vdupq_n_f64(1.0);
-    vst1q_f64(out, vsubq_f64(a.lo, one));
-    vst1q_f64(out + 2, vsubq_f64(a.hi, one));
+  static void acc_parts(const Acc& a, double* s, double* c) {
+    vst1q_f64(s, a.lo);
+    vst1q_f64(s + 2, a.hi);
+    vst1q_f64(c, vdupq_n_f64(0.0));
+    vst1q_f64(c + 2, vdupq_n_f64(0.0));
   }
+  static Acc acc_from_parts(const double* s, const double*) { return {vld1q_f64(s), vld1q_f64(s + 2)}; }
   static bool s_is_nan(S v) { return v != v; }
 };
 
@@ -254,16 +258,15 @@ struct F64 {
     CompensatedSum sum;
     sum.add(vgetq_lane_f64(a.s, 0));
     sum.add(vgetq_lane_f64(a.s, 1));
-    if (std::isinf(sum.sum)) return {sum.sum, sum.sum};  // see acc_lanes
+    if (std::isinf(sum.sum)) return {sum.sum, sum.sum};  // c is inf - inf = NaN: +inf, not NaN
     sum.add(vgetq_lane_f64(a.c, 0) + vgetq_lane_f64(a.c, 1));
     return {sum.value(), (sum.sum - 1.0) + sum.comp};
   }
-  // Per lane rest = (s - 1) + c; a lane that met +inf has s = +inf, c = NaN: +inf.
-  static void acc_lanes(const Acc& a, double* out) {
-    const uint64x2_t inf = vceqq_f64(a.s, vdupq_n_f64(HUGE_VAL));
-    const float64x2_t rest = vaddq_f64(vsubq_f64(a.s, vdupq_n_f64(1.0)), a.c);
-    vst1q_f64(out, vbslq_f64(inf, a.s, rest));
+  static void acc_parts(const Acc& a, double* s, double* c) {
+    vst1q_f64(s, a.s);
+    vst1q_f64(c, a.c);
   }
+  static Acc acc_from_parts(const double* s, const double* c) { return {vld1q_f64(s), vld1q_f64(c)}; }
   static bool s_is_nan(S v) { return v != v; }
 };
 

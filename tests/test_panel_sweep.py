@@ -1,0 +1,141 @@
+"""The panel kernels' sweep (softmax_impl.h "panels"), once per available ISA.
+
+A panel (reduced axis strided, lanes contiguous: axis=0 of a C-contiguous (n, w)) is
+swept row by row in blocks of rows (16 float32, 8 float64, 32 float16 rows), the
+running max and sum of each lane merged block by block (the sum rescaled where the max
+grows), in chunks of 4096 lanes, with streaming stores for outputs of 4 MiB and more.
+These tests aim at what that plan can get wrong, against the extended-precision
+reference of tests/_ref.py:
+
+* lengths around the block sizes and their multiples, widths around the chunk width;
+* a max that grows in every block (every sum rescaled), shrinks, or first appears in
+  the last block; lanes of only -inf for several blocks before the first finite value;
+* a dominant entry in a late block (log_softmax / logsumexp keep it at full precision:
+  the largest term set apart, SPEC);
+* NaN / +inf appearing in a late block only;
+* bits: a column is the same in a narrow panel, a wide (chunked) one, a streamed one,
+  and in place.
+"""
+
+import fastsoftmax as fs
+import numpy as np
+import pytest
+from _ref import FLOATS, Ref, assert_bits_equal, check_log_softmax, check_logsumexp, check_softmax
+
+pytestmark = pytest.mark.usefixtures("isa")
+
+FUNCS = ("softmax", "log_softmax", "logsumexp")
+ROWS = {np.dtype(np.float16): 32, np.dtype(np.float32): 16, np.dtype(np.float64): 8}
+DTYPE_IDS = {"ids": lambda d: np.dtype(d).name}
+
+
+def run(name, x, axis=0, **kw):
+    return getattr(fs, name)(x, axis=axis, **kw)
+
+
+def check(name, y, x, axis=0):
+    ref = Ref(x, axis)
+    dt = np.dtype(x.dtype)
+    if name == "softmax":
+        check_softmax(y, ref, dt)
+    elif name == "log_softmax":
+        check_log_softmax(y, ref, dt)
+    else:
+        check_logsumexp(y, ref, dt)
+
+
+def lengths(dtype):
+    b = ROWS[np.dtype(dtype)]
+    return sorted({1, b - 1, b, b + 1, 2 * b - 1, 2 * b, 2 * b + 1, 5 * b + 3})
+
+
+@pytest.mark.parametrize("dtype", FLOATS, **DTYPE_IDS)
+@pytest.mark.parametrize("name", FUNCS)
+def test_lengths_around_the_block(name, dtype, rng):
+    for n in lengths(dtype):
+        for w in (1, 17, 70):
+            x = (rng.standard_normal((n, w)) * 5).astype(dtype)
+            check(name, run(name, x), x)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, **DTYPE_IDS)
+@pytest.mark.parametrize("name", FUNCS)
+def test_max_moves_between_blocks(name, dtype, rng):
+    n, w = 7 * ROWS[np.dtype(dtype)] + 5, 37
+    base = rng.standard_normal((n, w))
+    ramp = np.linspace(0.0, 30.0, n)[:, None]
+    cases = {
+        "grows every row": base + ramp,
+        "shrinks every row": base - ramp,
+        "max in the last row": np.vstack([base[:-1], base[-1:] + 40.0]),
+        "max in the last block only": np.vstack([base[:-3] - 20.0, base[-3:]]),
+    }
+    for what, v in cases.items():
+        x = v.astype(dtype)
+        y = run(name, x)
+        check(name, y, x)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, **DTYPE_IDS)
+@pytest.mark.parametrize("name", FUNCS)
+def test_lanes_of_minus_inf_before_the_first_value(name, dtype, rng):
+    b = ROWS[np.dtype(dtype)]
+    n, w = 4 * b + 3, 33
+    x = rng.standard_normal((n, w)).astype(dtype)
+    x[: 3 * b + 1, ::2] = -np.inf  # even lanes: finite only in the last block and a bit
+    x[:, 5] = -np.inf  # one lane all -inf
+    # lanes whose first finite values are far below 0 (the rescale from "only -inf so
+    # far" must give 0, not exp(0 - max) = +inf in float64, times a zero sum)
+    x[:, ::4] -= {np.dtype(np.float16): 20, np.dtype(np.float32): 100, np.dtype(np.float64): 800}[
+        np.dtype(dtype)
+    ]
+    y = run(name, x)
+    check(name, y, x)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, **DTYPE_IDS)
+@pytest.mark.parametrize("name", ["log_softmax", "logsumexp"])
+def test_dominant_entry_in_a_late_block(name, dtype, rng):
+    # one entry far above the others: logsumexp = max + log1p(tiny); the tiny rest must
+    # not be lost to rounding around 1 (SPEC: the largest term set apart)
+    b = ROWS[np.dtype(dtype)]
+    n, w = 3 * b + 2, 19
+    gap = {np.dtype(np.float16): 6.0, np.dtype(np.float32): 12.0, np.dtype(np.float64): 30.0}
+    x = np.full((n, w), -gap[np.dtype(dtype)])
+    x += rng.uniform(-0.5, 0.0, (n, w))
+    x[2 * b + 1, :] = 0.0
+    x = x.astype(dtype)
+    y = run(name, x)
+    check(name, y, x)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, **DTYPE_IDS)
+@pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
+def test_special_in_a_late_block(special, dtype, rng):
+    b = ROWS[np.dtype(dtype)]
+    n, w = 3 * b + 4, 21
+    x = rng.standard_normal((n, w)).astype(dtype)
+    x[n - 2, 3] = special
+    x[2 * b, 10] = special
+    x[n - 1, 20] = special
+    for name in FUNCS:
+        check(name, run(name, x), x)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, **DTYPE_IDS)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+def test_column_bits_across_chunks_and_streaming(name, dtype, rng):
+    # w > 4096 lanes: two chunks; n * w * itemsize >= 4 MiB: streaming stores (float32,
+    # float64); a column's bits must match the same column in a narrow panel
+    n = 2 * ROWS[np.dtype(dtype)] + 3
+    w = max(4096 + 40, (4 << 20) // (n * np.dtype(dtype).itemsize) + 64)
+    x = (rng.standard_normal((n, w)) * 3).astype(dtype)
+    wide = run(name, x)
+    check(name, wide, x)
+    for j0 in (0, 7, 4090, w - 9):
+        narrow = run(name, np.ascontiguousarray(x[:, j0:j0 + 9]))
+        assert_bits_equal(wide[..., j0:j0 + 9], narrow, f"lanes {j0}..{j0 + 9} of {w}")
+    if name != "logsumexp":
+        inplace = x.copy()
+        run(name, inplace, out=inplace)
+        assert_bits_equal(inplace, wide, "in place")
