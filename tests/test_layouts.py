@@ -226,3 +226,17 @@ def test_long_row_blocking(func_name, dtype):
 def test_long_column_panels(func_name, dtype):
     _check_cached(func_name, "panel", np.dtype(dtype))
     _check_cached(func_name, "panel_strided", np.dtype(dtype))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("step", [2, 3, 4, 5])
+def test_small_element_steps_on_the_reduced_axis(func_name, step, dtype, rng):
+    # x[:, ::step]: rows gathered with a compile-time stride (2-4, vectorized, with a
+    # prefetch of the span ahead) or the generic loop (5), at lengths around its
+    # 64-element steps; the last row's prefetch runs past the array
+    for n in (1, 3, 63, 64, 65, 130, 1000):
+        v = random_values(rng, (3, n), dtype)
+        big = random_values(rng, (3, n * step), dtype)
+        big[:, ::step] = v
+        _call_check(func_name, big[:, ::step], -1, v)
+        _call_check(func_name, big[:, 1::step], -1, np.array(big[:, 1::step]))
