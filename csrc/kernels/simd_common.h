@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 namespace fastsoftmax {
 namespace simd {
@@ -15,6 +17,38 @@ inline double log1p_sum(double r) {
   const double u = 1.0 + r;
   if (u == 1.0) return r;
   return std::log(u) * (r / (u - 1.0));
+}
+
+// log1p_sum for results that end in float32 (float16/float32 data): the same Kahan
+// form, with log(u) inline instead of a libm call (about 10 ns a row, a fifth of a
+// 128-element row's whole log_softmax here): u = 2^e m, m in [sqrt(1/2), sqrt(2)),
+// log m = 2 atanh(f) = 2 (f + f^3/3 + ... + f^17/17), f = (m - 1)/(m + 1), |f| <= 0.172;
+// the truncation is below 2^-50 relative, a few double ULP in all: far below float.
+inline double log1p_sum_f32(double r) {
+  const double u = 1.0 + r;
+  if (u == 1.0 || !(u < HUGE_VAL)) return u == 1.0 ? r : u + r;  // tiny r; +inf / NaN
+  uint64_t bits;
+  std::memcpy(&bits, &u, sizeof bits);
+  int64_t e = int64_t(bits >> 52) - 1023;  // u > 1: a normal number
+  bits = (bits & 0x000fffffffffffffull) | 0x3ff0000000000000ull;
+  double m;
+  std::memcpy(&m, &bits, sizeof m);  // [1, 2)
+  if (m > 1.4142135623730951) {
+    m *= 0.5;
+    e += 1;
+  }
+  const double f = (m - 1.0) / (m + 1.0), s = f * f;
+  double p = 1.0 / 17;
+  p = p * s + 1.0 / 15;
+  p = p * s + 1.0 / 13;
+  p = p * s + 1.0 / 11;
+  p = p * s + 1.0 / 9;
+  p = p * s + 1.0 / 7;
+  p = p * s + 1.0 / 5;
+  p = p * s + 1.0 / 3;
+  const double log_m = 2.0 * f + 2.0 * f * s * p;
+  const double log_u = double(e) * 0.6931471805599453 + log_m;
+  return log_u * (r / (u - 1.0));
 }
 
 // A row's (or block's) sum of e_i = exp(x_i - max), max finite.

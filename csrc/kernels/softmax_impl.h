@@ -71,6 +71,15 @@ enum class Kind { softmax, log_softmax, lse };
 
 using simd::SumExp;
 
+// log1p of a row's rest (see simd_common.h): inline for results that end in float32.
+template <class T>
+inline double log1p_rest(double r) {
+  if constexpr (std::is_same_v<typename T::C, float>)
+    return simd::log1p_sum_f32(r);
+  else
+    return simd::log1p_sum(r);
+}
+
 template <class T>
 constexpr typename T::C kInfC = std::numeric_limits<typename T::C>::infinity();
 template <class T>
@@ -488,7 +497,7 @@ void rows_log_softmax(const typename T::S* const* x, typename T::S* const* y, in
   bool nan = false;
   for (int r = 0; r < R; ++r) {
     nan |= s[r].sum != s[r].sum;
-    ls[r] = C(simd::log1p_sum(s[r].rest));
+    ls[r] = C(log1p_rest<T>(s[r].rest));
   }
   if (nan) {
     for (int r = 0; r < R; ++r) {
@@ -878,7 +887,7 @@ void sweep_chunk(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t 
       const double rest = rest_of(j);
       lse[j] = (rest != rest)       ? kNaNC<T>
                : !(mj - mj == C(0)) ? mj  // +inf or -inf
-                                    : C(double(mj) + simd::log1p_sum(rest));
+                                    : C(double(mj) + log1p_rest<T>(rest));
     }
     return;
   } else {
@@ -894,7 +903,7 @@ void sweep_chunk(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t 
       } else if (!(mj - mj == C(0))) {  // -inf (or a padding lane)
         a[j] = C(0);
       } else {
-        a[j] = kKind == Kind::softmax ? C(1.0 / (1.0 + rest)) : C(simd::log1p_sum(rest));
+        a[j] = kKind == Kind::softmax ? C(1.0 / (1.0 + rest)) : C(log1p_rest<T>(rest));
       }
     }
     // The write pass, row by row in memory order. Large panels (whose output would
