@@ -414,18 +414,35 @@ void sparse_run(const SparseArgs& a, int64_t count, double* total) {
       s0.size_blocks(nb);
       Partial* parts = s0.parts.data();
       double* sx = s0.e2.data();
-      parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
-        Scratch<C>& s = pool[nt > 1 ? thread_id() : 0];
-        for (int64_t b = b0; b < b1; ++b) {
-          const int64_t len = block_len(n, b);
-          const C* xb = block_in<C>(elem_of(a.dt), xr, b, len, s.x.get(len), direct_x);
-          parts[b] = k.reduce(xb, len);
-          if (eps != 0.0) {
-            const double m = parts[b].max;
-            sx[b] = std::isfinite(m) ? lp.sum_minus(xb, len, m) : lp.sum_minus(xb, len, 0.0);
-          }
+      const C cb = C(scale * eps / double(n));  // gradient: scale * eps / C at every class
+      const C ct = C(scale * keep);             // and scale * (1 - eps) at the label
+      // A gradient row of one block: the table's fused kernel writes the gradient
+      // (softmax * scale - cb, minus ct at the label) in the passes that reduce the row
+      // (one exp per element) and returns the row's Partial, the bits of `reduce`.
+      const bool fused = a.grad && nb == 1 && k.xent_grad_row;
+      C* gf = nullptr;
+      if (fused) {
+        const C* xb = block_in<C>(elem_of(a.dt), xr, 0, n, s0.x.get(n), direct_x);
+        gf = direct_g ? reinterpret_cast<C*>(gr.p) : s0.g.get(n);
+        parts[0] = k.xent_grad_row(xb, gf, n, scale, cb, t, ct);
+        if (eps != 0.0) {
+          const double m = parts[0].max;
+          sx[0] = std::isfinite(m) ? lp.sum_minus(xb, n, m) : lp.sum_minus(xb, n, 0.0);
         }
-      });
+      } else {
+        parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
+          Scratch<C>& s = pool[nt > 1 ? thread_id() : 0];
+          for (int64_t b = b0; b < b1; ++b) {
+            const int64_t len = block_len(n, b);
+            const C* xb = block_in<C>(elem_of(a.dt), xr, b, len, s.x.get(len), direct_x);
+            parts[b] = k.reduce(xb, len);
+            if (eps != 0.0) {
+              const double m = parts[b].max;
+              sx[b] = std::isfinite(m) ? lp.sum_minus(xb, len, m) : lp.sum_minus(xb, len, 0.0);
+            }
+          }
+        });
+      }
       const Merged mg = merge(parts, nb);
       const double xt = double(load(reinterpret_cast<const S*>(xr.p + t * xr.st)));
       const double M = mg.max;
@@ -451,10 +468,17 @@ void sparse_run(const SparseArgs& a, int64_t count, double* total) {
         if (keep != 0.0) loss += keep * (M - xt);
         if (eps != 0.0) loss -= eps * (sum_xm / double(n));
       }
-      if (a.grad) {
+      if (fused) {
+        // the kernel wrote finite rows, the label's term included; special rows here
+        if (std::isnan(M) || M == kInf) {
+          std::fill(gf, gf + n, std::numeric_limits<C>::quiet_NaN());
+        } else if (M == -kInf) {
+          std::fill(gf, gf + n, C(C(0) - cb));  // softmax of a row of -inf is 0
+          gf[t] = C(gf[t] - ct);
+        }
+        if (!direct_g) scatter<S>(gf, n, gr.p, gr.st);
+      } else if (a.grad) {
         const bool special = !std::isfinite(M);
-        const C cb = C(scale * eps / double(n));  // scale * eps / C at every class
-        const C ct = C(scale * keep);             // and scale * (1 - eps) at the label
         const C sm = special ? C(0) : C(scale / mg.sum);
         parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
           Scratch<C>& s = pool[nt > 1 ? thread_id() : 0];
@@ -730,6 +754,10 @@ void backward_run(const BackwardArgs& a) {
         const bool st = stream && direct_o;
         if (!a.log) {
           lp.softmax_bwd(gb, yb, ob, len, sc, st);
+        } else if (ok[b] != 0.0 && nb == 1 && k.log_softmax_backward_row) {
+          // one block of log-probabilities: exp, product and store in one table kernel
+          // (which also prefetches the next row for the first pass)
+          k.log_softmax_backward_row(gb, yb, ob, len, sc, st);
         } else {
           C e[kChunk];
           for (int64_t c = 0; c < len; c += kChunk) {

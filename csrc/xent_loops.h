@@ -76,39 +76,37 @@ inline double dot(const double* a, const double* b, int64_t n) {
   return fold(s, c);
 }
 
-// sum of g_i, and whether every y_i <= 0 (false on NaN): the first pass of
-// log_softmax_backward reads g and y side by side, so both stream from memory at
-// once and y is in cache for the second pass. The same kLanes lanes (lane j takes
-// i = j mod kLanes) and fold as the plain loop, so every build gives the same bits;
-// x86 builds spell the vectors out (GCC turned the y test into scalar compares, a
-// third of the backward pass's time).
+// sum of g_i, and whether every y_i <= 0 (false on NaN), for log_softmax_backward.
+// sum_check_acc continues the kLanes lane sums s[] (and carries c[], float64) over
+// the next n elements: lane j takes element i = j mod kLanes, so consecutive calls
+// on chunks whose lengths are multiples of kLanes (the last one excepted) give the
+// bits of one call over the whole row; sum_check folds them. Returns whether every
+// y_i <= 0. x86 builds spell the vectors out (GCC turned the y test into one scalar
+// compare per element, a third of the backward pass's time); same lanes, same bits.
 #if FASTSOFTMAX_XENT_VEC == 512
-inline double sum_check(const float* g, const float* y, int64_t n, bool* nonpos) {
-  alignas(64) double s[kLanes] = {}, c[kLanes] = {};
-  __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+inline bool sum_check_acc(const float* g, const float* y, int64_t n, double* s, double*) {
+  __m512d s0 = _mm512_loadu_pd(s), s1 = _mm512_loadu_pd(s + 8);
   __mmask16 bad = 0;
   const __m512 zero = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     const __m512 gv = _mm512_loadu_ps(g + i);
     s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(gv)));
-    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(gv), 1))));
+    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(gv, 1)));
     bad |= _mm512_cmp_ps_mask(_mm512_loadu_ps(y + i), zero, _CMP_NLE_UQ);
   }
-  _mm512_store_pd(s, s0);
-  _mm512_store_pd(s + 8, s1);
+  _mm512_storeu_pd(s, s0);
+  _mm512_storeu_pd(s + 8, s1);
   int bad_tail = 0;
   for (int j = 0; j < kLanes && i < n; ++i, ++j) {
     s[j] += double(g[i]);
     bad_tail |= !(y[i] <= 0.0f);
   }
-  *nonpos = bad == 0 && bad_tail == 0;
-  return fold(s, c);
+  return bad == 0 && bad_tail == 0;
 }
-inline double sum_check(const double* g, const double* y, int64_t n, bool* nonpos) {
-  alignas(64) double s[kLanes], c[kLanes];
-  __m512d sv[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
-  __m512d cv[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+inline bool sum_check_acc(const double* g, const double* y, int64_t n, double* s, double* c) {
+  __m512d sv[2] = {_mm512_loadu_pd(s), _mm512_loadu_pd(s + 8)};
+  __m512d cv[2] = {_mm512_loadu_pd(c), _mm512_loadu_pd(c + 8)};
   __mmask8 bad = 0;
   const __m512d zero = _mm512_setzero_pd();
   int64_t i = 0;
@@ -123,22 +121,20 @@ inline double sum_check(const double* g, const double* y, int64_t n, bool* nonpo
       bad |= _mm512_cmp_pd_mask(_mm512_loadu_pd(y + i + 8 * h), zero, _CMP_NLE_UQ);
     }
   for (int h = 0; h < 2; ++h) {
-    _mm512_store_pd(s + 8 * h, sv[h]);
-    _mm512_store_pd(c + 8 * h, cv[h]);
+    _mm512_storeu_pd(s + 8 * h, sv[h]);
+    _mm512_storeu_pd(c + 8 * h, cv[h]);
   }
   int bad_tail = 0;
   for (int j = 0; j < kLanes && i < n; ++i, ++j) {
     two_sum_add(s[j], c[j], g[i]);
     bad_tail |= !(y[i] <= 0.0);
   }
-  *nonpos = bad == 0 && bad_tail == 0;
-  return fold(s, c);
+  return bad == 0 && bad_tail == 0;
 }
 #elif FASTSOFTMAX_XENT_VEC == 256
-inline double sum_check(const float* g, const float* y, int64_t n, bool* nonpos) {
-  alignas(32) double s[kLanes] = {}, c[kLanes] = {};
-  __m256d sv[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(),
-                   _mm256_setzero_pd()};
+inline bool sum_check_acc(const float* g, const float* y, int64_t n, double* s, double*) {
+  __m256d sv[4];
+  for (int q = 0; q < 4; ++q) sv[q] = _mm256_loadu_pd(s + 4 * q);
   __m256 bad = _mm256_setzero_ps();
   const __m256 zero = _mm256_setzero_ps();
   int64_t i = 0;
@@ -149,19 +145,20 @@ inline double sum_check(const float* g, const float* y, int64_t n, bool* nonpos)
       sv[2 * h + 1] = _mm256_add_pd(sv[2 * h + 1], _mm256_cvtps_pd(_mm256_extractf128_ps(gv, 1)));
       bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_loadu_ps(y + i + 8 * h), zero, _CMP_NLE_UQ));
     }
-  for (int q = 0; q < 4; ++q) _mm256_store_pd(s + 4 * q, sv[q]);
+  for (int q = 0; q < 4; ++q) _mm256_storeu_pd(s + 4 * q, sv[q]);
   int bad_tail = 0;
   for (int j = 0; j < kLanes && i < n; ++i, ++j) {
     s[j] += double(g[i]);
     bad_tail |= !(y[i] <= 0.0f);
   }
-  *nonpos = _mm256_movemask_ps(bad) == 0 && bad_tail == 0;
-  return fold(s, c);
+  return _mm256_movemask_ps(bad) == 0 && bad_tail == 0;
 }
-inline double sum_check(const double* g, const double* y, int64_t n, bool* nonpos) {
-  alignas(32) double s[kLanes], c[kLanes];
+inline bool sum_check_acc(const double* g, const double* y, int64_t n, double* s, double* c) {
   __m256d sv[4], cv[4];
-  for (int q = 0; q < 4; ++q) sv[q] = cv[q] = _mm256_setzero_pd();
+  for (int q = 0; q < 4; ++q) {
+    sv[q] = _mm256_loadu_pd(s + 4 * q);
+    cv[q] = _mm256_loadu_pd(c + 4 * q);
+  }
   __m256d bad = _mm256_setzero_pd();
   const __m256d zero = _mm256_setzero_pd();
   int64_t i = 0;
@@ -176,20 +173,18 @@ inline double sum_check(const double* g, const double* y, int64_t n, bool* nonpo
       bad = _mm256_or_pd(bad, _mm256_cmp_pd(_mm256_loadu_pd(y + i + 4 * q), zero, _CMP_NLE_UQ));
     }
   for (int q = 0; q < 4; ++q) {
-    _mm256_store_pd(s + 4 * q, sv[q]);
-    _mm256_store_pd(c + 4 * q, cv[q]);
+    _mm256_storeu_pd(s + 4 * q, sv[q]);
+    _mm256_storeu_pd(c + 4 * q, cv[q]);
   }
   int bad_tail = 0;
   for (int j = 0; j < kLanes && i < n; ++i, ++j) {
     two_sum_add(s[j], c[j], g[i]);
     bad_tail |= !(y[i] <= 0.0);
   }
-  *nonpos = _mm256_movemask_pd(bad) == 0 && bad_tail == 0;
-  return fold(s, c);
+  return _mm256_movemask_pd(bad) == 0 && bad_tail == 0;
 }
 #else
-inline double sum_check(const float* g, const float* y, int64_t n, bool* nonpos) {
-  double s[kLanes] = {}, c[kLanes] = {};
+inline bool sum_check_acc(const float* g, const float* y, int64_t n, double* s, double*) {
   int bad = 0;
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
@@ -201,11 +196,9 @@ inline double sum_check(const float* g, const float* y, int64_t n, bool* nonpos)
     s[j] += double(g[i]);
     bad |= !(y[i] <= 0.0f);
   }
-  *nonpos = bad == 0;
-  return fold(s, c);
+  return bad == 0;
 }
-inline double sum_check(const double* g, const double* y, int64_t n, bool* nonpos) {
-  double s[kLanes] = {}, c[kLanes] = {};
+inline bool sum_check_acc(const double* g, const double* y, int64_t n, double* s, double* c) {
   int bad = 0;
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
@@ -217,10 +210,19 @@ inline double sum_check(const double* g, const double* y, int64_t n, bool* nonpo
     two_sum_add(s[j], c[j], g[i]);
     bad |= !(y[i] <= 0.0);
   }
-  *nonpos = bad == 0;
-  return fold(s, c);
+  return bad == 0;
 }
 #endif
+inline double sum_check(const float* g, const float* y, int64_t n, bool* nonpos) {
+  double s[kLanes] = {}, c[kLanes] = {};
+  *nonpos = sum_check_acc(g, y, n, s, c);
+  return fold(s, c);
+}
+inline double sum_check(const double* g, const double* y, int64_t n, bool* nonpos) {
+  double s[kLanes] = {}, c[kLanes] = {};
+  *nonpos = sum_check_acc(g, y, n, s, c);
+  return fold(s, c);
+}
 
 // Dense cross-entropy terms of one block: *sum_l = sum l_i and
 // *sum_lx = sum over l_i != 0 of l_i * (x_i - ref)   (0 * -inf := 0, as xlogy).

@@ -271,6 +271,7 @@ struct F64 {
 };
 
 #include "kernels/softmax_impl.h"
+#include "kernels/xent_impl.h"
 
 }  // namespace
 
@@ -279,6 +280,8 @@ void fill(KernelTable& t) {
   fill_set<F32>(t.f32);
   fill_set<F64>(t.f64);
   fill_set<F16>(t.f16);
+  fill_xent<F32>(t.f32);
+  fill_xent<F64>(t.f64);
 }
 
 void exp_hooks(ExpHooks& h) {

@@ -249,8 +249,32 @@ void logsumexp_panel(const C* x, int64_t ldx, int64_t n, int64_t w, C* out) {
   }
 }
 
+// ---- training side -------------------------------------------------------------
+// Sparse cross-entropy gradient row: the softmax_row plan with
+// y = e * (a / sum) - b (and minus c at the label t) as its last pass; the Partial as
+// reduce computes it (the same max and sum).
+template <class C>
+Partial xent_grad_row(const C* x, C* y, int64_t n, double a, C b, int64_t t, C c) {
+  const Partial p = reduce(x, n);
+  if (!std::isfinite(p.max)) return p;
+  const C m = C(p.max);
+  for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i] - m);
+  const C f = C(a / p.sum);
+  for (int64_t i = 0; i < n; ++i) y[i] = y[i] * f - b;
+  if (t >= 0 && t < n) y[t] = y[t] - c;
+  return p;
+}
+
+// log_softmax backward row: out = g - exp(y) * s.
+template <class C>
+void log_softmax_backward_row(const C* g, const C* y, C* out, int64_t n, C s, bool) {
+  for (int64_t i = 0; i < n; ++i) out[i] = g[i] - std::exp(y[i]) * s;
+}
+
 template <class C>
 void fill_set(KernelSet<C, C>& k) {
+  k.xent_grad_row = xent_grad_row<C>;
+  k.log_softmax_backward_row = log_softmax_backward_row<C>;
   k.softmax_row = softmax_row<C>;
   k.log_softmax_row = log_softmax_row<C>;
   k.reduce = reduce<C>;

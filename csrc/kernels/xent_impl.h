@@ -1,0 +1,163 @@
+// ISA-generic bodies of the training-side kernels (kernels.h: the entries after the
+// panels): the fused sparse cross-entropy gradient row (xent_grad_row) and the log_softmax backward
+// row.
+//
+// Like softmax_impl.h, this file is included INSIDE an ISA's namespace and target
+// region (avx512.cpp, avx2.cpp, neon.cpp), right after softmax_impl.h, whose row
+// passes (rows_max, rows_sum_exp, special_max, finite, HasStream, kPrefetchRow) it
+// reuses, so a row's max, sum and exps are exactly those of reduce / softmax_row.
+// It includes nothing itself. Only the S == C sets (float32, float64) are filled:
+// the cross-entropy core converts float16 rows to float32 buffers.
+
+// One vector of the affine pass: e * f - b for elements j..j+W of the row, and
+// (e_t * f - b) - c in the lane of element t when it falls in this vector (a branch
+// that is taken once per row).
+template <class T>
+FASTSOFTMAX_PASS typename T::V affine_v(typename T::V e, int64_t j, typename T::V vf,
+                                        typename T::V vb, int64_t t, typename T::C c) {
+  using V = typename T::V;
+  V v = T::sub(T::mul(e, vf), vb);
+  if (uint64_t(t - j) < uint64_t(T::W)) {
+    alignas(64) typename T::C tmp[T::W];
+    T::storec(tmp, v);
+    tmp[t - j] = tmp[t - j] - c;
+    v = T::loadc(tmp);
+  }
+  return v;
+}
+
+// y = y * f - b in place over n elements (y holds the exps), and minus c at element t
+// when 0 <= t < n: the element is patched in its vector, never re-read from memory.
+template <class T>
+FASTSOFTMAX_PASS void rows_affine(typename T::S* y, int64_t n, typename T::C f,
+                                  typename T::C b, int64_t t, typename T::C c) {
+  using V = typename T::V;
+  constexpr int64_t W = T::W;
+  const V vf = T::set1(f), vb = T::set1(b);
+  int64_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    const V e0 = T::load(y + i), e1 = T::load(y + i + W);
+    const V e2 = T::load(y + i + 2 * W), e3 = T::load(y + i + 3 * W);
+    T::store(y + i, affine_v<T>(e0, i, vf, vb, t, c));
+    T::store(y + i + W, affine_v<T>(e1, i + W, vf, vb, t, c));
+    T::store(y + i + 2 * W, affine_v<T>(e2, i + 2 * W, vf, vb, t, c));
+    T::store(y + i + 3 * W, affine_v<T>(e3, i + 3 * W, vf, vb, t, c));
+  }
+  for (; i + W <= n; i += W) T::store(y + i, affine_v<T>(T::load(y + i), i, vf, vb, t, c));
+  if (i < n) T::store_n(y + i, n - i, affine_v<T>(T::load_n(y + i, n - i), i, vf, vb, t, c));
+}
+
+// Sparse cross-entropy gradient of one row (1 <= n <= kBlock):
+// y_i = exp(x_i - max) * C(a / sum) - b, and (that) - c at i == t. The softmax_row
+// plan: max; e = exp(x - max) stored in y and summed (the same passes as reduce, so
+// the returned Partial has reduce's bits); then the affine rescale in place, from
+// cache. (Not streamed: the gradient is a fresh allocation, whose first touch the
+// kernel has just zeroed into the cache; measured faster than a buffer + streaming
+// stores.) When the max is not finite or the row holds a NaN, y is unspecified: the
+// caller writes such rows from the Partial.
+template <class T>
+Partial xent_grad_row(const typename T::S* x, typename T::S* y, int64_t n, double a,
+                      typename T::C b, int64_t t, typename T::C c) {
+  using C = typename T::C;
+  using S = typename T::S;
+  static_assert(std::is_same_v<S, C>, "float32 / float64 rows only");
+  C m;
+  rows_max<T, 1>(&x, n, &m);
+  if (!finite<T>(m)) return {double(special_max<T>(x, n, m)), 0.0, 0.0};
+  SumExp s;
+  // long rows prefetch the next row of x, and of y for writing (as softmax_row)
+  if (n * int64_t(sizeof(S)) >= kPrefetchRow)
+    rows_sum_exp<T, 1, true, true>(&x, &y, n, &m, &s);
+  else
+    rows_sum_exp<T, 1, true, false>(&x, &y, n, &m, &s);
+  if (s.sum != s.sum) return {std::numeric_limits<double>::quiet_NaN(), 0.0, 0.0};
+  rows_affine<T>(y, n, C(a / s.sum), b, t, c);
+  return {double(m), s.sum, s.rest};
+}
+
+// g - exp(y) * s on one vector (k < W: the first k lanes; the others are not stored).
+// Functions, not lambdas: clang's target attribute push covers only functions.
+template <class T>
+FASTSOFTMAX_PASS typename T::V lsm_bwd_v(const typename T::S* g, const typename T::S* y,
+                                         typename T::V vs) {
+  return T::sub(T::load(g), T::mul(T::exp_le0(T::load(y)), vs));
+}
+template <class T>
+FASTSOFTMAX_PASS typename T::V lsm_bwd_n(const typename T::S* g, const typename T::S* y,
+                                         int64_t k, typename T::V vs) {
+  return T::sub(T::load_n(g, k), T::mul(T::exp_le0(T::load_n(y, k)), vs));
+}
+
+template <class T>
+void log_softmax_backward_row(const typename T::S* g, const typename T::S* y,
+                              typename T::S* out, int64_t n, typename T::C s, bool stream) {
+  using S = typename T::S;
+  using V = typename T::V;
+  constexpr int64_t W = T::W;
+  const V vs = T::set1(s);
+  const bool prefetch = n * int64_t(sizeof(S)) >= kPrefetchRow;
+  const uintptr_t gnext = reinterpret_cast<uintptr_t>(g) + uintptr_t(n) * sizeof(S);
+  const uintptr_t ynext = reinterpret_cast<uintptr_t>(y) + uintptr_t(n) * sizeof(S);
+  int64_t i = 0;
+  bool streamed = false;
+  if constexpr (HasStream<T>::value) {
+    const uintptr_t addr = reinterpret_cast<uintptr_t>(out);
+    if (stream && addr % sizeof(S) == 0) {
+      const int64_t head = std::min<int64_t>(n, int64_t((64 - addr % 64) % 64 / sizeof(S)));
+      for (; i < head; i += W) {  // head may exceed one vector (AVX2 floats)
+        const int64_t k = std::min(W, head - i);
+        T::store_n(out + i, k, lsm_bwd_n<T>(g + i, y + i, k, vs));
+      }
+      i = head;
+      streamed = true;
+    }
+  }
+  (void)stream;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    if (prefetch) {
+      // integer arithmetic: the next row may lie past the end of the array (a
+      // prefetch never faults)
+      const uintptr_t off = uintptr_t(i) * sizeof(S);
+      for (uintptr_t o = 0; o < 4 * W * sizeof(S); o += 64) {
+        __builtin_prefetch(reinterpret_cast<const void*>(gnext + off + o), 0, 2);
+        __builtin_prefetch(reinterpret_cast<const void*>(ynext + off + o), 0, 2);
+      }
+    }
+    const V o0 = lsm_bwd_v<T>(g + i, y + i, vs);
+    const V o1 = lsm_bwd_v<T>(g + i + W, y + i + W, vs);
+    const V o2 = lsm_bwd_v<T>(g + i + 2 * W, y + i + 2 * W, vs);
+    const V o3 = lsm_bwd_v<T>(g + i + 3 * W, y + i + 3 * W, vs);
+    if constexpr (HasStream<T>::value) {
+      if (streamed) {
+        T::stream(out + i, o0);
+        T::stream(out + i + W, o1);
+        T::stream(out + i + 2 * W, o2);
+        T::stream(out + i + 3 * W, o3);
+        continue;
+      }
+    }
+    T::store(out + i, o0);
+    T::store(out + i + W, o1);
+    T::store(out + i + 2 * W, o2);
+    T::store(out + i + 3 * W, o3);
+  }
+  for (; i + W <= n; i += W) {
+    const V o = lsm_bwd_v<T>(g + i, y + i, vs);
+    if constexpr (HasStream<T>::value) {
+      if (streamed) {
+        T::stream(out + i, o);
+        continue;
+      }
+    }
+    T::store(out + i, o);
+  }
+  if constexpr (HasStream<T>::value)
+    if (streamed) T::fence();
+  if (i < n) T::store_n(out + i, n - i, lsm_bwd_n<T>(g + i, y + i, n - i, vs));
+}
+
+template <class T, class Set>
+void fill_xent(Set& k) {
+  k.xent_grad_row = xent_grad_row<T>;
+  k.log_softmax_backward_row = log_softmax_backward_row<T>;
+}
