@@ -1,22 +1,29 @@
 // ISA-generic bodies of the training-side kernels (kernels.h: the entries after the
-// panels): the fused sparse cross-entropy gradient row (xent_grad_row) and the log_softmax backward
-// row.
+// panels): the fused sparse cross-entropy gradient row (xent_grad_row) and the
+// log_softmax backward row (log_softmax_backward_row).
 //
 // Like softmax_impl.h, this file is included INSIDE an ISA's namespace and target
 // region (avx512.cpp, avx2.cpp, neon.cpp), right after softmax_impl.h, whose row
 // passes (rows_max, rows_sum_exp, special_max, finite, HasStream, kPrefetchRow) it
 // reuses, so a row's max, sum and exps are exactly those of reduce / softmax_row.
-// It includes nothing itself. Only the S == C sets (float32, float64) are filled:
-// the cross-entropy core converts float16 rows to float32 buffers.
+// Beyond softmax_impl.h's Ops interface it needs T::fma(a, b, c) = a * b + c with one
+// rounding (each ISA's Ops define it). It includes nothing itself. Only the S == C
+// sets (float32, float64) are filled: the cross-entropy core converts float16 rows
+// to float32 buffers.
 
-// One vector of the affine pass: e * f - b for elements j..j+W of the row, and
+// Products and sums here use T::fma (one rounding) explicitly, never mul then sub:
+// the compiler may contract the latter into an FMA in one copy of the code and not in
+// another (a masked tail, a streamed head), and a row's bits would then depend on its
+// alignment.
+
+// One vector of the affine pass: fma(e, f, -b) for elements j..j+W of the row, and
 // (e_t * f - b) - c in the lane of element t when it falls in this vector (a branch
 // that is taken once per row).
 template <class T>
 FASTSOFTMAX_PASS typename T::V affine_v(typename T::V e, int64_t j, typename T::V vf,
                                         typename T::V vb, int64_t t, typename T::C c) {
   using V = typename T::V;
-  V v = T::sub(T::mul(e, vf), vb);
+  V v = T::fma(e, vf, vb);
   if (uint64_t(t - j) < uint64_t(T::W)) {
     alignas(64) typename T::C tmp[T::W];
     T::storec(tmp, v);
@@ -26,14 +33,14 @@ FASTSOFTMAX_PASS typename T::V affine_v(typename T::V e, int64_t j, typename T::
   return v;
 }
 
-// y = y * f - b in place over n elements (y holds the exps), and minus c at element t
+// y = fma(y, f, -b) in place over n elements (y holds the exps), and minus c at element t
 // when 0 <= t < n: the element is patched in its vector, never re-read from memory.
 template <class T>
 FASTSOFTMAX_PASS void rows_affine(typename T::S* y, int64_t n, typename T::C f,
                                   typename T::C b, int64_t t, typename T::C c) {
   using V = typename T::V;
   constexpr int64_t W = T::W;
-  const V vf = T::set1(f), vb = T::set1(b);
+  const V vf = T::set1(f), vb = T::set1(-b);
   int64_t i = 0;
   for (; i + 4 * W <= n; i += 4 * W) {
     const V e0 = T::load(y + i), e1 = T::load(y + i + W);
@@ -48,7 +55,7 @@ FASTSOFTMAX_PASS void rows_affine(typename T::S* y, int64_t n, typename T::C f,
 }
 
 // Sparse cross-entropy gradient of one row (1 <= n <= kBlock):
-// y_i = exp(x_i - max) * C(a / sum) - b, and (that) - c at i == t. The softmax_row
+// y_i = fma(exp(x_i - max), C(a / sum), -b), and (that) - c at i == t. The softmax_row
 // plan: max; e = exp(x - max) stored in y and summed (the same passes as reduce, so
 // the returned Partial has reduce's bits); then the affine rescale in place, from
 // cache. (Not streamed: the gradient is a fresh allocation, whose first touch the
@@ -75,17 +82,18 @@ Partial xent_grad_row(const typename T::S* x, typename T::S* y, int64_t n, doubl
   return {double(m), s.sum, s.rest};
 }
 
-// g - exp(y) * s on one vector (k < W: the first k lanes; the others are not stored).
+// fma(exp(y), -s, g) on one vector (k < W: the first k lanes; the others are not
+// stored).
 // Functions, not lambdas: clang's target attribute push covers only functions.
 template <class T>
 FASTSOFTMAX_PASS typename T::V lsm_bwd_v(const typename T::S* g, const typename T::S* y,
                                          typename T::V vs) {
-  return T::sub(T::load(g), T::mul(T::exp_le0(T::load(y)), vs));
+  return T::fma(T::exp_le0(T::load(y)), vs, T::load(g));
 }
 template <class T>
 FASTSOFTMAX_PASS typename T::V lsm_bwd_n(const typename T::S* g, const typename T::S* y,
                                          int64_t k, typename T::V vs) {
-  return T::sub(T::load_n(g, k), T::mul(T::exp_le0(T::load_n(y, k)), vs));
+  return T::fma(T::exp_le0(T::load_n(y, k)), vs, T::load_n(g, k));
 }
 
 template <class T>
@@ -94,7 +102,7 @@ void log_softmax_backward_row(const typename T::S* g, const typename T::S* y,
   using S = typename T::S;
   using V = typename T::V;
   constexpr int64_t W = T::W;
-  const V vs = T::set1(s);
+  const V vs = T::set1(-s);
   const bool prefetch = n * int64_t(sizeof(S)) >= kPrefetchRow;
   const uintptr_t gnext = reinterpret_cast<uintptr_t>(g) + uintptr_t(n) * sizeof(S);
   const uintptr_t ynext = reinterpret_cast<uintptr_t>(y) + uintptr_t(n) * sizeof(S);

@@ -97,8 +97,9 @@ struct KernelSet {
 
   // ---- training side (csrc/xent.cpp); float32/float64 sets only (float16: nullptr) ----
   // Sparse cross-entropy gradient of one row (1 <= n <= kBlock):
-  //   y_i = exp(x_i - max) * C(a / sum) - b,  and (that) - c at i == t (the label;
-  //   none when t is outside [0, n)),  sum = sum exp(x - max)
+  //   y_i = exp(x_i - max) * C(a / sum) - b  (one rounding, as fma),
+  //   and (that) - c at i == t  (the label; none when t is outside [0, n)),
+  //   sum = sum exp(x - max)
   // (a: the reduction's scale; b, c: the target's shares, label smoothing folded in).
   // Returns the row's Partial, bit-identical to reduce(x, n), so the loss is computed
   // from it exactly as from reduce. When the returned max is not finite (NaN, +inf,
@@ -106,9 +107,10 @@ struct KernelSet {
   Partial (*xent_grad_row)(const S* x, S* y, int64_t n, double a, C b, int64_t t,
                            C c) = nullptr;
   // log_softmax backward of one row of log-probabilities y (every y_i <= 0 or NaN;
-  // any n >= 1): out_i = g_i - exp(y_i) * s, with the row kernels' exp. out may be g
-  // or y (in place), no other overlap. `stream`: non-temporal stores for out (same
-  // bits). Long rows prefetch the next row (g + n, y + n) while they compute.
+  // any n >= 1): out_i = g_i - exp(y_i) * s (one rounding, as fma), with the row
+  // kernels' exp. out may be g or y (in place), no other overlap. `stream`:
+  // non-temporal stores for out (same bits). Long rows prefetch the next row
+  // (g + n, y + n) while they compute.
   void (*log_softmax_backward_row)(const S* g, const S* y, S* out, int64_t n, C s,
                                    bool stream) = nullptr;
 };
