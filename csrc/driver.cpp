@@ -25,6 +25,7 @@
 
 #include "fastsoftmax/common.h"
 #include "fastsoftmax/kernels.h"
+#include "kernels/simd_common.h"
 #include "parallel.h"
 
 #ifdef FASTSOFTMAX_OPENMP
@@ -170,8 +171,12 @@ Merged merge(const Partial* parts, int64_t nb) {
   return {m, s.value(), r.value()};
 }
 
+// S: the output's storage type. Results that end in float32 or float16 take the
+// inline log1p (simd_common.h; no libm call per row of a batch).
+template <class S>
 double lse_value(const Merged& r) {
-  return std::isfinite(r.max) ? r.max + std::log1p(r.rest) : r.max;  // NaN/+inf/-inf as is
+  const double l = std::is_same<S, double>::value ? std::log1p(r.rest) : simd::log1p_sum_f32(r.rest);
+  return std::isfinite(r.max) ? r.max + l : r.max;  // NaN/+inf/-inf as is
 }
 
 Merged merged_of(const Partial& p) { return {p.max, p.sum, rest_of(p)}; }
@@ -195,7 +200,7 @@ void row_contiguous(const KernelSet<S, C>& k, Op op, const S* x, S* y, int64_t n
     } else if (op == Op::log_softmax) {
       k.log_softmax_row(x, y, n);
     } else {
-      *lse_out = lse_value(merged_of(k.reduce(x, n)));
+      *lse_out = lse_value<S>(merged_of(k.reduce(x, n)));
     }
     return;
   }
@@ -207,7 +212,7 @@ void row_contiguous(const KernelSet<S, C>& k, Op op, const S* x, S* y, int64_t n
   });
   const Merged r = merge(parts.get(), nb);
   if (op == Op::logsumexp) {
-    *lse_out = lse_value(r);
+    *lse_out = lse_value<S>(r);
     return;
   }
   if (!std::isfinite(r.max)) {
@@ -268,7 +273,7 @@ void run_rows(const Problem& p, const Layout& L, const KernelSet<S, C>& k) {
       for (int64_t c = r0; c < r1; c += kChunk) {
         const int64_t cnt = std::min(kChunk, r1 - c);
         k.reduce_rows(x0 + c * ldx, ldx, n, cnt, parts);
-        for (int64_t j = 0; j < cnt; ++j) store(y0 + (c + j) * ldy, lse_value(merged_of(parts[j])));
+        for (int64_t j = 0; j < cnt; ++j) store(y0 + (c + j) * ldy, lse_value<S>(merged_of(parts[j])));
       }
     });
     return;
@@ -450,7 +455,7 @@ void gathered_row(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
   if (n <= kBlock) {
     gather_block<S, C>(p, walk, base, 0, n, buf);
     if (p.op == Op::logsumexp) {
-      store(yrow, lse_value(merged_of(k.reduce(buf, n))));
+      store(yrow, lse_value<S>(merged_of(k.reduce(buf, n))));
       return;
     }
     // The output row is contiguous and of the compute type: write it directly.
@@ -479,7 +484,7 @@ void gathered_row(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
   });
   const Merged r = merge(parts, nb);
   if (p.op == Op::logsumexp) {
-    store(yrow, lse_value(r));
+    store(yrow, lse_value<S>(r));
     return;
   }
   const bool special = !std::isfinite(r.max);

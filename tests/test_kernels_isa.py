@@ -182,6 +182,26 @@ def test_row_bits_independent_of_offset_and_batch(name, dtype, rng):
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("name", FUNCS)
+def test_row_bits_in_groups_of_a_batch(name, dtype, rng):
+    # log_softmax batches short rows in groups of 8 (their logs side by side), with a
+    # fallback for a group holding a special row: a row's bits are its own whatever the
+    # group, its place in it, or a special row beside it
+    for n in (1, 16, 100, 256):
+        row = random_values(rng, (n,), dtype)
+        alone = run(name, row, -1)
+        for rows, at in ((8, 0), (8, 7), (9, 8), (17, 11), (24, 19)):
+            batch = random_values(rng, (rows, n), dtype)
+            batch[at] = row
+            assert_bits_equal(run(name, batch, -1)[at], alone, f"row {at} of {rows}")
+            batch[at - 1 if at else 1, n // 2] = np.nan
+            batch[(at + 2) % rows] = -np.inf
+            got = run(name, batch, -1)
+            assert_bits_equal(got[at], alone, f"row {at} of {rows}, specials beside it")
+            check(name, got, batch, -1)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", FUNCS)
 def test_panel_column_bits_independent_of_width_and_position(name, dtype, rng):
     for n in (1, 5, 20, 100):
         x = random_values(rng, (n, 13), dtype)

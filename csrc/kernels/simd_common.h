@@ -25,18 +25,17 @@ inline double log1p_sum(double r) {
 // log m = 2 atanh(f) = 2 (f + f^3/3 + ... + f^17/17), f = (m - 1)/(m + 1), |f| <= 0.172;
 // the truncation is below 2^-50 relative, a few double ULP in all: far below float.
 inline double log1p_sum_f32(double r) {
+  // branch-free (selects), so that a loop over several rows' r vectorizes
   const double u = 1.0 + r;
-  if (u == 1.0 || !(u < HUGE_VAL)) return u == 1.0 ? r : u + r;  // tiny r; +inf / NaN
   uint64_t bits;
   std::memcpy(&bits, &u, sizeof bits);
-  int64_t e = int64_t(bits >> 52) - 1023;  // u > 1: a normal number
+  int64_t e = int64_t(bits >> 52) - 1023;  // u >= 1: a normal number (or inf/NaN)
   bits = (bits & 0x000fffffffffffffull) | 0x3ff0000000000000ull;
   double m;
   std::memcpy(&m, &bits, sizeof m);  // [1, 2)
-  if (m > 1.4142135623730951) {
-    m *= 0.5;
-    e += 1;
-  }
+  const bool big = m > 1.4142135623730951;
+  m = big ? m * 0.5 : m;
+  e += big ? 1 : 0;
   const double f = (m - 1.0) / (m + 1.0), s = f * f;
   double p = 1.0 / 17;
   p = p * s + 1.0 / 15;
@@ -48,7 +47,9 @@ inline double log1p_sum_f32(double r) {
   p = p * s + 1.0 / 3;
   const double log_m = 2.0 * f + 2.0 * f * s * p;
   const double log_u = double(e) * 0.6931471805599453 + log_m;
-  return log_u * (r / (u - 1.0));
+  const double v = log_u * (r / (u - 1.0));
+  // u == 1: log1p(r) = r (tiny r); +inf / NaN pass through
+  return u == 1.0 ? r : (u < HUGE_VAL ? v : u + r);
 }
 
 // A row's (or block's) sum of e_i = exp(x_i - max), max finite.
