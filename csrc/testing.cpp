@@ -14,7 +14,8 @@
 //       how many floats in the bit range get different bits from the full-range exp
 //       and the x <= 0 variant the row kernels use (0 expected for x <= 0)
 // variant="full" (default) is the full-range exp (panels); "le0" the x <= 0 variant
-// (rows, finish kernels): exp_f32/exp_f64/exp_f32_check/exp_f64_check take it too.
+// (rows, finish kernels): exp_f32/exp_f64/exp_f32_check/exp_f64_check take it too;
+// exp_f32 also takes "f16" / "f16_le0": the exp of the float16 kernels.
 // The dicts hold: checked, max_ulp (bit distance to the correctly rounded value),
 // worst_input, max_err (|result - exact| in ULPs), max_err_input, flushed (exact
 // result subnormal and result +0, as the kernels' exp documents), bad (any other
@@ -54,12 +55,17 @@ ExpHooks hooks_for(const std::string& name);
 Exp exp_for(const std::string& isa, const std::string& variant) {
   const ExpHooks h = hooks_for(isa);
   if (variant == "full") return {h.exp_f32, h.exp_f64};
+  if (variant == "f16" || variant == "f16_le0") {  // float32 in and out; no float64 form
+    if (!h.exp_f16 || !h.exp_f16_le0)
+      throw std::invalid_argument("ISA '" + isa + "' has no float16 exp hook");
+    return {variant == "f16" ? h.exp_f16 : h.exp_f16_le0, nullptr};
+  }
   if (variant == "le0") {
     if (!h.exp_f32_le0 || !h.exp_f64_le0)
       throw std::invalid_argument("ISA '" + isa + "' has no le0 exp variant");
     return {h.exp_f32_le0, h.exp_f64_le0};
   }
-  throw std::invalid_argument("variant must be 'full' or 'le0'");
+  throw std::invalid_argument("variant must be 'full', 'le0', 'f16' or 'f16_le0'");
 }
 
 ExpHooks hooks_for(const std::string& name) {
@@ -70,7 +76,7 @@ ExpHooks hooks_for(const std::string& name) {
   bool ok = false;
   switch (isa) {
     case Isa::scalar:
-      h.exp_f32 = h.exp_f32_le0 = scalar_exp_f32;
+      h.exp_f32 = h.exp_f32_le0 = h.exp_f16 = h.exp_f16_le0 = scalar_exp_f32;
       h.exp_f64 = h.exp_f64_le0 = scalar_exp_f64;
       ok = true;
       break;
@@ -99,6 +105,7 @@ py::dict to_dict(const expcheck::Report& r) {
 template <class T>
 py::array_t<T> apply(void (*fn)(const T*, T*, int64_t),
                      py::array_t<T, py::array::c_style | py::array::forcecast> x) {
+  if (!fn) throw std::invalid_argument("this variant has no exp for this dtype");
   if (x.ndim() != 1) throw std::invalid_argument("x must be 1-D");
   py::array_t<T> y(x.shape(0));
   const T* xp = x.data();
@@ -166,6 +173,7 @@ void register_testing(py::module_& m) {
          const std::string& variant) {
         if (!(hi >= lo) || count < 0) throw std::invalid_argument("need lo <= hi and count >= 0");
         const Exp e = exp_for(isa, variant);
+        if (!e.f64) throw std::invalid_argument("this variant has no float64 exp");
         expcheck::Report r;
         {
           py::gil_scoped_release nogil;

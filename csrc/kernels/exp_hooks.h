@@ -16,6 +16,10 @@ struct ExpHooks {
   // bits as the full-range exp there, unspecified results for x > 0.
   void (*exp_f32_le0)(const float* x, float* y, int64_t n) = nullptr;
   void (*exp_f64_le0)(const double* x, double* y, int64_t n) = nullptr;
+  // The float16 kernels' exp (full range and x <= 0), on float arrays: the float32
+  // exp where the ISA has no shorter one for float16 results.
+  void (*exp_f16)(const float* x, float* y, int64_t n) = nullptr;
+  void (*exp_f16_le0)(const float* x, float* y, int64_t n) = nullptr;
 };
 
 // Defined in csrc/kernels/<isa>.cpp; false when that ISA is not compiled in (the
