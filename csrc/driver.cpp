@@ -43,6 +43,10 @@ using nd::threads_for;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
+// Row batches whose output is at least this large use the streaming kernels: with
+// the input they fill most of a 16-32 MiB last-level cache anyway (xent.cpp's rule).
+constexpr int64_t kStreamOutputBytes = int64_t(8) << 20;
+
 // Panels are cut into tiles of this many lanes (fewer where the threads need more
 // tiles): the panel kernels sweep a tile row by row in memory order, in blocks of
 // rows, whatever its width (see softmax_impl.h), so the width only sets how the work
@@ -264,10 +268,16 @@ void run_rows(const Problem& p, const Layout& L, const KernelSet<S, C>& k) {
     const int64_t ldy = L.outer[0].st[Y] / int64_t(sizeof(S));
     const S* x0 = reinterpret_cast<const S*>(p.x.data);
     S* y0 = reinterpret_cast<S*>(p.y.data);
+    // Outputs this large are not re-read from cache: streaming stores, no
+    // read-for-ownership of y (see softmax_impl.h).
+    const bool stream = rows * n * int64_t(sizeof(S)) >= kStreamOutputBytes;
+    auto softmax_rows = stream && k.softmax_rows_stream ? k.softmax_rows_stream : k.softmax_rows;
+    auto log_softmax_rows =
+        stream && k.log_softmax_rows_stream ? k.log_softmax_rows_stream : k.log_softmax_rows;
     parallel_chunks(rows, nt, [&](int64_t r0, int64_t r1) {
-      if (p.op == Op::softmax) return k.softmax_rows(x0 + r0 * ldx, ldx, y0 + r0 * ldy, ldy, n, r1 - r0);
+      if (p.op == Op::softmax) return softmax_rows(x0 + r0 * ldx, ldx, y0 + r0 * ldy, ldy, n, r1 - r0);
       if (p.op == Op::log_softmax)
-        return k.log_softmax_rows(x0 + r0 * ldx, ldx, y0 + r0 * ldy, ldy, n, r1 - r0);
+        return log_softmax_rows(x0 + r0 * ldx, ldx, y0 + r0 * ldy, ldy, n, r1 - r0);
       constexpr int64_t kChunk = 64;
       Partial parts[kChunk];
       for (int64_t c = r0; c < r1; c += kChunk) {

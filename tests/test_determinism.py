@@ -165,3 +165,28 @@ def test_streamed_long_row_matches_gathered_row(isa, func_name, dtype):
     streamed = f(x[1:])  # an odd offset: the aligned middle is streamed, head/tail not
     gathered = f(x[1:], where=np.ones(x.size - 1, bool))
     assert_bits_equal(streamed, gathered, f"{func_name} streamed vs gathered long row")
+
+
+@pytest.mark.parametrize("func_name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("n", [64, 1000, 4099])
+def test_rows_in_a_streamed_batch(func_name, n, dtype, rng):
+    # a batch whose output is >= 8 MiB is written with streaming stores (exps through
+    # a per-thread buffer): each row's bits are those of the row alone (plain kernels),
+    # also with a special row beside it, at a misaligned output and in place
+    f = getattr(fs, func_name)
+    rows = (9 << 20) // (n * np.dtype(dtype).itemsize) + 3
+    x = random_values(rng, (rows, n), dtype)
+    x[5, n // 3] = np.nan
+    x[6] = -np.inf
+    picks = (0, 1, 4, 5, 6, 7, rows // 2, rows - 1)
+    alone = [f(x[r:r + 1], axis=-1) for r in picks]
+    buf = np.empty(rows * n + 3, dtype)
+    out = buf[3:].reshape(rows, n)  # rows start off a 64-byte boundary
+    for y in (f(x, axis=-1), f(x, axis=-1, out=out)):
+        for r, a in zip(picks, alone):
+            assert_bits_equal(y[r:r + 1], a, f"row {r} of a streamed batch")
+    inplace = x.copy()
+    f(inplace, axis=-1, out=inplace)
+    for r, a in zip(picks, alone):
+        assert_bits_equal(inplace[r:r + 1], a, f"row {r} in place")

@@ -628,6 +628,139 @@ void log_softmax_finish_stream(const typename T::S* x, typename T::S* y, int64_t
 // Batches: row r at x + r * ldx (y + r * ldy). Short rows go in pairs (bit-identical
 // to one at a time, see above); long rows are throughput-bound and go one by one.
 
+// ---- streaming batches ---------------------------------------------------------
+// For outputs too large to stay in cache (the driver decides): a normal store first
+// reads each output line from memory (read-for-ownership), so the plain kernels move
+// three arrays' worth (x, and y in and out) where a copy moves two. Here softmax's exps
+// wait in a per-thread buffer instead of y, and the last pass writes y with
+// non-temporal stores from there (log_softmax: straight from x): the head of a row up
+// to a 64-byte boundary and its tail with plain masked stores. The arithmetic is the
+// plain kernels' (an exp stored to the buffer is the float that would be stored to y),
+// so the bits are theirs. Only where S == C and the ISA has streaming stores.
+
+// A thread's buffer of at least n compute-type values (kept and grown on demand).
+template <class T>
+typename T::C* row_buffer(int64_t n) {
+  static thread_local std::unique_ptr<typename T::C[]> buf;
+  static thread_local int64_t cap = 0;
+  if (cap < n) {
+    cap = std::max<int64_t>(n, 4096);
+    buf.reset(new typename T::C[cap]);
+  }
+  return buf.get();
+}
+
+// y[0, n) = value(i, k) for the vector at i (k lanes), streamed where aligned.
+template <class T, class F>
+FASTSOFTMAX_PASS void stream_row(typename T::S* y, int64_t n, F&& value) {
+  constexpr int64_t W = T::W;
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(y);
+  int64_t i = 0;
+  if (addr % sizeof(typename T::S) == 0) {
+    int64_t head = std::min<int64_t>(n, int64_t((64 - addr % 64) % 64 / sizeof(typename T::S)));
+    for (; i < head; i += W) {
+      const int64_t k = std::min<int64_t>(W, head - i);
+      T::store_n(y + i, k, value(i, k));
+    }
+    i = head;
+    for (; i + W <= n; i += W) T::stream(y + i, value(i, W));
+  }
+  for (; i < n; i += W) {
+    const int64_t k = std::min<int64_t>(W, n - i);
+    if (k == W)
+      T::store(y + i, value(i, W));
+    else
+      T::store_n(y + i, k, value(i, k));
+  }
+}
+
+template <class T, int R>
+void rows_softmax_stream(const typename T::S* const* x, typename T::S* const* y, int64_t n,
+                         typename T::C* const* bufs) {
+  using C = typename T::C;
+  C m[R];
+  rows_max<T, R>(x, n, m);
+  bool ok = true;
+  for (int r = 0; r < R; ++r) ok &= finite<T>(m[r]);
+  SumExp s[R];
+  if (ok) {
+    if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
+      rows_sum_exp<T, R, true, true, C>(x, bufs, n, m, s);
+    else
+      rows_sum_exp<T, R, true, false, C>(x, bufs, n, m, s);
+    for (int r = 0; r < R; ++r) ok &= s[r].sum == s[r].sum;
+  }
+  if (!ok) {  // rare (a special row): the plain kernel, row by row
+    for (int r = 0; r < R; ++r) rows_softmax<T, 1>(x + r, y + r, n);
+    return;
+  }
+  for (int r = 0; r < R; ++r) {
+    const typename T::V sc = T::set1(C(1.0 / s[r].sum));
+    const C* b = bufs[r];
+    stream_row<T>(y[r], n, [&](int64_t i, int64_t k) {
+      (void)k;  // a tail reads whole vectors from the padded buffer
+      return T::mul(T::loadc(b + i), sc);
+    });
+  }
+}
+
+template <class T>
+void softmax_rows_stream(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
+                         int64_t n, int64_t rows) {
+  if constexpr (HasStream<T>::value && std::is_same_v<typename T::S, typename T::C>) {
+    typename T::C* buf = row_buffer<T>(2 * (n + T::W));  // + W: tails store whole vectors
+    typename T::C* bufs[2] = {buf, buf + n + T::W};
+    int64_t r = 0;
+    if (n * int64_t(sizeof(typename T::S)) <= kPairRowsMaxBytes) {
+      for (; r + 2 <= rows; r += 2) {
+        const typename T::S* xs[2] = {x + r * ldx, x + (r + 1) * ldx};
+        typename T::S* ys[2] = {y + r * ldy, y + (r + 1) * ldy};
+        rows_softmax_stream<T, 2>(xs, ys, n, bufs);
+      }
+    }
+    for (; r < rows; ++r) {
+      const typename T::S* xr = x + r * ldx;
+      typename T::S* yr = y + r * ldy;
+      rows_softmax_stream<T, 1>(&xr, &yr, n, bufs);
+    }
+    T::fence();
+  }
+}
+
+template <class T>
+void log_softmax_rows_stream(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
+                             int64_t n, int64_t rows) {
+  using C = typename T::C;
+  if constexpr (HasStream<T>::value && std::is_same_v<typename T::S, C>) {
+    typename T::S* none[1] = {};
+    for (int64_t r = 0; r < rows; ++r) {
+      const typename T::S* xr = x + r * ldx;
+      typename T::S* yr = y + r * ldy;
+      C m;
+      rows_max<T, 1>(&xr, n, &m);
+      SumExp s;
+      bool ok = finite<T>(m);
+      if (ok) {
+        if (n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
+          rows_sum_exp<T, 1, false, true>(&xr, none, n, &m, &s);
+        else
+          rows_sum_exp<T, 1, false, false>(&xr, none, n, &m, &s);
+        ok = s.sum == s.sum;
+      }
+      if (!ok) {
+        rows_log_softmax<T, 1>(&xr, &yr, n);
+        continue;
+      }
+      const typename T::V vm = T::set1(m), vl = T::set1(C(log1p_rest<T>(s.rest)));
+      stream_row<T>(yr, n, [&](int64_t i, int64_t k) {
+        const typename T::V xv = k == T::W ? T::load(xr + i) : T::load_n(xr + i, k);
+        return T::sub(T::sub(xv, vm), vl);
+      });
+    }
+    T::fence();
+  }
+}
+
 template <class T>
 void softmax_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
                   int64_t n, int64_t rows) {
@@ -1036,6 +1169,10 @@ void fill_set(Set& k) {
   k.softmax_rows = softmax_rows<T>;
   k.log_softmax_rows = log_softmax_rows<T>;
   k.reduce_rows = reduce_rows<T>;
+  if constexpr (HasStream<T>::value && std::is_same_v<typename T::S, typename T::C>) {
+    k.softmax_rows_stream = softmax_rows_stream<T>;
+    k.log_softmax_rows_stream = log_softmax_rows_stream<T>;
+  }
   k.softmax_panel = softmax_panel<T>;
   k.log_softmax_panel = log_softmax_panel<T>;
   k.logsumexp_panel = logsumexp_panel<T>;

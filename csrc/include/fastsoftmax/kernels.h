@@ -82,6 +82,12 @@ struct KernelSet {
   void (*log_softmax_rows)(const S* x, int64_t ldx, S* y, int64_t ldy, int64_t n,
                            int64_t rows) = nullptr;
   void (*reduce_rows)(const S* x, int64_t ldx, int64_t n, int64_t rows, Partial* out) = nullptr;
+  // Optional: the batches with non-temporal stores, for outputs that will not stay in
+  // cache (the driver picks them by size). Same bits as softmax_rows/log_softmax_rows.
+  void (*softmax_rows_stream)(const S* x, int64_t ldx, S* y, int64_t ldy, int64_t n,
+                              int64_t rows) = nullptr;
+  void (*log_softmax_rows_stream)(const S* x, int64_t ldx, S* y, int64_t ldy, int64_t n,
+                                  int64_t rows) = nullptr;
 
   // Panels: the reduced axis is strided and `w` lanes next to each other are
   // contiguous. Element (i, j) (reduced index i < n, lane j < w) is x[i * ldx + j];
