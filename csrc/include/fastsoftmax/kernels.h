@@ -18,7 +18,9 @@
 //    row with +inf is all NaN (logsumexp: +inf); a row of only -inf gives 0
 //    (log_softmax: -inf; logsumexp: -inf).
 //  * No kernel may emit floating-point exceptions that matter (we never read the
-//    flags), nor allocate, nor touch memory outside [x, x+n) / [y, y+n).
+//    flags), nor touch memory outside [x, x+n) / [y, y+n), nor allocate, except once
+//    per thread: the panels' sweep state and the streamed batches' row buffer are
+//    thread_local, allocated on a thread's first such call and kept.
 #pragma once
 
 #include <cstddef>
