@@ -15,7 +15,8 @@
 //       and the x <= 0 variant the row kernels use (0 expected for x <= 0)
 // variant="full" (default) is the full-range exp (panels); "le0" the x <= 0 variant
 // (rows, finish kernels): exp_f32/exp_f64/exp_f32_check/exp_f64_check take it too;
-// exp_f32 also takes "f16" / "f16_le0": the exp of the float16 kernels.
+// exp_f32 also takes "f16" / "f16_le0": the exp of the float16 kernels, and "train" /
+// "train_le0": that of the cross-entropy and backward kernels.
 // The dicts hold: checked, max_ulp (bit distance to the correctly rounded value),
 // worst_input, max_err (|result - exact| in ULPs), max_err_input, flushed (exact
 // result subnormal and result +0, as the kernels' exp documents), bad (any other
@@ -60,12 +61,18 @@ Exp exp_for(const std::string& isa, const std::string& variant) {
       throw std::invalid_argument("ISA '" + isa + "' has no float16 exp hook");
     return {variant == "f16" ? h.exp_f16 : h.exp_f16_le0, nullptr};
   }
+  if (variant == "train" || variant == "train_le0") {
+    if (!h.exp_train || !h.exp_train_le0)
+      throw std::invalid_argument("ISA '" + isa + "' has no training exp hook");
+    return {variant == "train" ? h.exp_train : h.exp_train_le0, nullptr};
+  }
   if (variant == "le0") {
     if (!h.exp_f32_le0 || !h.exp_f64_le0)
       throw std::invalid_argument("ISA '" + isa + "' has no le0 exp variant");
     return {h.exp_f32_le0, h.exp_f64_le0};
   }
-  throw std::invalid_argument("variant must be 'full', 'le0', 'f16' or 'f16_le0'");
+  throw std::invalid_argument(
+      "variant must be 'full', 'le0', 'f16', 'f16_le0', 'train' or 'train_le0'");
 }
 
 ExpHooks hooks_for(const std::string& name) {
@@ -77,6 +84,7 @@ ExpHooks hooks_for(const std::string& name) {
   switch (isa) {
     case Isa::scalar:
       h.exp_f32 = h.exp_f32_le0 = h.exp_f16 = h.exp_f16_le0 = scalar_exp_f32;
+      h.exp_train = h.exp_train_le0 = scalar_exp_f32;
       h.exp_f64 = h.exp_f64_le0 = scalar_exp_f64;
       ok = true;
       break;

@@ -435,7 +435,7 @@ void sparse_run(const SparseArgs& a, int64_t count, double* total) {
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t len = block_len(n, b);
             const C* xb = block_in<C>(elem_of(a.dt), xr, b, len, s.x.get(len), direct_x);
-            parts[b] = k.reduce(xb, len);
+            parts[b] = k.reduce_xent(xb, len);
             if (eps != 0.0) {
               const double m = parts[b].max;
               sx[b] = std::isfinite(m) ? lp.sum_minus(xb, len, m) : lp.sum_minus(xb, len, 0.0);
@@ -569,7 +569,7 @@ void dense_run(const DenseArgs& a, double* total) {
           const int64_t len = block_len(n, b);
           const C* xb = block_in<C>(elem_of(a.dt), xr, b, len, s.x.get(len), direct_x);
           const C* lb = block_in<C>(a.ldt, lr, b, len, s.l.get(len), direct_l);
-          parts[b] = k.reduce(xb, len);
+          parts[b] = k.reduce_xent(xb, len);
           const double m = parts[b].max;
           if (std::isnan(m) || m == kInf) continue;  // the row is NaN
           const double ref = m == -kInf ? 0.0 : m;

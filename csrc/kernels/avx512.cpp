@@ -42,6 +42,9 @@ namespace {
 
 using simd::SumExp;
 
+constexpr int kExpF16 = 1;    // exp_ps's shorter forms (see there)
+constexpr int kExpTrain = 2;
+
 // exp(x) on 16 float32 lanes.
 //   Accuracy: for x >= -87.33654 (= -0x1.5d589ep+6, the smallest float with
 //   exp(x) >= 2^-126, the smallest normal) the result is within 1 ULP of the
@@ -60,12 +63,14 @@ using simd::SumExp;
 //   kLe0 = true: the variant for x <= 0 (or NaN) that the row kernels use on x - max,
 //   without the upper clamp; bit-identical to the full one there (tested), and for
 //   x > 0 its result is unspecified (not a crash: only a NaN row can get there).
-//   kF16 = true: for results rounded to float16 (the F16 kernels), whose 11-bit
-//   significand needs far less: r = x - n·ln2 with one constant (absolute error
-//   < 3e-7 in r), p = 1 + r + r²·q(r), q of degree 2 (fitted to the relative error:
-//   5.4e-6, 0.006 float16 ULP), three vector operations fewer; exp(0) = 1 exactly and
-//   the same range handling. tests/test_exp.py bounds it over [-104, 0].
-template <bool kLe0 = false, bool kF16 = false>
+//   kShort: shorter forms where the result needs less than 1 ULP of float32, with
+//   r = x - n·ln2 from one constant (absolute error < 3e-7 in r), exp(0) = 1 exactly
+//   and the same range handling (tests/test_exp.py bounds both over [-88, 0]):
+//   kExpF16, results rounded to float16 (the F16 kernels: 11-bit significand): q of
+//   degree 2, fitted to 5.4e-6 relative error (0.006 float16 ULP), three operations
+//   fewer; kExpTrain, the cross-entropy and backward kernels, whose SPEC bound is 64 ε
+//   times the row's scale: q of degree 3, 4.5e-7 relative (about 4 ULP), two fewer.
+template <bool kLe0 = false, int kShort = 0>
 inline __m512 exp_ps(__m512 x) {
   const __m512 lo = _mm512_set1_ps(-0x1.5d589ep+6f);
   const __m512 magic = _mm512_set1_ps(0x1.8p23f);
@@ -76,10 +81,15 @@ inline __m512 exp_ps(__m512 x) {
   const __m512 n = _mm512_sub_ps(t, magic);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e430p-1f), xc);
   __m512 p;
-  if (kF16) {
+  if (kShort == kExpF16) {
     p = _mm512_set1_ps(0x1.522512p-5f);
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0x1.571c54p-3f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0x1.0006b6p-1f));
+  } else if (kShort == kExpTrain) {
+    p = _mm512_set1_ps(0x1.1061fep-7f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0x1.5729acp-5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0x1.5557aep-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0x1.fffdfep-2f));
   } else {
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-0x1.05c610p-29f), r);
     p = _mm512_set1_ps(0x1.6d10fcp-10f);
@@ -208,8 +218,8 @@ struct F32 {
 struct F16 : F32 {
   using S = uint16_t;
   static constexpr bool kStoreExp = false;
-  static V exp(V v) { return exp_ps<false, true>(v); }
-  static V exp_le0(V v) { return exp_ps<true, true>(v); }
+  static V exp(V v) { return exp_ps<false, kExpF16>(v); }
+  static V exp_le0(V v) { return exp_ps<true, kExpF16>(v); }
   static V load(const S* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
@@ -306,10 +316,17 @@ struct F64 {
   static bool s_is_nan(S v) { return v != v; }
 };
 
+// The float32 Ops of the cross-entropy and backward kernels (xent_impl.h): the
+// shorter exp their SPEC bound allows.
+struct F32Train : F32 {
+  static V exp(V v) { return exp_ps<false, kExpTrain>(v); }
+  static V exp_le0(V v) { return exp_ps<true, kExpTrain>(v); }
+};
+
 // The float16 kernels' exp over float arrays (the test hook exp_f16).
 struct F16Exp : F32 {
-  static V exp(V v) { return exp_ps<false, true>(v); }
-  static V exp_le0(V v) { return exp_ps<true, true>(v); }
+  static V exp(V v) { return exp_ps<false, kExpF16>(v); }
+  static V exp_le0(V v) { return exp_ps<true, kExpF16>(v); }
 };
 
 #include "kernels/softmax_impl.h"
@@ -323,7 +340,7 @@ void fill(KernelTable& t) {
   fill_set<F32>(t.f32);
   fill_set<F64>(t.f64);
   fill_set<F16>(t.f16);
-  fill_xent<F32>(t.f32);
+  fill_xent<F32Train>(t.f32);
   fill_xent<F64>(t.f64);
 }
 
@@ -334,6 +351,8 @@ void exp_hooks(ExpHooks& h) {
   h.exp_f64_le0 = exp_array<F64, true>;
   h.exp_f16 = exp_array<F16Exp, false>;
   h.exp_f16_le0 = exp_array<F16Exp, true>;
+  h.exp_train = exp_array<F32Train, false>;
+  h.exp_train_le0 = exp_array<F32Train, true>;
 }
 
 }  // namespace avx512

@@ -20,6 +20,9 @@ struct ExpHooks {
   // exp where the ISA has no shorter one for float16 results.
   void (*exp_f16)(const float* x, float* y, int64_t n) = nullptr;
   void (*exp_f16_le0)(const float* x, float* y, int64_t n) = nullptr;
+  // The float32 exp of the cross-entropy and backward kernels (xent_impl.h).
+  void (*exp_train)(const float* x, float* y, int64_t n) = nullptr;
+  void (*exp_train_le0)(const float* x, float* y, int64_t n) = nullptr;
 };
 
 // Defined in csrc/kernels/<isa>.cpp; false when that ISA is not compiled in (the

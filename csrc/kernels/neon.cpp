@@ -293,6 +293,8 @@ void exp_hooks(ExpHooks& h) {
   h.exp_f64_le0 = exp_array<F64, true>;
   h.exp_f16 = exp_array<F32, false>;  // NEON's float16 kernels use the float32 exp
   h.exp_f16_le0 = exp_array<F32, true>;
+  h.exp_train = exp_array<F32, false>;  // and its training kernels too
+  h.exp_train_le0 = exp_array<F32, true>;
 }
 
 }  // namespace neon

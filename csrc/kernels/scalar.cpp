@@ -273,6 +273,7 @@ void log_softmax_backward_row(const C* g, const C* y, C* out, int64_t n, C s, bo
 
 template <class C>
 void fill_set(KernelSet<C, C>& k) {
+  k.reduce_xent = reduce<C>;
   k.xent_grad_row = xent_grad_row<C>;
   k.log_softmax_backward_row = log_softmax_backward_row<C>;
   k.softmax_row = softmax_row<C>;

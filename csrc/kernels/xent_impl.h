@@ -166,6 +166,7 @@ void log_softmax_backward_row(const typename T::S* g, const typename T::S* y,
 
 template <class T, class Set>
 void fill_xent(Set& k) {
+  k.reduce_xent = reduce<T>;
   k.xent_grad_row = xent_grad_row<T>;
   k.log_softmax_backward_row = log_softmax_backward_row<T>;
 }

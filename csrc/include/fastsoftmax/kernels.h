@@ -104,19 +104,24 @@ struct KernelSet {
   void (*logsumexp_panel)(const S* x, int64_t ldx, int64_t n, int64_t w, C* out) = nullptr;
 
   // ---- training side (csrc/xent.cpp); float32/float64 sets only (float16: nullptr) ----
+  // Their exp may be shorter than the row kernels' where SPEC's cross-entropy bound
+  // (64 ε times the row's scale) allows: float32 uses one of 4.5e-7 relative error
+  // (avx512/avx2; see exp_ps there), float64 the row kernels' own.
+  // The loss's reduction of one block: reduce with the training exp.
+  Partial (*reduce_xent)(const S* x, int64_t n) = nullptr;
   // Sparse cross-entropy gradient of one row (1 <= n <= kBlock):
   //   y_i = exp(x_i - max) * C(a / sum) - b  (one rounding, as fma),
   //   and (that) - c at i == t  (the label; none when t is outside [0, n)),
   //   sum = sum exp(x - max)
   // (a: the reduction's scale; b, c: the target's shares, label smoothing folded in).
-  // Returns the row's Partial, bit-identical to reduce(x, n), so the loss is computed
-  // from it exactly as from reduce. When the returned max is not finite (NaN, +inf,
+  // Returns the row's Partial, bit-identical to reduce_xent(x, n), so the loss is
+  // computed from it exactly as from reduce_xent. When the returned max is not finite (NaN, +inf,
   // -inf: special rows) y is unspecified and the caller writes it.
   Partial (*xent_grad_row)(const S* x, S* y, int64_t n, double a, C b, int64_t t,
                            C c) = nullptr;
   // log_softmax backward of one row of log-probabilities y (every y_i <= 0 or NaN;
-  // any n >= 1): out_i = g_i - exp(y_i) * s (one rounding, as fma), with the row
-  // kernels' exp. out may be g or y (in place), no other overlap. `stream`:
+  // any n >= 1): out_i = g_i - exp(y_i) * s (one rounding, as fma), with the
+  // training exp. out may be g or y (in place), no other overlap. `stream`:
   // non-temporal stores for out (same bits). Long rows prefetch the next row
   // (g + n, y + n) while they compute.
   void (*log_softmax_backward_row)(const S* g, const S* y, S* out, int64_t n, C s,
