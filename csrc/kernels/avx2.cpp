@@ -76,24 +76,13 @@ inline __m256 exp_ps(__m256 x) {
   const __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(0x1.715476p+0f), magic);
   const __m256 n = _mm256_sub_ps(t, magic);
   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e430p-1f), xc);
-  __m256 p;
-  if (kShort == kExpF16) {
-    p = _mm256_set1_ps(0x1.522512p-5f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1.571c54p-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1.0006b6p-1f));
-  } else if (kShort == kExpTrain) {
-    p = _mm256_set1_ps(0x1.1061fep-7f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1.5729acp-5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1.5557aep-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1.fffdfep-2f));
-  } else {
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-0x1.05c610p-29f), r);
-    p = _mm256_set1_ps(0x1.6d10fcp-10f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1.120b62p-7f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1.55551ap-5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1.5554dep-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1p-1f));
-  }
+  if (kShort == 0) r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-0x1.05c610p-29f), r);
+  constexpr const float* q = kShort == kExpF16     ? simd::kExpQF16
+                             : kShort == kExpTrain ? simd::kExpQTrain
+                                                   : simd::kExpQ;
+  constexpr int nq = kShort == kExpF16 ? 3 : kShort == kExpTrain ? 4 : 5;
+  __m256 p = _mm256_set1_ps(q[0]);
+  for (int k = 1; k < nq; ++k) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(q[k]));  // unrolled
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
   if (kLe0) {  // t's low mantissa bits hold n + 127: shifted by 23 they are 2^n

@@ -52,6 +52,16 @@ inline double log1p_sum_f32(double r) {
   return u == 1.0 ? r : (u < HUGE_VAL ? v : u + r);
 }
 
+// The float32 exp's polynomials, for exp_ps in avx2.cpp and avx512.cpp (see there):
+// exp(r) ~ 1 + r + r^2 q(r) on |r| <= ln2/2, q's coefficients from the highest degree.
+// kExpQ: within 1 ULP (with the two-constant reduction); kExpQF16 / kExpQTrain: the
+// shorter forms of the float16 and of the training kernels.
+inline constexpr float kExpQ[] = {0x1.6d10fcp-10f, 0x1.120b62p-7f, 0x1.55551ap-5f,
+                                  0x1.5554dep-3f, 0x1p-1f};
+inline constexpr float kExpQF16[] = {0x1.522512p-5f, 0x1.571c54p-3f, 0x1.0006b6p-1f};
+inline constexpr float kExpQTrain[] = {0x1.1061fep-7f, 0x1.5729acp-5f, 0x1.5557aep-3f,
+                                       0x1.fffdfep-2f};
+
 // A row's (or block's) sum of e_i = exp(x_i - max), max finite.
 struct SumExp {
   double sum;   // the sum (>= 1: the max's own term is exp(0) = 1 exactly)
