@@ -116,30 +116,8 @@ Layout normalize(const Problem& p) {
   return L;
 }
 
-// Byte offsets of every operand for outer row r (row-major over `dims`),
-// maintained incrementally within a contiguous range of rows.
-struct OuterWalk {
-  const DimVec<Dim>& dims;
-  int64_t idx[kMaxDims];
-  int64_t off[kNumOpnds] = {};
-  explicit OuterWalk(const DimVec<Dim>& d) : dims(d) {}
-  void seek(int64_t r) {
-    std::fill(off, off + kNumOpnds, 0);
-    for (int d = int(dims.size()) - 1; d >= 0; --d) {
-      idx[d] = r % dims[d].size;
-      r /= dims[d].size;
-      for (int k = 0; k < kNumOpnds; ++k) off[k] += idx[d] * dims[d].st[k];
-    }
-  }
-  void next() {
-    for (int d = int(dims.size()) - 1; d >= 0; --d) {
-      for (int k = 0; k < kNumOpnds; ++k) off[k] += dims[d].st[k];
-      if (++idx[d] < dims[d].size) return;
-      for (int k = 0; k < kNumOpnds; ++k) off[k] -= dims[d].size * dims[d].st[k];
-      idx[d] = 0;
-    }
-  }
-};
+// Byte offsets of every operand for outer row r (parallel.h).
+using OuterWalk = nd::OuterWalk<DimVec<Dim>, kNumOpnds>;
 
 // Merge of block partials, in block order.
 struct Merged {

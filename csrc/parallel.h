@@ -1,10 +1,12 @@
 // Shared by the N-D drivers (driver.cpp, xent.cpp): the thread-count rule, the
-// contiguous-chunk OpenMP split, and storage <-> compute conversions.
+// contiguous-chunk OpenMP split, the walk over outer rows, and storage <-> compute
+// conversions.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 
+#include "driver.h"
 #include "fastsoftmax/common.h"
 
 #ifdef FASTSOFTMAX_OPENMP
@@ -52,6 +54,33 @@ void parallel_chunks(int64_t count, int nt, F&& fn) {
   fn(int64_t(0), count);
 #endif
 }
+
+// Byte offsets of kOps operands at outer row r, row-major over `dims` (outermost
+// first, at most kMaxDims, each {size, st[kOps]}: DimVec or std::vector), kept
+// incrementally within a contiguous range of rows.
+template <class Dims, int kOps>
+struct OuterWalk {
+  const Dims& dims;
+  int64_t idx[kMaxDims];
+  int64_t off[kOps] = {};
+  explicit OuterWalk(const Dims& d) : dims(d) {}
+  void seek(int64_t r) {
+    std::fill(off, off + kOps, 0);
+    for (int d = int(dims.size()) - 1; d >= 0; --d) {
+      idx[d] = r % dims[d].size;
+      r /= dims[d].size;
+      for (int k = 0; k < kOps; ++k) off[k] += idx[d] * dims[d].st[k];
+    }
+  }
+  void next() {
+    for (int d = int(dims.size()) - 1; d >= 0; --d) {
+      for (int k = 0; k < kOps; ++k) off[k] += dims[d].st[k];
+      if (++idx[d] < dims[d].size) return;
+      for (int k = 0; k < kOps; ++k) off[k] -= dims[d].size * dims[d].st[k];
+      idx[d] = 0;
+    }
+  }
+};
 
 // Storage <-> compute conversions (float16 is stored as its bits).
 inline float load(const uint16_t* p) { return half_to_float(*p); }

@@ -259,28 +259,7 @@ Outer make_outer(const std::vector<int64_t>& shape,
   return o;
 }
 
-struct OuterWalk {
-  const std::vector<Outer::Dim>& dims;
-  std::vector<int64_t> idx;
-  int64_t off[kMaxOps] = {};
-  explicit OuterWalk(const Outer& o) : dims(o.dims), idx(o.dims.size(), 0) {}
-  void seek(int64_t r) {
-    std::fill(off, off + kMaxOps, 0);
-    for (int d = int(dims.size()) - 1; d >= 0; --d) {
-      idx[d] = r % dims[d].size;
-      r /= dims[d].size;
-      for (int k = 0; k < kMaxOps; ++k) off[k] += idx[d] * dims[d].st[k];
-    }
-  }
-  void next() {
-    for (int d = int(dims.size()) - 1; d >= 0; --d) {
-      for (int k = 0; k < kMaxOps; ++k) off[k] += dims[d].st[k];
-      if (++idx[d] < dims[d].size) return;
-      for (int k = 0; k < kMaxOps; ++k) off[k] -= dims[d].size * dims[d].st[k];
-      idx[d] = 0;
-    }
-  }
-};
+using OuterWalk = nd::OuterWalk<std::vector<Outer::Dim>, kMaxOps>;  // parallel.h
 
 // Calls row(r, offsets, pool, nt_inner) for every row: rows split across threads,
 // or, for a few rows longer than kBlock, rows in turn with their blocks split.
@@ -292,14 +271,14 @@ void for_rows(const Outer& outer, int64_t n, int threads, RowFn&& row) {
   const int nt = threads_for(rows * std::max<int64_t>(n, 1), threads);
   if (n > kBlock && rows < nt) {
     std::vector<Scratch> pool(size_t(std::min<int64_t>(nt, num_blocks(n))));
-    OuterWalk w(outer);
+    OuterWalk w(outer.dims);
     w.seek(0);
     for (int64_t r = 0; r < rows; ++r, w.next()) row(r, w.off, pool.data(), nt);
     return;
   }
   parallel_chunks(rows, nt, [&](int64_t r0, int64_t r1) {
     Scratch s;
-    OuterWalk w(outer);
+    OuterWalk w(outer.dims);
     w.seek(r0);
     for (int64_t r = r0; r < r1; ++r, w.next()) row(r, w.off, &s, 1);
   });
@@ -897,7 +876,7 @@ void xent_sparse(py::array logits, py::array labels, py::object ignore_index, do
     lst[1] = lv.strides;
     const Outer lo = make_outer(oshape, lst);
     if (lo.rows > 0) {
-      OuterWalk w(lo);
+      OuterWalk w(lo.dims);
       w.seek(0);
       for (int64_t r = 0; r < lo.rows; ++r, w.next()) {
         const int64_t t = label_at(a, w.off[1]);

@@ -364,29 +364,14 @@ struct F16Exp : F32 {
 
 #include "kernels/softmax_impl.h"
 #include "kernels/xent_impl.h"
+#include "kernels/isa_table.h"
 
 }  // namespace
 
 // Inside the region, so every template above is instantiated for AVX2.
-void fill(KernelTable& t) {
-  t.isa = Isa::avx2;
-  fill_set<F32>(t.f32);
-  fill_set<F64>(t.f64);
-  fill_set<F16>(t.f16);
-  fill_xent<F32Train>(t.f32);
-  fill_xent<F64>(t.f64);
-}
+void fill(KernelTable& t) { fill_table(t, Isa::avx2); }
 
-void exp_hooks(ExpHooks& h) {
-  h.exp_f32 = exp_array<F32, false>;
-  h.exp_f64 = exp_array<F64, false>;
-  h.exp_f32_le0 = exp_array<F32, true>;
-  h.exp_f64_le0 = exp_array<F64, true>;
-  h.exp_f16 = exp_array<F16Exp, false>;
-  h.exp_f16_le0 = exp_array<F16Exp, true>;
-  h.exp_train = exp_array<F32Train, false>;
-  h.exp_train_le0 = exp_array<F32Train, true>;
-}
+void exp_hooks(ExpHooks& h) { fill_exp_hooks(h); }
 
 }  // namespace avx2
 }  // namespace fastsoftmax

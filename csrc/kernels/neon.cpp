@@ -272,30 +272,19 @@ struct F64 {
   static bool s_is_nan(S v) { return v != v; }
 };
 
+// NEON has no shorter exps: its float16 and training kernels use the float32 one.
+using F32Train = F32;
+using F16Exp = F32;
+
 #include "kernels/softmax_impl.h"
 #include "kernels/xent_impl.h"
+#include "kernels/isa_table.h"
 
 }  // namespace
 
-void fill(KernelTable& t) {
-  t.isa = Isa::neon;
-  fill_set<F32>(t.f32);
-  fill_set<F64>(t.f64);
-  fill_set<F16>(t.f16);
-  fill_xent<F32>(t.f32);
-  fill_xent<F64>(t.f64);
-}
+void fill(KernelTable& t) { fill_table(t, Isa::neon); }
 
-void exp_hooks(ExpHooks& h) {
-  h.exp_f32 = exp_array<F32, false>;
-  h.exp_f64 = exp_array<F64, false>;
-  h.exp_f32_le0 = exp_array<F32, true>;
-  h.exp_f64_le0 = exp_array<F64, true>;
-  h.exp_f16 = exp_array<F32, false>;  // NEON's float16 kernels use the float32 exp
-  h.exp_f16_le0 = exp_array<F32, true>;
-  h.exp_train = exp_array<F32, false>;  // and its training kernels too
-  h.exp_train_le0 = exp_array<F32, true>;
-}
+void exp_hooks(ExpHooks& h) { fill_exp_hooks(h); }
 
 }  // namespace neon
 }  // namespace fastsoftmax

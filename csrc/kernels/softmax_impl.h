@@ -569,9 +569,10 @@ void log_softmax_finish(const typename T::S* x, typename T::S* y, int64_t n, typ
   rows_log_finish<T, 1>(&x, &y, n, &m, &log_sum);
 }
 
-// Streaming variants (long rows' second pass): the plain finish on the head up to a
-// 64-byte boundary of y and on the tail, non-temporal stores in between. Every
-// element gets the same arithmetic as in the plain kernels, so the bits are equal.
+// Streaming variants (long rows' second pass, large batches and panels): stream_row
+// writes the head of a row up to a 64-byte boundary and its tail with plain masked
+// stores, non-temporal stores in between. Every element gets the same arithmetic as
+// in the plain kernels, so the bits are equal.
 template <class T, class = void>
 struct HasStream : std::false_type {};
 template <class T>
@@ -579,38 +580,47 @@ struct HasStream<T, std::void_t<decltype(T::stream(static_cast<typename T::S*>(n
                                                    T::set1(typename T::C(0))))>>
     : std::true_type {};
 
+// y[0, n) = value(i, k) for the vector at i (k lanes), streamed where aligned.
+template <class T, class F>
+FASTSOFTMAX_PASS void stream_row(typename T::S* y, int64_t n, F&& value) {
+  constexpr int64_t W = T::W;
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(y);
+  int64_t i = 0;
+  if (addr % sizeof(typename T::S) == 0) {
+    int64_t head = std::min<int64_t>(n, int64_t((64 - addr % 64) % 64 / sizeof(typename T::S)));
+    for (; i < head; i += W) {
+      const int64_t k = std::min<int64_t>(W, head - i);
+      T::store_n(y + i, k, value(i, k));
+    }
+    i = head;
+    for (; i + W <= n; i += W) T::stream(y + i, value(i, W));
+  }
+  for (; i < n; i += W) {
+    const int64_t k = std::min<int64_t>(W, n - i);
+    if (k == W)
+      T::store(y + i, value(i, W));
+    else
+      T::store_n(y + i, k, value(i, k));
+  }
+}
+
 template <class T, bool kLog>
 void finish_stream(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m,
                    typename T::C a) {
   using S = typename T::S;
   using V = typename T::V;
-  constexpr int64_t W = T::W;
-  auto plain = [&](int64_t i0, int64_t len) {
-    if (len <= 0) return;
-    const S* xi = x + i0;
-    S* yi = y + i0;
-    if constexpr (kLog)
-      rows_log_finish<T, 1>(&xi, &yi, len, &m, &a);
-    else
-      rows_exp_scale<T, 1>(&xi, &yi, len, &m, &a);
-  };
   if constexpr (HasStream<T>::value && std::is_same_v<S, typename T::C>) {
-    const uintptr_t addr = reinterpret_cast<uintptr_t>(y);
-    if (addr % sizeof(S) == 0) {
-      const int64_t head = std::min<int64_t>(n, int64_t((64 - addr % 64) % 64 / sizeof(S)));
-      plain(0, head);
-      const V vm = T::set1(m), va = T::set1(a);
-      int64_t i = head;
-      for (; i + W <= n; i += W) {
-        const V d = T::sub(T::load(x + i), vm);
-        T::stream(y + i, kLog ? T::sub(d, va) : T::mul(T::exp_le0(d), va));
-      }
-      T::fence();
-      plain(i, n - i);
-      return;
-    }
+    const V vm = T::set1(m), va = T::set1(a);
+    stream_row<T>(y, n, [&](int64_t i, int64_t k) {
+      const V d = T::sub(k == T::W ? T::load(x + i) : T::load_n(x + i, k), vm);
+      return kLog ? T::sub(d, va) : T::mul(T::exp_le0(d), va);
+    });
+    T::fence();
+  } else if constexpr (kLog) {
+    rows_log_finish<T, 1>(&x, &y, n, &m, &a);
+  } else {
+    rows_exp_scale<T, 1>(&x, &y, n, &m, &a);
   }
-  plain(0, n);
 }
 
 template <class T>
@@ -650,30 +660,6 @@ typename T::C* row_buffer(int64_t n) {
   return buf.get();
 }
 
-// y[0, n) = value(i, k) for the vector at i (k lanes), streamed where aligned.
-template <class T, class F>
-FASTSOFTMAX_PASS void stream_row(typename T::S* y, int64_t n, F&& value) {
-  constexpr int64_t W = T::W;
-  const uintptr_t addr = reinterpret_cast<uintptr_t>(y);
-  int64_t i = 0;
-  if (addr % sizeof(typename T::S) == 0) {
-    int64_t head = std::min<int64_t>(n, int64_t((64 - addr % 64) % 64 / sizeof(typename T::S)));
-    for (; i < head; i += W) {
-      const int64_t k = std::min<int64_t>(W, head - i);
-      T::store_n(y + i, k, value(i, k));
-    }
-    i = head;
-    for (; i + W <= n; i += W) T::stream(y + i, value(i, W));
-  }
-  for (; i < n; i += W) {
-    const int64_t k = std::min<int64_t>(W, n - i);
-    if (k == W)
-      T::store(y + i, value(i, W));
-    else
-      T::store_n(y + i, k, value(i, k));
-  }
-}
-
 template <class T, int R>
 void rows_softmax_stream(const typename T::S* const* x, typename T::S* const* y, int64_t n,
                          typename T::C* const* bufs) {
@@ -704,80 +690,99 @@ void rows_softmax_stream(const typename T::S* const* x, typename T::S* const* y,
   }
 }
 
+// Streaming stores need S == C and the ISA's stream (see the streaming batches above).
 template <class T>
-void softmax_rows_stream(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
-                         int64_t n, int64_t rows) {
-  if constexpr (HasStream<T>::value && std::is_same_v<typename T::S, typename T::C>) {
+constexpr bool kCanStreamRows = HasStream<T>::value && std::is_same_v<typename T::S, typename T::C>;
+
+template <class T, bool kStream>
+void softmax_rows_impl(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
+                       int64_t n, int64_t rows) {
+  typename T::C* bufs[2] = {};
+  if constexpr (kStream) {
     typename T::C* buf = row_buffer<T>(2 * (n + T::W));  // + W: tails store whole vectors
-    typename T::C* bufs[2] = {buf, buf + n + T::W};
-    int64_t r = 0;
-    if (n * int64_t(sizeof(typename T::S)) <= kPairRowsMaxBytes) {
-      for (; r + 2 <= rows; r += 2) {
-        const typename T::S* xs[2] = {x + r * ldx, x + (r + 1) * ldx};
-        typename T::S* ys[2] = {y + r * ldy, y + (r + 1) * ldy};
-        rows_softmax_stream<T, 2>(xs, ys, n, bufs);
-      }
-    }
-    for (; r < rows; ++r) {
-      const typename T::S* xr = x + r * ldx;
-      typename T::S* yr = y + r * ldy;
-      rows_softmax_stream<T, 1>(&xr, &yr, n, bufs);
-    }
-    T::fence();
+    bufs[0] = buf;
+    bufs[1] = buf + n + T::W;
   }
-}
-
-template <class T>
-void log_softmax_rows_stream(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
-                             int64_t n, int64_t rows) {
-  using C = typename T::C;
-  if constexpr (HasStream<T>::value && std::is_same_v<typename T::S, C>) {
-    typename T::S* none[1] = {};
-    for (int64_t r = 0; r < rows; ++r) {
-      const typename T::S* xr = x + r * ldx;
-      typename T::S* yr = y + r * ldy;
-      C m;
-      rows_max<T, 1>(&xr, n, &m);
-      SumExp s;
-      bool ok = finite<T>(m);
-      if (ok) {
-        if (n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
-          rows_sum_exp<T, 1, false, true>(&xr, none, n, &m, &s);
-        else
-          rows_sum_exp<T, 1, false, false>(&xr, none, n, &m, &s);
-        ok = s.sum == s.sum;
-      }
-      if (!ok) {
-        rows_log_softmax<T, 1>(&xr, &yr, n);
-        continue;
-      }
-      const typename T::V vm = T::set1(m), vl = T::set1(C(log1p_rest<T>(s.rest)));
-      stream_row<T>(yr, n, [&](int64_t i, int64_t k) {
-        const typename T::V xv = k == T::W ? T::load(xr + i) : T::load_n(xr + i, k);
-        return T::sub(T::sub(xv, vm), vl);
-      });
-    }
-    T::fence();
-  }
-}
-
-template <class T>
-void softmax_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
-                  int64_t n, int64_t rows) {
   int64_t r = 0;
   if (n * int64_t(sizeof(typename T::S)) <= kPairRowsMaxBytes) {
     for (; r + 2 <= rows; r += 2) {
       const typename T::S* xs[2] = {x + r * ldx, x + (r + 1) * ldx};
       typename T::S* ys[2] = {y + r * ldy, y + (r + 1) * ldy};
-      rows_softmax<T, 2>(xs, ys, n);
+      if constexpr (kStream)
+        rows_softmax_stream<T, 2>(xs, ys, n, bufs);
+      else
+        rows_softmax<T, 2>(xs, ys, n);
     }
   }
-  for (; r < rows; ++r) softmax_row<T>(x + r * ldx, y + r * ldy, n);
+  for (; r < rows; ++r) {
+    const typename T::S* xr = x + r * ldx;
+    typename T::S* yr = y + r * ldy;
+    if constexpr (kStream)
+      rows_softmax_stream<T, 1>(&xr, &yr, n, bufs);
+    else
+      softmax_row<T>(xr, yr, n);
+  }
+  if constexpr (kStream) T::fence();
 }
 
 template <class T>
-void log_softmax_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
-                      int64_t n, int64_t rows) {
+void softmax_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
+                  int64_t n, int64_t rows) {
+  softmax_rows_impl<T, false>(x, ldx, y, ldy, n, rows);
+}
+template <class T>
+void softmax_rows_stream(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
+                         int64_t n, int64_t rows) {
+  if constexpr (kCanStreamRows<T>) softmax_rows_impl<T, true>(x, ldx, y, ldy, n, rows);
+}
+
+// log_softmax's write pass for R rows (plain, or streamed).
+template <class T, int R, bool kStream>
+FASTSOFTMAX_PASS void log_finish_rows(const typename T::S* const* x, typename T::S* const* y,
+                                      int64_t n, const typename T::C* m,
+                                      const typename T::C* ls) {
+  if constexpr (kStream) {
+    for (int r = 0; r < R; ++r) {
+      const typename T::V vm = T::set1(m[r]), vl = T::set1(ls[r]);
+      const typename T::S* xr = x[r];
+      stream_row<T>(y[r], n, [&](int64_t i, int64_t k) {
+        const typename T::V xv = k == T::W ? T::load(xr + i) : T::load_n(xr + i, k);
+        return T::sub(T::sub(xv, vm), vl);
+      });
+    }
+  } else {
+    rows_log_finish<T, R>(x, y, n, m, ls);
+  }
+}
+
+// One row of log_softmax (rows_log_softmax's passes), its write pass plain or streamed.
+template <class T, bool kStream>
+void log_softmax_one(const typename T::S* x, typename T::S* y, int64_t n) {
+  using C = typename T::C;
+  if constexpr (!kStream) {
+    log_softmax_row<T>(x, y, n);
+  } else {
+    typename T::S* none[1] = {};
+    C m;
+    rows_max<T, 1>(&x, n, &m);
+    SumExp s;
+    bool ok = finite<T>(m);
+    if (ok) {
+      if (n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
+        rows_sum_exp<T, 1, false, true>(&x, none, n, &m, &s);
+      else
+        rows_sum_exp<T, 1, false, false>(&x, none, n, &m, &s);
+      ok = s.sum == s.sum;
+    }
+    if (!ok) return rows_log_softmax<T, 1>(&x, &y, n);  // a special row: plain
+    const C ls = C(log1p_rest<T>(s.rest));
+    log_finish_rows<T, 1, true>(&x, &y, n, &m, &ls);
+  }
+}
+
+template <class T, bool kStream>
+void log_softmax_rows_impl(const typename T::S* x, int64_t ldx, typename T::S* y,
+                           int64_t ldy, int64_t n, int64_t rows) {
   using S = typename T::S;
   using C = typename T::C;
   int64_t r = 0;
@@ -806,22 +811,35 @@ void log_softmax_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int
       }
       for (int g = 0; ok && g < kLogGroup; ++g) ok &= s[g].sum == s[g].sum;
       if (!ok) {
-        for (int g = 0; g < kLogGroup; ++g) log_softmax_row<T>(xs[g], ys[g], n);
+        for (int g = 0; g < kLogGroup; ++g) log_softmax_one<T, kStream>(xs[g], ys[g], n);
         continue;
       }
       alignas(64) double rest[kLogGroup], lg[kLogGroup];  // contiguous: the loop vectorizes
       for (int g = 0; g < kLogGroup; ++g) rest[g] = s[g].rest;
       for (int g = 0; g < kLogGroup; ++g) lg[g] = log1p_rest<T>(rest[g]);
       for (int g = 0; g < kLogGroup; ++g) ls[g] = C(lg[g]);
-      for (int g = 0; g < kLogGroup; g += 2) rows_log_finish<T, 2>(xs + g, ys + g, n, m + g, ls + g);
+      for (int g = 0; g < kLogGroup; g += 2)
+        log_finish_rows<T, 2, kStream>(xs + g, ys + g, n, m + g, ls + g);
     }
-    for (; r + 2 <= rows; r += 2) {
+    for (; !kStream && r + 2 <= rows; r += 2) {
       const typename T::S* xs[2] = {x + r * ldx, x + (r + 1) * ldx};
       typename T::S* ys[2] = {y + r * ldy, y + (r + 1) * ldy};
       rows_log_softmax<T, 2>(xs, ys, n);
     }
   }
-  for (; r < rows; ++r) log_softmax_row<T>(x + r * ldx, y + r * ldy, n);
+  for (; r < rows; ++r) log_softmax_one<T, kStream>(x + r * ldx, y + r * ldy, n);
+  if constexpr (kStream) T::fence();
+}
+
+template <class T>
+void log_softmax_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
+                      int64_t n, int64_t rows) {
+  log_softmax_rows_impl<T, false>(x, ldx, y, ldy, n, rows);
+}
+template <class T>
+void log_softmax_rows_stream(const typename T::S* x, int64_t ldx, typename T::S* y,
+                             int64_t ldy, int64_t n, int64_t rows) {
+  if constexpr (kCanStreamRows<T>) log_softmax_rows_impl<T, true>(x, ldx, y, ldy, n, rows);
 }
 
 template <class T>
@@ -1024,7 +1042,6 @@ void sweep_chunk(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t 
   constexpr int64_t W = T::W;
   const int64_t nv = (wc + W - 1) / W, kp = wc - (nv - 1) * W, lanes = nv * W;
   constexpr C kInf = kInfC<T>;
-  const uintptr_t yb = reinterpret_cast<uintptr_t>(y), ys = uintptr_t(ldy) * sizeof(*x);
   for (int64_t j = 0; j < lanes; ++j) {
     st.m[j] = -kInf;
     st.mu[j] = C(0);
@@ -1086,27 +1103,22 @@ void sweep_chunk(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t 
       else
         return T::mul(T::exp_le0(T::sub(xv, muv)), av);
     };
-    bool stream = false;
-    if constexpr (HasStream<T>::value && std::is_same_v<typename T::S, C>)
-      stream = n * wc * int64_t(sizeof(C)) >= kSweepStreamBytes && yb % sizeof(C) == 0 &&
-               ys % 64 == 0;
-    const int64_t head = stream ? std::min<int64_t>(wc, int64_t((64 - yb % 64) % 64 / sizeof(C))) : 0;
+    constexpr bool kCanStream = HasStream<T>::value && std::is_same_v<typename T::S, C>;
+    const bool stream = kCanStream && n * wc * int64_t(sizeof(C)) >= kSweepStreamBytes;
     for (int64_t i = 0; i < n; ++i) {
       const typename T::S* r = x + i * ldx;
       typename T::S* o = y + i * ldy;
-      int64_t j = 0;
-      if (stream) {
-        if (head > 0) T::store_n(o, head, value(r, 0, head));
-        for (j = head; j + W <= wc; j += W) {
-          if constexpr (HasStream<T>::value && std::is_same_v<typename T::S, C>)
-            T::stream(o + j, value(r, j, W));
+      if constexpr (kCanStream) {
+        if (stream) {
+          stream_row<T>(o, wc, [&](int64_t j, int64_t k) { return value(r, j, k); });
+          continue;
         }
-      } else {
-        for (; j + W <= wc; j += W) T::store(o + j, value(r, j, W));
       }
+      int64_t j = 0;
+      for (; j + W <= wc; j += W) T::store(o + j, value(r, j, W));
       if (j < wc) T::store_n(o + j, wc - j, value(r, j, wc - j));
     }
-    if constexpr (HasStream<T>::value && std::is_same_v<typename T::S, C>)
+    if constexpr (kCanStream)
       if (stream) T::fence();
     // Lanes with a NaN or +inf are all NaN: the canonical NaN, as the row kernels
     // write, since arithmetic on two NaNs keeps either payload depending on operand
@@ -1169,7 +1181,7 @@ void fill_set(Set& k) {
   k.softmax_rows = softmax_rows<T>;
   k.log_softmax_rows = log_softmax_rows<T>;
   k.reduce_rows = reduce_rows<T>;
-  if constexpr (HasStream<T>::value && std::is_same_v<typename T::S, typename T::C>) {
+  if constexpr (kCanStreamRows<T>) {
     k.softmax_rows_stream = softmax_rows_stream<T>;
     k.log_softmax_rows_stream = log_softmax_rows_stream<T>;
   }
