@@ -102,6 +102,56 @@ def test_sparse_grad_block_edges(rng, n):
     assert_close(g, rg, gs, np.float32)
 
 
+SUB = 1 << 14  # reduce_train's sub-block (xent_impl.h kTrainSub)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("n", [SUB - 1, SUB, SUB + 1, 2 * SUB + 5, 3 * SUB - 7])
+def test_sparse_sub_blocks(rng, dtype, n):
+    """Rows cut into sub-blocks, merged: the max in a later sub-block (or in the
+    first), a masked (all -inf) sub-block, labels in every sub-block; the loss with
+    the gradient has the bits of the loss alone, and the dense loss agrees."""
+    x = (rng.standard_normal((4, n)) * 4).astype(dtype)
+    x[0, n - 2] = 30.0  # dominant entry in the last sub-block
+    x[1, 3] = 30.0  # ... in the first
+    x[2, : min(n - 1, SUB)] = -np.inf  # the first sub-block masked
+    x[3, SUB // 2 :: 3] = -np.inf  # masked classes across sub-blocks
+    j = min(SUB + 1, n - 1)  # row 3's label, on a finite logit
+    j -= (j - SUB // 2) % 3 == 0
+    lab = np.array([n - 1, 0, n - 1, j])
+    loss, g, loss_only = run_sparse(x, lab)
+    assert np.array_equal(loss, loss_only)
+    rl, rg, ls, gs = sparse_ref(x, lab)
+    assert_close(loss, rl, ls, dtype)
+    assert_close(g, rg, gs, dtype)
+    onehot = np.zeros(x.shape, dtype)
+    onehot[np.arange(4), lab] = 1
+    assert_close(fs.softmax_cross_entropy_with_logits(onehot, x), rl, ls, dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_sparse_sub_block_specials(dtype):
+    """NaN or +inf in a later sub-block makes the row special (nan loss and
+    gradient); an all -inf row is +inf loss, gradient -1 at the label."""
+    n = 2 * SUB + 3
+    x = np.zeros((4, n), dtype)
+    x[0, SUB + 7] = np.nan
+    x[1, n - 1] = np.inf
+    x[2, :] = -np.inf
+    x[3, SUB:] = -np.inf  # finite first sub-block only; label among the masked
+    lab = np.array([0, 1, 5, n - 1])
+    loss, g, loss_only = run_sparse(x, lab)
+    assert np.isnan(loss[:2]).all() and np.isnan(g[:2]).all()
+    assert np.isnan(loss_only[:2]).all()
+    assert loss[2] == np.inf and loss_only[2] == np.inf
+    want = np.zeros(n)
+    want[5] = -1.0
+    assert np.array_equal(g[2], want)
+    assert loss[3] == np.inf and loss_only[3] == np.inf  # target logit -inf
+    assert np.all(g[3, SUB:-1] == 0) and g[3, -1] == -1.0
+    np.testing.assert_allclose(g[3, :SUB], 1.0 / SUB, rtol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
 def test_sparse_grad_special_rows(dtype):
     n = 37

@@ -54,11 +54,54 @@ FASTSOFTMAX_PASS void rows_affine(typename T::S* y, int64_t n, typename T::C f,
   if (i < n) T::store_n(y + i, n - i, affine_v<T>(T::load_n(y + i, n - i), i, vf, vb, t, c));
 }
 
+// Training rows longer than kTrainSub elements are reduced in sub-blocks of that
+// length, merged in order (reduce_train): a 64 KiB sub-block's max pass reads what
+// the previous sub-block's exp pass prefetched, and the pair fits in L2 with room
+// to spare (a whole 500 KiB row and the next one, prefetched, filled it: ~10% slower
+// per element on (64, 128256) than on rows of 32000). xent_grad_row reduces the
+// same sub-blocks the same way, so the loss keeps its bits with the gradient.
+constexpr int64_t kTrainSub = 16384;
+
+// Merge of sub-block partials in order, as driver.cpp merges blocks (plain double
+// sums: at most kBlock / kTrainSub terms).
+inline Partial merge_sub(const Partial* p, int64_t ns) {
+  double m = -std::numeric_limits<double>::infinity();
+  for (int64_t b = 0; b < ns; ++b) {
+    if (p[b].max != p[b].max) return p[b];
+    m = std::max(m, p[b].max);
+  }
+  if (!(m - m == 0.0)) return {m, 0.0, 0.0};
+  double s = 0.0, r = 0.0;
+  bool apart = false;
+  for (int64_t b = 0; b < ns; ++b) {
+    if (p[b].max == -std::numeric_limits<double>::infinity()) continue;
+    const double scaled = p[b].sum * std::exp(p[b].max - m);
+    s += scaled;
+    if (!apart && p[b].max == m) {
+      r += p[b].rest;
+      apart = true;
+    } else {
+      r += scaled;
+    }
+  }
+  return {m, s, r};
+}
+
+template <class T>
+Partial reduce_train(const typename T::S* x, int64_t n) {
+  if (n <= kTrainSub) return reduce<T>(x, n);
+  Partial p[kBlock / kTrainSub];
+  int64_t ns = 0;
+  for (int64_t i = 0; i < n; i += kTrainSub) p[ns++] = reduce<T>(x + i, std::min(kTrainSub, n - i));
+  return merge_sub(p, ns);
+}
+
 // Sparse cross-entropy gradient of one row (1 <= n <= kBlock):
 // y_i = fma(exp(x_i - max), C(a / sum), -b), and (that) - c at i == t. The softmax_row
-// plan: max; e = exp(x - max) stored in y and summed (the same passes as reduce, so
-// the returned Partial has reduce's bits); then the affine rescale in place, from
-// cache. (Not streamed: the gradient is a fresh allocation, whose first touch the
+// plan, per sub-block of reduce_train: max; e = exp(x - max) stored in y and summed
+// (the same passes as reduce, so the returned Partial has reduce_train's bits); then
+// the affine rescale in place, from cache (a sub-block's exps scaled by
+// C(a * exp(max_c - max) / sum)). (Not streamed: the gradient is a fresh allocation, whose first touch the
 // kernel has just zeroed into the cache; measured faster than a buffer + streaming
 // stores.) When the max is not finite or the row holds a NaN, y is unspecified: the
 // caller writes such rows from the Partial.
@@ -68,18 +111,44 @@ Partial xent_grad_row(const typename T::S* x, typename T::S* y, int64_t n, doubl
   using C = typename T::C;
   using S = typename T::S;
   static_assert(std::is_same_v<S, C>, "float32 / float64 rows only");
-  C m;
-  rows_max<T, 1>(&x, n, &m);
-  if (!finite<T>(m)) return {double(special_max<T>(x, n, m)), 0.0, 0.0};
-  SumExp s;
-  // long rows prefetch the next row of x, and of y for writing (as softmax_row)
-  if (n * int64_t(sizeof(S)) >= kPrefetchRow)
-    rows_sum_exp<T, 1, true, true>(&x, &y, n, &m, &s);
-  else
-    rows_sum_exp<T, 1, true, false>(&x, &y, n, &m, &s);
-  if (s.sum != s.sum) return {std::numeric_limits<double>::quiet_NaN(), 0.0, 0.0};
-  rows_affine<T>(y, n, C(a / s.sum), b, t, c);
-  return {double(m), s.sum, s.rest};
+  // Each sub-block (the whole row when n <= kTrainSub) as reduce_train: max, then
+  // e = exp(x - max) stored in y and summed, so its Partial has reduce's bits.
+  Partial p[kBlock / kTrainSub];
+  int64_t ns = 0;
+  for (int64_t i = 0; i < n; i += kTrainSub, ++ns) {
+    const int64_t len = std::min(kTrainSub, n - i);
+    C m;
+    const S* xi = x + i;
+    S* yi = y + i;
+    rows_max<T, 1>(&xi, len, &m);
+    if (!finite<T>(m)) {
+      p[ns] = {double(special_max<T>(xi, len, m)), 0.0, 0.0};
+      continue;
+    }
+    SumExp s;
+    // long rows prefetch the next (sub-)row of x, and of y for writing (as softmax_row)
+    if (len * int64_t(sizeof(S)) >= kPrefetchRow)
+      rows_sum_exp<T, 1, true, true>(&xi, &yi, len, &m, &s);
+    else
+      rows_sum_exp<T, 1, true, false>(&xi, &yi, len, &m, &s);
+    p[ns] = s.sum != s.sum ? Partial{std::numeric_limits<double>::quiet_NaN(), 0.0, 0.0}
+                           : Partial{double(m), s.sum, s.rest};
+  }
+  const Partial r = ns == 1 ? p[0] : merge_sub(p, ns);
+  if (!(r.max - r.max == 0.0)) return r;
+  // the affine rescale in place, from cache: a sub-block's exps were taken against
+  // its own max, hence its factor a * exp(m_c - M) / sum; an all -inf sub-block
+  // (exps 0, never written) is zeroed first
+  for (int64_t i = 0, q = 0; i < n; i += kTrainSub, ++q) {
+    const int64_t len = std::min(kTrainSub, n - i);
+    C f = C(0);
+    if (p[q].max == -std::numeric_limits<double>::infinity())
+      row_fill<T>(y + i, len, C(0));
+    else
+      f = C(ns == 1 ? a / r.sum : a * std::exp(p[q].max - r.max) / r.sum);
+    rows_affine<T>(y + i, len, f, b, t - i, c);
+  }
+  return r;
 }
 
 // fma(exp(y), -s, g) on one vector (k < W: the first k lanes; the others are not
@@ -166,7 +235,7 @@ void log_softmax_backward_row(const typename T::S* g, const typename T::S* y,
 
 template <class T, class Set>
 void fill_xent(Set& k) {
-  k.reduce_xent = reduce<T>;
+  k.reduce_xent = reduce_train<T>;
   k.xent_grad_row = xent_grad_row<T>;
   k.log_softmax_backward_row = log_softmax_backward_row<T>;
 }
