@@ -213,15 +213,39 @@ inline bool sum_check_acc(const double* g, const double* y, int64_t n, double* s
   return bad == 0;
 }
 #endif
-inline double sum_check(const float* g, const float* y, int64_t n, bool* nonpos) {
+// Pairs of rows read in chunks of 1 KiB each, the lines 4 KiB ahead in both
+// prefetched first (a hint: it never faults, even past the end of the array). The
+// backward's first pass, which mostly waits on memory: the hardware prefetcher alone
+// kept too few lines in flight for two streams (-10% time on (256, 32000) with it).
+constexpr int64_t kPairChunkBytes = 1024, kPairAheadBytes = 4096;
+template <class C>
+inline void prefetch_pair_chunk(const C* a, const C* b) {
+  const uintptr_t pa = reinterpret_cast<uintptr_t>(a) + kPairAheadBytes;
+  const uintptr_t pb = reinterpret_cast<uintptr_t>(b) + kPairAheadBytes;
+  for (uintptr_t o = 0; o < uintptr_t(kPairChunkBytes); o += 64) {
+    __builtin_prefetch(reinterpret_cast<const void*>(pa + o), 0, 2);
+    __builtin_prefetch(reinterpret_cast<const void*>(pb + o), 0, 2);
+  }
+}
+
+// Chunks are multiples of kLanes: the bits of one sum_check_acc over the row.
+template <class C>
+inline double sum_check_t(const C* g, const C* y, int64_t n, bool* nonpos) {
   double s[kLanes] = {}, c[kLanes] = {};
-  *nonpos = sum_check_acc(g, y, n, s, c);
+  constexpr int64_t kStep = kPairChunkBytes / int64_t(sizeof(C));
+  bool ok = true;
+  for (int64_t i = 0; i < n; i += kStep) {
+    prefetch_pair_chunk(g + i, y + i);
+    ok &= sum_check_acc(g + i, y + i, std::min(kStep, n - i), s, c);
+  }
+  *nonpos = ok;
   return fold(s, c);
 }
+inline double sum_check(const float* g, const float* y, int64_t n, bool* nonpos) {
+  return sum_check_t(g, y, n, nonpos);
+}
 inline double sum_check(const double* g, const double* y, int64_t n, bool* nonpos) {
-  double s[kLanes] = {}, c[kLanes] = {};
-  *nonpos = sum_check_acc(g, y, n, s, c);
-  return fold(s, c);
+  return sum_check_t(g, y, n, nonpos);
 }
 
 // Dense cross-entropy terms of one block: *sum_l = sum l_i and
