@@ -140,7 +140,9 @@ constexpr int64_t kPrefetchRow = 8192;  // bytes
 // whole vector, instead of y.
 template <class T, int R, bool kStore, bool kPrefetch, class D = typename T::S>
 FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x, D* const* y, int64_t n,
-                                   const typename T::C* m, SumExp* out) {
+                                   const typename T::C* m, SumExp* out, int64_t ahead = 0) {
+  // kPrefetch: how far ahead, in elements (0: n, the next row)
+  const uintptr_t ahead_bytes = uintptr_t(ahead > 0 ? ahead : n) * sizeof(*x[0]);
   constexpr bool kToY = std::is_same_v<D, typename T::S>;
   using V = typename T::V;
   using Acc = typename T::Acc;
@@ -156,7 +158,7 @@ FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x, D* const* y, i
   for (; i + 4 * W <= n; i += 4 * W) {
     if constexpr (kPrefetch) {
       // integer arithmetic: the address may lie past the end of the array
-      const uintptr_t next = reinterpret_cast<uintptr_t>(x[0] + i) + uintptr_t(n) * sizeof(*x[0]);
+      const uintptr_t next = reinterpret_cast<uintptr_t>(x[0] + i) + ahead_bytes;
       for (uintptr_t b = 0; b < 4 * W * sizeof(*x[0]); b += 64)
         __builtin_prefetch(reinterpret_cast<const void*>(next + b), 0, 2);
       if constexpr (!kToY) {
@@ -165,8 +167,7 @@ FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x, D* const* y, i
           for (uintptr_t b = 0; b < 4 * W * sizeof(*x[0]); b += 64)
             __builtin_prefetch(reinterpret_cast<const char*>(y[0] + i) + b, 1, 2);
       } else {  // the next row's output, so that its stores here find their lines
-        const uintptr_t ynext =
-            reinterpret_cast<uintptr_t>(y[0] + i) + uintptr_t(n) * sizeof(*x[0]);
+        const uintptr_t ynext = reinterpret_cast<uintptr_t>(y[0] + i) + ahead_bytes;
         for (uintptr_t b = 0; b < 4 * W * sizeof(*x[0]); b += 64)
           __builtin_prefetch(reinterpret_cast<const void*>(ynext + b), 1, 2);
       }

@@ -126,9 +126,11 @@ Partial xent_grad_row(const typename T::S* x, typename T::S* y, int64_t n, doubl
       continue;
     }
     SumExp s;
-    // long rows prefetch the next (sub-)row of x, and of y for writing (as softmax_row)
-    if (len * int64_t(sizeof(S)) >= kPrefetchRow)
-      rows_sum_exp<T, 1, true, true>(&xi, &yi, len, &m, &s);
+    // long rows prefetch the next row of x, and of y for writing (as softmax_row):
+    // its sub-block at this one's place (the affine pass below runs before the
+    // next row, so the next sub-block's distance would leave it too late)
+    if (n * int64_t(sizeof(S)) >= kPrefetchRow)
+      rows_sum_exp<T, 1, true, true>(&xi, &yi, len, &m, &s, n);
     else
       rows_sum_exp<T, 1, true, false>(&xi, &yi, len, &m, &s);
     p[ns] = s.sum != s.sum ? Partial{std::numeric_limits<double>::quiet_NaN(), 0.0, 0.0}
