@@ -16,6 +16,7 @@ import numpy as np
 
 FUNCS = ("softmax", "log_softmax")
 RECIPE = "numpy"  # the column every speedup is taken against
+ORT_SPIN_COOLDOWN_S = 0.08  # see build(): onnxruntime's spinning workers
 COPY = "copy"  # the floor: np.copyto(out, x)
 
 
@@ -25,6 +26,9 @@ class Contender:
     fn: Callable  # fn(x, out) -> result
     prepare: Callable = lambda: None  # run before each timed sample, outside the timing
     kind: str = "peer"  # "fsm", "peer", "floor"
+    # idle time after each of its samples (timing.py): for a library whose worker
+    # threads keep spinning after a call, long past the common settle gap
+    cooldown_s: float = 0.0
 
 
 @dataclass
@@ -201,7 +205,12 @@ def build(peers: Peers, func: str, case, x0: np.ndarray, threads: int) -> tuple:
             def ort_fn(x, o):
                 return run(["y"], {"x": x})[0]
 
-            out.append(Contender("onnxruntime", ort_fn))
+            # With spinning (its default) onnxruntime's intra-op workers keep a core
+            # busy for ~40-50 ms after a run (measured here from /proc's per-thread
+            # CPU time): whichever contender came next lost its second thread's core
+            # (fastsoftmax 2 threads, (64, 1000): 73 µs after it, 27 µs alone).
+            cool = ORT_SPIN_COOLDOWN_S if threads > 1 and peers.ort_spinning else 0.0
+            out.append(Contender("onnxruntime", ort_fn, cooldown_s=cool))
         except Exception as e:  # noqa: BLE001  (ORT lacks this op/dtype: skip the column)
             notes.append(
                 f"onnxruntime {func} {case.dtype}: {type(e).__name__}: "

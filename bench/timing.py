@@ -12,7 +12,9 @@ Thread pools on a 2-core machine: after a call, OpenMP (torch, fastsoftmax) and
 onnxruntime workers spin for a while; run right then, the next contender's threads
 wait for a core (torch after onnxruntime: 4x slower). And a pool that has gone to
 sleep pays ~0.2 ms to wake its threads (an idle vCPU here is slow to wake). So each
-sample starts with ``settle_s`` of sleep (the previous contender's spinners stop) and,
+sample starts with ``settle_s`` of sleep (the previous contender's spinners stop:
+enough for OpenMP pools; onnxruntime's workers spin for ~40-50 ms, so its
+multi-thread samples are followed by the contender's ``cooldown_s`` more) and,
 for calls under ``rewake_ns``, one untimed call (wakes this contender's own pool, as a
 loop of calls would), then the timed batch. Each contender keeps its library's default
 wait policy.
@@ -111,8 +113,11 @@ def measure(contenders, bufs, s: Settings, seed: int = 0, tick=None, first_ns=No
     first_ns = first_ns or {}
     for c in contenders:
         k[c.name], est[c.name] = calibrate(c, bufs, s, first_ns.get(c.name))
+        if c.cooldown_s:
+            time.sleep(c.cooldown_s)
     round_ns = sum(
-        (k[c.name] + (est[c.name] < s.rewake_ns)) * est[c.name] + s.settle_s * 1e9
+        (k[c.name] + (est[c.name] < s.rewake_ns)) * est[c.name]
+        + (s.settle_s + c.cooldown_s) * 1e9
         for c in contenders
     )
     rounds = int(min(s.max_rounds, max(s.min_rounds, math.ceil(s.budget_s * 1e9 / round_ns))))
@@ -135,6 +140,8 @@ def measure(contenders, bufs, s: Settings, seed: int = 0, tick=None, first_ns=No
                 if est[c.name] < s.rewake_ns:
                     _run(c.fn, bufs.take(1))
                 times[c.name].append(_run(c.fn, bufs.take(n)) / n)
+                if c.cooldown_s:
+                    time.sleep(c.cooldown_s)
     finally:
         if gc_was:
             gc.enable()
