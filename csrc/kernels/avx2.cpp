@@ -168,6 +168,7 @@ struct F32 {
   using V = __m256;
   using Acc = AccF;
   static constexpr int64_t W = 8;
+  static constexpr bool kOneAcc = true;  // acc_add4 sums into a[0] alone
   static constexpr bool kStoreExp = true;
   static constexpr int kPanelV = 2;  // 16 ymm registers: exp constants + accumulators
   static V load(const S* p) { return _mm256_loadu_ps(p); }

@@ -172,6 +172,7 @@ struct F32 {
   using V = __m512;
   using Acc = AccF;
   static constexpr int64_t W = 16;
+  static constexpr bool kOneAcc = true;  // acc_add4 sums into a[0] alone
   static constexpr bool kStoreExp = true;
   static constexpr int kPanelV = 4;
   static V load(const S* p) { return _mm512_loadu_ps(p); }

@@ -124,6 +124,7 @@ struct F32 {
   using V = float32x4_t;
   using Acc = AccF;
   static constexpr int64_t W = 4;
+  static constexpr bool kOneAcc = true;  // acc_add4 sums into a[0] alone
   static constexpr bool kStoreExp = true;
   static constexpr int kPanelV = 4;
   static V load(const S* p) { return vld1q_f32(p); }

@@ -122,6 +122,15 @@ FASTSOFTMAX_PASS void rows_max(const typename T::S* const* x, int64_t n, typenam
     m[r] = T::hmax(T::max(T::max(a[r][0], a[r][1]), T::max(a[r][2], a[r][3])));
 }
 
+// Ops whose acc_add4 adds into a[0] alone (the float sets: their four vectors are
+// summed in float first) say so with kOneAcc = true: the other three accumulators
+// stay +0, and merging them (six vector adds a row, which GCC cannot drop: x + 0 is
+// not x for x = -0) is skipped. Same bits: a[0]'s lanes are >= +0.
+template <class T, class = void>
+struct OneAcc : std::false_type {};
+template <class T>
+struct OneAcc<T, std::void_t<decltype(T::kOneAcc)>> : std::bool_constant<T::kOneAcc> {};
+
 // Sum over each row of e_i = exp(x_i - m) (m finite), optionally storing e_i to y.
 // Four accumulators (acc_add4), merged in a fixed order; the tail runs the same
 // vector code (its masked lanes load -inf, whose exp is +0).
@@ -216,9 +225,11 @@ FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x, D* const* y, i
   }
   FASTSOFTMAX_UNROLL
   for (int r = 0; r < R; ++r) {
-    T::acc_merge(a[r][0], a[r][1]);
-    T::acc_merge(a[r][2], a[r][3]);
-    T::acc_merge(a[r][0], a[r][2]);
+    if constexpr (!OneAcc<T>::value) {
+      T::acc_merge(a[r][0], a[r][1]);
+      T::acc_merge(a[r][2], a[r][3]);
+      T::acc_merge(a[r][0], a[r][2]);
+    }
     out[r] = T::acc_total(a[r][0]);
   }
 }
