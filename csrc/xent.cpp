@@ -403,7 +403,7 @@ void sparse_run(const SparseArgs& a, int64_t count, double* total) {
       if (fused) {
         const C* xb = block_in<C>(elem_of(a.dt), xr, 0, n, s0.x.get(n), direct_x);
         gf = direct_g ? reinterpret_cast<C*>(gr.p) : s0.g.get(n);
-        parts[0] = k.xent_grad_row(xb, gf, n, scale, cb, t, ct);
+        parts[0] = k.xent_grad_row(xb, gf, n, scale, cb, t, ct, stream && direct_g);
         if (eps != 0.0) {
           const double m = parts[0].max;
           sx[0] = std::isfinite(m) ? lp.sum_minus(xb, n, m) : lp.sum_minus(xb, n, 0.0);

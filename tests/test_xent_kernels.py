@@ -192,6 +192,32 @@ def test_sparse_grad_rows_independent_of_batch(rng):
     assert_close(gs_, rg, gsc, np.float32)
 
 
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_sparse_grad_streamed_rows(rng, dtype):
+    """A gradient large enough to be streamed (>= 8 MiB, rows >= 64 KiB: exps in the
+    row buffer, non-temporal stores): every row has the bits it gets alone (not
+    streamed), with labels at the first, last and a middle class, special rows (NaN,
+    +inf, all -inf) and a masked sub-block beside ordinary ones; against the reference."""
+    rows, n = (40, 60001) if dtype == np.float32 else (20, 60001)
+    x = (rng.standard_normal((rows, n)) * 3).astype(dtype)
+    x[1, 5] = np.nan
+    x[2, n - 3] = np.inf
+    x[3, :] = -np.inf
+    x[4, : SUB + 3] = -np.inf
+    lab = rng.integers(0, n, rows)
+    lab[[0, 4, 5, 6]] = [0, n - 1, n // 2, 1]
+    loss, g = fs.sparse_softmax_cross_entropy_with_logits(lab, x, return_grad=True)
+    for r in (0, 1, 2, 3, 4, 5, 6, rows - 1):
+        l1, g1 = fs.sparse_softmax_cross_entropy_with_logits(lab[r:r + 1], x[r:r + 1],
+                                                             return_grad=True)
+        np.testing.assert_array_equal(l1, loss[r:r + 1])
+        np.testing.assert_array_equal(g1, g[r:r + 1])
+    ok = [0, 4, 5, 6, rows - 1]
+    rl, rg, ls, gs = sparse_ref(x[ok], lab[ok])
+    assert_close(loss[ok], rl, ls, dtype)
+    assert_close(g[ok], rg, gs, dtype)
+
+
 # ------------------------------------------------------------------ log_softmax backward
 def lsm_bwd_ref(g, y):
     g = np.asarray(g, LD)

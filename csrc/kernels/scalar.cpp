@@ -254,7 +254,7 @@ void logsumexp_panel(const C* x, int64_t ldx, int64_t n, int64_t w, C* out) {
 // y = e * (a / sum) - b (and minus c at the label t) as its last pass; the Partial as
 // reduce computes it (the same max and sum).
 template <class C>
-Partial xent_grad_row(const C* x, C* y, int64_t n, double a, C b, int64_t t, C c) {
+Partial xent_grad_row(const C* x, C* y, int64_t n, double a, C b, int64_t t, C c, bool) {
   const Partial p = reduce(x, n);
   if (!std::isfinite(p.max)) return p;
   const C m = C(p.max);

@@ -147,7 +147,10 @@ constexpr int64_t kPrefetchRow = 8192;  // bytes
 //
 // D = T::C (float16 rows): kStore writes the exps to a compute-type buffer padded to a
 // whole vector, instead of y.
-template <class T, int R, bool kStore, bool kPrefetch, class D = typename T::S>
+//
+// kPrefetchY = false: y is a buffer that the next row reuses (nothing to fetch there).
+template <class T, int R, bool kStore, bool kPrefetch, class D = typename T::S,
+          bool kPrefetchY = true>
 FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x, D* const* y, int64_t n,
                                    const typename T::C* m, SumExp* out, int64_t ahead = 0) {
   // kPrefetch: how far ahead, in elements (0: n, the next row)
@@ -170,7 +173,7 @@ FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x, D* const* y, i
       const uintptr_t next = reinterpret_cast<uintptr_t>(x[0] + i) + ahead_bytes;
       for (uintptr_t b = 0; b < 4 * W * sizeof(*x[0]); b += 64)
         __builtin_prefetch(reinterpret_cast<const void*>(next + b), 0, 2);
-      if constexpr (!kToY) {
+      if constexpr (!kToY || !kPrefetchY) {
       } else if constexpr (!kStore) {
         if (y[0])
           for (uintptr_t b = 0; b < 4 * W * sizeof(*x[0]); b += 64)

@@ -96,18 +96,25 @@ Partial reduce_train(const typename T::S* x, int64_t n) {
   return merge_sub(p, ns);
 }
 
+// Streamed gradients (`stream`: a large output): rows of at least this many bytes
+// keep their exps in the thread's row buffer (row_buffer, softmax_impl.h) instead of
+// y, and the affine pass writes y once with non-temporal stores: y then crosses the
+// memory bus once instead of three times (read for ownership, written back, read and
+// written again): -11% to -23% time on (64, 128256) and (256, 32000). Shorter rows
+// would pay a fence and masked head/tail stores per row (3x slower on (8192, 128)).
+constexpr int64_t kGradStreamBytes = int64_t(64) << 10;
+
 // Sparse cross-entropy gradient of one row (1 <= n <= kBlock):
 // y_i = fma(exp(x_i - max), C(a / sum), -b), and (that) - c at i == t. The softmax_row
-// plan, per sub-block of reduce_train: max; e = exp(x - max) stored in y and summed
-// (the same passes as reduce, so the returned Partial has reduce_train's bits); then
-// the affine rescale in place, from cache (a sub-block's exps scaled by
-// C(a * exp(max_c - max) / sum)). (Not streamed: the gradient is a fresh allocation, whose first touch the
-// kernel has just zeroed into the cache; measured faster than a buffer + streaming
-// stores.) When the max is not finite or the row holds a NaN, y is unspecified: the
-// caller writes such rows from the Partial.
+// plan, per sub-block of reduce_train: max; e = exp(x - max) stored (in y, or in the
+// row buffer when streamed) and summed (the same passes as reduce, so the returned
+// Partial has reduce_train's bits); then the affine pass (a sub-block's exps scaled
+// by C(a * exp(max_c - max) / sum)), in place from cache or streamed to y. When the
+// max is not finite or the row holds a NaN, y is unspecified: the caller writes such
+// rows from the Partial.
 template <class T>
 Partial xent_grad_row(const typename T::S* x, typename T::S* y, int64_t n, double a,
-                      typename T::C b, int64_t t, typename T::C c) {
+                      typename T::C b, int64_t t, typename T::C c, bool stream) {
   using C = typename T::C;
   using S = typename T::S;
   static_assert(std::is_same_v<S, C>, "float32 / float64 rows only");
@@ -115,11 +122,20 @@ Partial xent_grad_row(const typename T::S* x, typename T::S* y, int64_t n, doubl
   // e = exp(x - max) stored in y and summed, so its Partial has reduce's bits.
   Partial p[kBlock / kTrainSub];
   int64_t ns = 0;
+  bool streamed = false;
+  S* e = y;  // where the exps wait
+  (void)stream;
+  if constexpr (HasStream<T>::value) {
+    if (stream && n * int64_t(sizeof(S)) >= kGradStreamBytes) {
+      e = row_buffer<T>(n + T::W);
+      streamed = true;
+    }
+  }
   for (int64_t i = 0; i < n; i += kTrainSub, ++ns) {
     const int64_t len = std::min(kTrainSub, n - i);
     C m;
     const S* xi = x + i;
-    S* yi = y + i;
+    S* yi = e + i;
     rows_max<T, 1>(&xi, len, &m);
     if (!finite<T>(m)) {
       p[ns] = {double(special_max<T>(xi, len, m)), 0.0, 0.0};
@@ -129,7 +145,9 @@ Partial xent_grad_row(const typename T::S* x, typename T::S* y, int64_t n, doubl
     // long rows prefetch the next row of x, and of y for writing (as softmax_row):
     // its sub-block at this one's place (the affine pass below runs before the
     // next row, so the next sub-block's distance would leave it too late)
-    if (n * int64_t(sizeof(S)) >= kPrefetchRow)
+    if (streamed)
+      rows_sum_exp<T, 1, true, true, S, false>(&xi, &yi, len, &m, &s, n);
+    else if (n * int64_t(sizeof(S)) >= kPrefetchRow)
       rows_sum_exp<T, 1, true, true>(&xi, &yi, len, &m, &s, n);
     else
       rows_sum_exp<T, 1, true, false>(&xi, &yi, len, &m, &s);
@@ -145,11 +163,24 @@ Partial xent_grad_row(const typename T::S* x, typename T::S* y, int64_t n, doubl
     const int64_t len = std::min(kTrainSub, n - i);
     C f = C(0);
     if (p[q].max == -std::numeric_limits<double>::infinity())
-      row_fill<T>(y + i, len, C(0));
+      row_fill<T>(e + i, len, C(0));
     else
       f = C(ns == 1 ? a / r.sum : a * std::exp(p[q].max - r.max) / r.sum);
+    if constexpr (HasStream<T>::value) {
+      if (streamed) {
+        const typename T::V vf = T::set1(f), vb = T::set1(-b);
+        const C* ei = e + i;
+        const int64_t ti = t - i;
+        stream_row<T>(y + i, len, [&](int64_t j, int64_t) {
+          return affine_v<T>(T::load(ei + j), j, vf, vb, ti, c);
+        });
+        continue;
+      }
+    }
     rows_affine<T>(y + i, len, f, b, t - i, c);
   }
+  if constexpr (HasStream<T>::value)
+    if (streamed) T::fence();
   return r;
 }
 

@@ -19,8 +19,9 @@
 //    (log_softmax: -inf; logsumexp: -inf).
 //  * No kernel may emit floating-point exceptions that matter (we never read the
 //    flags), nor touch memory outside [x, x+n) / [y, y+n), nor allocate, except once
-//    per thread: the panels' sweep state and the streamed batches' row buffer are
-//    thread_local, allocated on a thread's first such call and kept.
+//    per thread: the panels' sweep state and the row buffer of streamed batches (and
+//    of streamed sparse gradients) are thread_local, allocated on a thread's first
+//    such call and kept.
 #pragma once
 
 #include <cstddef>
@@ -116,9 +117,12 @@ struct KernelSet {
   // (a: the reduction's scale; b, c: the target's shares, label smoothing folded in).
   // Returns the row's Partial, bit-identical to reduce_xent(x, n), so the loss is
   // computed from it exactly as from reduce_xent. When the returned max is not finite (NaN, +inf,
-  // -inf: special rows) y is unspecified and the caller writes it.
-  Partial (*xent_grad_row)(const S* x, S* y, int64_t n, double a, C b, int64_t t,
-                           C c) = nullptr;
+  // -inf: special rows) y is unspecified and the caller writes it. `stream`: the
+  // caller's output is too large to stay in cache; long rows (SIMD sets) then keep
+  // the exps in the thread's row buffer and write y once, with non-temporal stores
+  // (same bits).
+  Partial (*xent_grad_row)(const S* x, S* y, int64_t n, double a, C b, int64_t t, C c,
+                           bool stream) = nullptr;
   // log_softmax backward of one row of log-probabilities y (every y_i <= 0 or NaN;
   // any n >= 1): out_i = g_i - exp(y_i) * s (one rounding, as fma), with the
   // training exp. out may be g or y (in place), no other overlap. `stream`:
