@@ -257,6 +257,9 @@ struct F16 : F32 {
     _mm_store_si128(reinterpret_cast<__m128i*>(buf), to_half(v));
     std::memcpy(p, buf, size_t(k) * sizeof(S));
   }
+  // non-temporal: 8 halves = 16 bytes, p 16-byte aligned (stream_row aligns y + i to
+  // 64 bytes, then steps by 16)
+  static void stream(S* p, V v) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), to_half(v)); }
   static bool s_is_nan(S h) { return (h & 0x7fffu) > 0x7c00u; }
 };
 

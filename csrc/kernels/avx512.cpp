@@ -223,6 +223,9 @@ struct F16 : F32 {
   }
   static void store(S* p, V v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), to_half(v)); }
   static void store_n(S* p, int64_t k, V v) { _mm256_mask_storeu_epi16(p, mask16(k), to_half(v)); }
+  // non-temporal: 16 halves = 32 bytes, p 32-byte aligned (stream_row aligns y + i to
+  // 64 bytes, then steps by 32)
+  static void stream(S* p, V v) { _mm256_stream_si256(reinterpret_cast<__m256i*>(p), to_half(v)); }
   static bool s_is_nan(S h) { return (h & 0x7fffu) > 0x7c00u; }
 };
 

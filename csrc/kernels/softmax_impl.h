@@ -661,7 +661,9 @@ void log_softmax_finish_stream(const typename T::S* x, typename T::S* y, int64_t
 // non-temporal stores from there (log_softmax: straight from x): the head of a row up
 // to a 64-byte boundary and its tail with plain masked stores. The arithmetic is the
 // plain kernels' (an exp stored to the buffer is the float that would be stored to y),
-// so the bits are theirs. Only where S == C and the ISA has streaming stores.
+// so the bits are theirs (float16: the exps wait in a float buffer, as in the plain
+// kernel's rows up to kExpBuffer; longer plain rows recompute the same exps). Only
+// where the Ops have streaming stores.
 
 // A thread's buffer of at least n compute-type values (kept and grown on demand).
 template <class T>
@@ -705,9 +707,10 @@ void rows_softmax_stream(const typename T::S* const* x, typename T::S* const* y,
   }
 }
 
-// Streaming stores need S == C and the ISA's stream (see the streaming batches above).
+// Streaming batches need the Ops' stream (float32, float64; float16 on AVX-512, which
+// converts on the way out).
 template <class T>
-constexpr bool kCanStreamRows = HasStream<T>::value && std::is_same_v<typename T::S, typename T::C>;
+constexpr bool kCanStreamRows = HasStream<T>::value;
 
 // Batches of short rows: each step prefetches the rows about kRowsAheadBytes ahead
 // (x to read; y, when not streamed, to write): their max pass otherwise waited on
