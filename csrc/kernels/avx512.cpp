@@ -274,11 +274,13 @@ struct F64 {
     acc_add(a, e0);
     acc_add(a, e1);
   }
+  // Four vectors of exps (each <= 1): ((e0 + e1) + (e2 + e3)) first, two roundings
+  // of relative 2^-53 at most on positive terms, then one compensated add: 8 vector
+  // ops per four vectors instead of 20 (the sum stays within 2 ULP; SPEC's float64
+  // budget is 16). Into a[0] alone (kOneAcc).
+  static constexpr bool kOneAcc = true;
   static void acc_add4(Acc* a, V e0, V e1, V e2, V e3) {
-    acc_add(a[0], e0);
-    acc_add(a[1], e1);
-    acc_add(a[2], e2);
-    acc_add(a[3], e3);
+    acc_add(a[0], _mm512_add_pd(_mm512_add_pd(e0, e1), _mm512_add_pd(e2, e3)));
   }
   static void acc_merge(Acc& a, const Acc& b) {
     const V t = _mm512_add_pd(a.s, b.s);
