@@ -501,6 +501,7 @@ void rows_softmax(const typename T::S* const* x, typename T::S* const* y, int64_
     rows_exp_scale<T, R>(x, y, n, m, scale);
 }
 
+constexpr int64_t kLogDiffMaxBytes = 16384;
 template <class T, int R>
 void rows_log_softmax(const typename T::S* const* x, typename T::S* const* y, int64_t n) {
   using C = typename T::C;
@@ -519,8 +520,15 @@ void rows_log_softmax(const typename T::S* const* x, typename T::S* const* y, in
   }
   SumExp s[R];
   C ls[R];
-  // y is only prefetched here, written by the last pass
-  if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
+  // Rows that stay in L1 (float32/float64): the sum pass stores x - m to y and the
+  // last pass finishes y in place ((x - m) - 0 - ls: the same bits), so y's lines are
+  // fetched for ownership under the exps (as in the grouped short rows). Longer rows:
+  // y is only prefetched here, written by the last pass.
+  const bool diff = std::is_same_v<typename T::S, C> &&
+                    n * int64_t(sizeof(typename T::S)) <= kLogDiffMaxBytes;
+  if (diff)
+    rows_sum_exp<T, R, false, false, typename T::S, true, true>(x, y, n, m, s);
+  else if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
     rows_sum_exp<T, R, false, true>(x, y, n, m, s);
   else
     rows_sum_exp<T, R, false, false>(x, y, n, m, s);
@@ -529,16 +537,19 @@ void rows_log_softmax(const typename T::S* const* x, typename T::S* const* y, in
     nan |= s[r].sum != s[r].sum;
     ls[r] = C(log1p_rest<T>(s[r].rest));
   }
+  const typename T::S* const* src = diff ? y : x;
+  C m0[R];
+  for (int r = 0; r < R; ++r) m0[r] = diff ? C(0) : m[r];
   if (nan) {
     for (int r = 0; r < R; ++r) {
       if (s[r].sum != s[r].sum)
         row_fill<T>(y[r], n, kNaNC<T>);
       else
-        rows_log_finish<T, 1>(x + r, y + r, n, m + r, ls + r);
+        rows_log_finish<T, 1>(src + r, y + r, n, m0 + r, ls + r);
     }
     return;
   }
-  rows_log_finish<T, R>(x, y, n, m, ls);
+  rows_log_finish<T, R>(src, y, n, m0, ls);
 }
 
 template <class T, int R>
