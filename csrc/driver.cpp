@@ -25,6 +25,7 @@
 
 #include "fastsoftmax/common.h"
 #include "fastsoftmax/kernels.h"
+#include "fastsoftmax/merge.h"
 #include "kernels/simd_common.h"
 #include "parallel.h"
 
@@ -119,38 +120,16 @@ Layout normalize(const Problem& p) {
 // Byte offsets of every operand for outer row r (parallel.h).
 using OuterWalk = nd::OuterWalk<DimVec<Dim>, kNumOpnds>;
 
-// Merge of block partials, in block order.
+// Merge of block partials, in block order (merge.h).
 struct Merged {
   double max;   // NaN, +inf, -inf (special rows) or finite
   double sum;   // valid when max is finite
   double rest;  // sum - 1, the max's own term set apart (SPEC: log1p)
 };
 
-double rest_of(const Partial& p) { return std::isnan(p.rest) ? p.sum - 1.0 : p.rest; }
-
 Merged merge(const Partial* parts, int64_t nb) {
-  double m = -kInf;
-  for (int64_t b = 0; b < nb; ++b) {
-    if (std::isnan(parts[b].max)) return {kNaN, 0, 0};
-    m = std::max(m, parts[b].max);
-  }
-  if (!std::isfinite(m)) return {m, 0, 0};
-  // The first block holding the max contributes its rest; every other block its
-  // whole (rescaled) sum.
-  CompensatedSum s, r;
-  bool apart = false;
-  for (int64_t b = 0; b < nb; ++b) {
-    if (parts[b].max == -kInf) continue;
-    const double scaled = parts[b].sum * std::exp(parts[b].max - m);
-    s.add(scaled);
-    if (!apart && parts[b].max == m) {
-      r.add(rest_of(parts[b]));
-      apart = true;
-    } else {
-      r.add(scaled);
-    }
-  }
-  return {m, s.value(), r.value()};
+  const Partial r = merge_partials(parts, nb);
+  return {r.max, r.sum, r.rest};
 }
 
 // S: the output's storage type. Results that end in float32 or float16 take the

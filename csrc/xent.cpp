@@ -41,6 +41,7 @@
 #include "driver.h"
 #include "fastsoftmax/common.h"
 #include "fastsoftmax/kernels.h"
+#include "fastsoftmax/merge.h"
 #include "parallel.h"
 
 #ifdef FASTSOFTMAX_OPENMP
@@ -52,6 +53,12 @@ namespace py = pybind11;
 // ---- the inner loops, once per instruction set ---------------------------------
 #if defined(__x86_64__) && defined(__GNUC__)
 #define FASTSOFTMAX_XENT_X86 1
+#if !defined(__clang__) && __GNUC__ < 13
+// GCC 12's AVX-512 intrinsics initialize their "undefined" operands with `__Y = __Y`
+// and then warn about it (GCC PR 105593) wherever they are inlined (as avx512.cpp).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #endif
 
@@ -201,7 +208,7 @@ constexpr DType storage_dtype() {
                                           : DType::f64;
 }
 
-// ---- blocks and their merge (as driver.cpp) ---------------------------------------
+// ---- blocks and their merge (merge.h, as driver.cpp) ---------------------------------------
 int64_t num_blocks(int64_t n) { return (n + kBlock - 1) / kBlock; }
 int64_t block_len(int64_t n, int64_t b) { return std::min(kBlock, n - b * kBlock); }
 
@@ -211,16 +218,8 @@ struct Merged {
 };
 
 Merged merge(const Partial* parts, int64_t nb) {
-  double m = -kInf;
-  for (int64_t b = 0; b < nb; ++b) {
-    if (std::isnan(parts[b].max)) return {kNaN, 0};
-    m = std::max(m, parts[b].max);
-  }
-  if (!std::isfinite(m)) return {m, 0};
-  CompensatedSum s;
-  for (int64_t b = 0; b < nb; ++b)
-    if (parts[b].max != -kInf) s.add(parts[b].sum * std::exp(parts[b].max - m));
-  return {m, s.value()};
+  const Partial r = merge_partials(parts, nb);
+  return {r.max, r.sum};
 }
 
 // ---- outer dims: rows in row-major order, several operands walked together ----------

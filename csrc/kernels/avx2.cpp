@@ -22,6 +22,7 @@
 #include <type_traits>
 
 #include "fastsoftmax/common.h"
+#include "fastsoftmax/merge.h"  // xent_impl.h
 #include "kernels/simd_common.h"
 
 #if defined(__clang__)

@@ -738,28 +738,24 @@ void rows_softmax_stream(const typename T::S* const* x, typename T::S* const* y,
 template <class T>
 constexpr bool kCanStreamRows = HasStream<T>::value;
 
-// Batches of short rows: each step prefetches the rows about kRowsAheadBytes ahead
-// (x to read; y, when not streamed, to write): their max pass otherwise waited on
-// memory (a quarter of the time on (8192, 128)); the hardware prefetcher alone kept
-// too few lines in flight. Addresses in integer arithmetic: they may lie past the
-// end of the arrays (a prefetch never faults).
+// Batches of short rows: each step prefetches the rows about kRowsAheadBytes ahead:
+// their max pass otherwise waited on memory (a quarter of the time on (8192, 128));
+// the hardware prefetcher alone kept too few lines in flight. Addresses in integer
+// arithmetic: they may lie past the end of the array (a prefetch never faults).
 constexpr int64_t kRowsAheadBytes = 4096;
 template <class T>
 int64_t rows_ahead(int64_t n) {
   const int64_t row = std::max<int64_t>(1, n * int64_t(sizeof(typename T::S)));
   return std::max<int64_t>(1, kRowsAheadBytes / row);
 }
+// Rows r .. r + cnt - 1 of x (row stride ldx elements).
 template <class T>
-FASTSOFTMAX_PASS void prefetch_rows(const typename T::S* x, int64_t ldx, const typename T::S* y,
-                                    int64_t ldy, int64_t n, int64_t r, int64_t cnt) {
+FASTSOFTMAX_PASS void prefetch_rows(const typename T::S* x, int64_t ldx, int64_t n, int64_t r,
+                                    int64_t cnt) {
   const uintptr_t bytes = uintptr_t(n) * sizeof(typename T::S);
   for (int64_t k = 0; k < cnt; ++k) {
     const uintptr_t px = reinterpret_cast<uintptr_t>(x) + uintptr_t((r + k) * ldx) * sizeof(typename T::S);
     for (uintptr_t b = 0; b < bytes; b += 64) __builtin_prefetch(reinterpret_cast<const void*>(px + b), 0, 3);
-    if (y) {
-      const uintptr_t py = reinterpret_cast<uintptr_t>(y) + uintptr_t((r + k) * ldy) * sizeof(typename T::S);
-      for (uintptr_t b = 0; b < bytes; b += 64) __builtin_prefetch(reinterpret_cast<const void*>(py + b), 1, 3);
-    }
   }
 }
 
@@ -776,7 +772,7 @@ void softmax_rows_impl(const typename T::S* x, int64_t ldx, typename T::S* y, in
   if (n * int64_t(sizeof(typename T::S)) <= kPairRowsMaxBytes) {
     const int64_t ahead = rows_ahead<T>(n);
     for (; r + 2 <= rows; r += 2) {
-      prefetch_rows<T>(x, ldx, nullptr, ldy, n, r + ahead, 2);
+      prefetch_rows<T>(x, ldx, n, r + ahead, 2);
       const typename T::S* xs[2] = {x + r * ldx, x + (r + 1) * ldx};
       typename T::S* ys[2] = {y + r * ldy, y + (r + 1) * ldy};
       if constexpr (kStream)
@@ -883,7 +879,7 @@ void log_softmax_rows_impl(const typename T::S* x, int64_t ldx, typename T::S* y
       S* none[2] = {};
       bool ok = true;
       for (int g = 0; g < kLogGroup; g += 2) {
-        prefetch_rows<T>(x, ldx, nullptr, 0, n, r + g + ahead, 2);
+        prefetch_rows<T>(x, ldx, n, r + g + ahead, 2);
         rows_max<T, 2>(xs + g, n, m + g);
         ok &= finite<T>(m[g]) && finite<T>(m[g + 1]);
         if (!ok) continue;
@@ -938,7 +934,7 @@ void reduce_rows(const typename T::S* x, int64_t ldx, int64_t n, int64_t rows, P
   if (n * int64_t(sizeof(typename T::S)) <= kPairRowsMaxBytes) {
     const int64_t ahead = rows_ahead<T>(n);
     for (; r + 2 <= rows; r += 2) {
-      prefetch_rows<T>(x, ldx, nullptr, 0, n, r + ahead, 2);
+      prefetch_rows<T>(x, ldx, n, r + ahead, 2);
       const typename T::S* xs[2] = {x + r * ldx, x + (r + 1) * ldx};
       rows_reduce<T, 2>(xs, n, out + r);
     }

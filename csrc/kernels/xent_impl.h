@@ -9,7 +9,8 @@
 // Beyond softmax_impl.h's Ops interface it needs T::fma(a, b, c) = a * b + c with one
 // rounding (each ISA's Ops define it). It includes nothing itself. Only the S == C
 // sets (float32, float64) are filled: the cross-entropy core converts float16 rows
-// to float32 buffers.
+// to float32 buffers. The including file provides fastsoftmax/merge.h (outside its
+// target region).
 
 // Products and sums here use T::fma (one rounding) explicitly, never mul then sub:
 // the compiler may contract the latter into an FMA in one copy of the code and not in
@@ -55,37 +56,12 @@ FASTSOFTMAX_PASS void rows_affine(typename T::S* y, int64_t n, typename T::C f,
 }
 
 // Training rows longer than kTrainSub elements are reduced in sub-blocks of that
-// length, merged in order (reduce_train): a 64 KiB sub-block's max pass reads what
+// length, merged in order (reduce_train; fastsoftmax/merge.h, as the driver's blocks): a 64 KiB sub-block's max pass reads what
 // the previous sub-block's exp pass prefetched, and the pair fits in L2 with room
 // to spare (a whole 500 KiB row and the next one, prefetched, filled it: ~10% slower
 // per element on (64, 128256) than on rows of 32000). xent_grad_row reduces the
 // same sub-blocks the same way, so the loss keeps its bits with the gradient.
 constexpr int64_t kTrainSub = 16384;
-
-// Merge of sub-block partials in order, as driver.cpp merges blocks (plain double
-// sums: at most kBlock / kTrainSub terms).
-inline Partial merge_sub(const Partial* p, int64_t ns) {
-  double m = -std::numeric_limits<double>::infinity();
-  for (int64_t b = 0; b < ns; ++b) {
-    if (p[b].max != p[b].max) return p[b];
-    m = std::max(m, p[b].max);
-  }
-  if (!(m - m == 0.0)) return {m, 0.0, 0.0};
-  double s = 0.0, r = 0.0;
-  bool apart = false;
-  for (int64_t b = 0; b < ns; ++b) {
-    if (p[b].max == -std::numeric_limits<double>::infinity()) continue;
-    const double scaled = p[b].sum * std::exp(p[b].max - m);
-    s += scaled;
-    if (!apart && p[b].max == m) {
-      r += p[b].rest;
-      apart = true;
-    } else {
-      r += scaled;
-    }
-  }
-  return {m, s, r};
-}
 
 template <class T>
 Partial reduce_train(const typename T::S* x, int64_t n) {
@@ -93,7 +69,7 @@ Partial reduce_train(const typename T::S* x, int64_t n) {
   Partial p[kBlock / kTrainSub];
   int64_t ns = 0;
   for (int64_t i = 0; i < n; i += kTrainSub) p[ns++] = reduce<T>(x + i, std::min(kTrainSub, n - i));
-  return merge_sub(p, ns);
+  return merge_partials(p, ns);
 }
 
 // Streamed gradients (`stream`: a large output): rows of at least this many bytes
@@ -142,9 +118,10 @@ Partial xent_grad_row(const typename T::S* x, typename T::S* y, int64_t n, doubl
       continue;
     }
     SumExp s;
-    // long rows prefetch the next row of x, and of y for writing (as softmax_row):
-    // its sub-block at this one's place (the affine pass below runs before the
-    // next row, so the next sub-block's distance would leave it too late)
+    // long rows prefetch the next row of x (and of y for writing, unless the exps
+    // go to the row buffer): its sub-block at this one's place (the affine pass
+    // below runs before the next row, so the next sub-block's distance would leave
+    // it too late)
     if (streamed)
       rows_sum_exp<T, 1, true, true, S, false>(&xi, &yi, len, &m, &s, n);
     else if (n * int64_t(sizeof(S)) >= kPrefetchRow)
@@ -154,7 +131,7 @@ Partial xent_grad_row(const typename T::S* x, typename T::S* y, int64_t n, doubl
     p[ns] = s.sum != s.sum ? Partial{std::numeric_limits<double>::quiet_NaN(), 0.0, 0.0}
                            : Partial{double(m), s.sum, s.rest};
   }
-  const Partial r = ns == 1 ? p[0] : merge_sub(p, ns);
+  const Partial r = ns == 1 ? p[0] : merge_partials(p, ns);
   if (!(r.max - r.max == 0.0)) return r;
   // the affine rescale in place, from cache: a sub-block's exps were taken against
   // its own max, hence its factor a * exp(m_c - M) / sum; an all -inf sub-block
