@@ -1,11 +1,20 @@
-"""The panel kernels' sweep (softmax_impl.h "panels"), once per available ISA.
+"""The panel kernels' tiles and sweep (softmax_impl.h "panels"), once per available ISA.
 
-A panel (reduced axis strided, lanes contiguous: axis=0 of a C-contiguous (n, w)) is
-swept row by row in blocks of rows (16 float32, 8 float64, 32 float16 rows), the
-running max and sum of each lane merged block by block (the sum rescaled where the max
-grows), in chunks of 4096 lanes, with streaming stores for outputs of 4 MiB and more.
-These tests aim at what that plan can get wrong, against the extended-precision
-reference of tests/_ref.py:
+A panel (reduced axis strided, lanes contiguous: axis=0 of a C-contiguous (n, w)) goes
+two ways:
+
+* softmax and log_softmax, where n rows of at least 256 bytes of lanes fit in the 2 MiB
+  scratch (n <= 8192 float32 / float64, 4096 float16): column tiles of up to 1024 lanes
+  (fewer as n grows: 2 MiB / (n * 4 or 8 bytes), in whole 64-byte lines, the first
+  tile ending on a line of the output), each in three passes: the lanes' max, their
+  exps (kept) and sums four rows at a time, the write;
+* logsumexp, and softmax / log_softmax of longer panels: swept row by row in blocks of
+  rows (16 float32, 8 float64, 32 float16 rows), the running max and sum of each lane
+  merged block by block (the sum rescaled where the max grows), in chunks of 4096
+  lanes.
+
+Both stream outputs of 4 MiB and more. These tests aim at what those plans can get
+wrong, against the extended-precision reference of tests/_ref.py:
 
 * lengths around the block sizes and their multiples, widths around the chunk width;
 * a max that grows in every block (every sum rescaled), shrinks, or first appears in
@@ -14,7 +23,9 @@ reference of tests/_ref.py:
   the largest term set apart, SPEC);
 * NaN / +inf appearing in a late block only;
 * bits: a column is the same in a narrow panel, a wide (chunked) one, a streamed one,
-  and in place.
+  and in place;
+* tiles: row counts around the groups of four; several tiles, their first one shortened
+  by an output that starts mid-line; the sweep taking over above the tiles' n.
 """
 
 import fastsoftmax as fs
@@ -26,6 +37,8 @@ pytestmark = pytest.mark.usefixtures("isa")
 
 FUNCS = ("softmax", "log_softmax", "logsumexp")
 ROWS = {np.dtype(np.float16): 32, np.dtype(np.float32): 16, np.dtype(np.float64): 8}
+# the longest panel that goes in tiles (softmax, log_softmax); longer ones are swept
+TILE_MAX_N = {np.dtype(np.float16): 4096, np.dtype(np.float32): 8192, np.dtype(np.float64): 8192}
 DTYPE_IDS = {"ids": lambda d: np.dtype(d).name}
 
 
@@ -132,3 +145,50 @@ def test_column_bits_across_chunks_and_streaming(name, dtype, rng):
         inplace = x.copy()
         run(name, inplace, out=inplace)
         assert_bits_equal(inplace, wide, "in place")
+
+
+@pytest.mark.parametrize("dtype", FLOATS, **DTYPE_IDS)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_tile_rows_around_the_groups_of_four(name, dtype, rng):
+    for n in range(1, 11):
+        for w in (1, 17, 70):
+            x = (rng.standard_normal((n, w)) * 5).astype(dtype)
+            check(name, run(name, x), x)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, **DTYPE_IDS)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_several_tiles_and_an_output_starting_mid_line(name, dtype, rng):
+    # n = 2048: tiles of 256 lanes (float32, float16) or 128 (float64), so w = 600 is
+    # several; an output at 1 or 3 elements past a line shortens the first tile. Every
+    # column must be right and have the bits of the same column in a narrow panel
+    # (one tile), with specials in a late tile among them.
+    n, w = 2048, 600
+    x = (rng.standard_normal((n, w)) * 4).astype(dtype)
+    x[n - 3, 555] = np.nan
+    x[:, 571] = -np.inf
+    x[1000, 590] = np.inf
+    x[: n - 1, 301] = -np.inf
+    narrow = {j0: run(name, np.ascontiguousarray(x[:, j0:j0 + 7])) for j0 in (0, 250, 296, 550, w - 7)}
+    for k in (0, 1, 3):
+        buf = np.full((n, w + 16), 7.0, dtype)
+        out = buf[:, k:k + w]
+        y = run(name, x, out=out)
+        assert y is out
+        check(name, y, x)
+        assert np.all(buf[:, :k] == 7.0) and np.all(buf[:, k + w:] == 7.0), "wrote outside out"
+        for j0, ref in narrow.items():
+            assert_bits_equal(y[:, j0:j0 + 7], ref, f"lanes {j0}..{j0 + 7}, out at +{k}")
+
+
+@pytest.mark.parametrize("dtype", FLOATS, **DTYPE_IDS)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_sweep_above_the_tiles(name, dtype, rng):
+    # one row more than the tiles take: the sweep, blocks and all
+    n = TILE_MAX_N[np.dtype(dtype)] + 1
+    x = (rng.standard_normal((n, 19)) * 4).astype(dtype)
+    x[n - 2, 3] = 40.0  # the max in the last block
+    x[: n - 1, 7] = -np.inf
+    y = run(name, x)
+    check(name, y, x)
+    assert_bits_equal(y[:, 2:5], run(name, np.ascontiguousarray(x[:, 2:5])), "narrow")

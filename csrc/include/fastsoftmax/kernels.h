@@ -19,9 +19,9 @@
 //    (log_softmax: -inf; logsumexp: -inf).
 //  * No kernel may emit floating-point exceptions that matter (we never read the
 //    flags), nor touch memory outside [x, x+n) / [y, y+n), nor allocate, except once
-//    per thread: the panels' sweep state and the row buffer of streamed batches (and
-//    of streamed sparse gradients) are thread_local, allocated on a thread's first
-//    such call and kept.
+//    per thread: the panels' sweep state, their tiles' state and scratch, and the
+//    row buffer of streamed batches (and of streamed sparse gradients) are
+//    thread_local, allocated on a thread's first such call and kept.
 #pragma once
 
 #include <cstddef>
