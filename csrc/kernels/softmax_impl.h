@@ -85,6 +85,14 @@ constexpr typename T::C kInfC = std::numeric_limits<typename T::C>::infinity();
 template <class T>
 constexpr typename T::C kNaNC = std::numeric_limits<typename T::C>::quiet_NaN();
 
+// The row pointers, copied into the pass's own array: a SIMD store (a may_alias
+// vector type) could otherwise alias the caller's array of pointers, and the compiler
+// would reload y[r] (and x[r]) before every store and load.
+#define FASTSOFTMAX_LOCAL_ROWS(type, name)          \
+  type name[R];                                     \
+  FASTSOFTMAX_UNROLL                                \
+  for (int r_ = 0; r_ < R; ++r_) name[r_] = name##_in[r_]
+
 // ---- rows ------------------------------------------------------------------------
 // Every row function below runs R rows in lockstep (R = 1; or 2 for short rows of a
 // batch, whose passes are latency-bound: two independent chains fill the pipeline).
@@ -155,8 +163,10 @@ constexpr int64_t kPrefetchRow = 8192;  // bytes
 // ownership while this pass computes, not while the light write pass runs).
 template <class T, int R, bool kStore, bool kPrefetch, class D = typename T::S,
           bool kPrefetchY = true, bool kStoreDiff = false>
-FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x, D* const* y, int64_t n,
+FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x_in, D* const* y_in, int64_t n,
                                    const typename T::C* m, SumExp* out, int64_t ahead = 0) {
+  FASTSOFTMAX_LOCAL_ROWS(const typename T::S*, x);
+  FASTSOFTMAX_LOCAL_ROWS(D*, y);
   // kPrefetch: how far ahead, in elements (0: n, the next row)
   const uintptr_t ahead_bytes = uintptr_t(ahead > 0 ? ahead : n) * sizeof(*x[0]);
   constexpr bool kToY = std::is_same_v<D, typename T::S>;
@@ -254,7 +264,8 @@ FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x, D* const* y, i
 
 // y *= scale (S == C only).
 template <class T, int R>
-FASTSOFTMAX_PASS void rows_scale(typename T::S* const* y, int64_t n, const typename T::C* scale) {
+FASTSOFTMAX_PASS void rows_scale(typename T::S* const* y_in, int64_t n, const typename T::C* scale) {
+  FASTSOFTMAX_LOCAL_ROWS(typename T::S*, y);
   using V = typename T::V;
   constexpr int64_t W = T::W;
   V vs[R];
@@ -283,8 +294,10 @@ FASTSOFTMAX_PASS void rows_scale(typename T::S* const* y, int64_t n, const typen
 
 // y = buf * scale, buf a compute-type buffer padded to whole vectors (float16 rows).
 template <class T, int R>
-FASTSOFTMAX_PASS void rows_scale_from(const typename T::C* const* buf, typename T::S* const* y,
+FASTSOFTMAX_PASS void rows_scale_from(const typename T::C* const* buf_in, typename T::S* const* y_in,
                                       int64_t n, const typename T::C* scale) {
+  FASTSOFTMAX_LOCAL_ROWS(const typename T::C*, buf);
+  FASTSOFTMAX_LOCAL_ROWS(typename T::S*, y);
   using V = typename T::V;
   constexpr int64_t W = T::W;
   V vs[R];
@@ -310,9 +323,11 @@ FASTSOFTMAX_PASS void rows_scale_from(const typename T::C* const* buf, typename 
 
 // softmax_finish: y = exp(x - m) * scale.
 template <class T, int R>
-FASTSOFTMAX_PASS void rows_exp_scale(const typename T::S* const* x, typename T::S* const* y,
+FASTSOFTMAX_PASS void rows_exp_scale(const typename T::S* const* x_in, typename T::S* const* y_in,
                                      int64_t n, const typename T::C* m,
                                      const typename T::C* scale) {
+  FASTSOFTMAX_LOCAL_ROWS(const typename T::S*, x);
+  FASTSOFTMAX_LOCAL_ROWS(typename T::S*, y);
   using V = typename T::V;
   constexpr int64_t W = T::W;
   V vm[R], vs[R];
@@ -346,9 +361,11 @@ FASTSOFTMAX_PASS void rows_exp_scale(const typename T::S* const* x, typename T::
 
 // log_softmax_finish: y = (x - m) - log_sum.
 template <class T, int R>
-FASTSOFTMAX_PASS void rows_log_finish(const typename T::S* const* x, typename T::S* const* y,
+FASTSOFTMAX_PASS void rows_log_finish(const typename T::S* const* x_in, typename T::S* const* y_in,
                                       int64_t n, const typename T::C* m,
                                       const typename T::C* log_sum) {
+  FASTSOFTMAX_LOCAL_ROWS(const typename T::S*, x);
+  FASTSOFTMAX_LOCAL_ROWS(typename T::S*, y);
   using V = typename T::V;
   constexpr int64_t W = T::W;
   V vm[R], vl[R];
