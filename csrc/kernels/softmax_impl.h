@@ -1305,11 +1305,11 @@ TileWork<T>& tile_work() {
 template <class T>
 FASTSOFTMAX_PASS void tile_max_row(const typename T::S* r, Tile<T>& t) {
   constexpr int64_t W = T::W;
-  const int64_t nv = t.nv;
+  const int64_t nv = t.nv, kp = t.kp;  // (locals: the stores may alias t's fields)
   typename T::C* const m = t.m;
   for (int64_t v = 0; v < nv - 1; ++v) T::storec(m + v * W, T::max(T::loadc(m + v * W), T::load(r + v * W)));
   const int64_t l = (nv - 1) * W;
-  T::storec(m + l, T::max(T::loadc(m + l), T::load_n(r + l, t.kp)));
+  T::storec(m + l, T::max(T::loadc(m + l), T::load_n(r + l, kp)));
 }
 
 // Pass 1 for kR (4, 2 or 1) rows from row i: e (softmax) to the scratch rows, the
@@ -1325,8 +1325,10 @@ FASTSOFTMAX_PASS void tile_sum_rows(Tile<T>& t, typename T::C* scratch, int64_t 
   constexpr int64_t W = T::W;
   constexpr int64_t kLineLanes = std::max<int64_t>(W, 64 / int64_t(sizeof(S)));
   const uintptr_t xs = uintptr_t(ldx) * sizeof(S);
+  // (locals: the stores below may alias t's fields)
+  const int64_t nv = t.nv, kp = t.kp, lanes = t.lanes;
   const S* const r = t.x + i * ldx;
-  typename T::C* const o = scratch + i * t.lanes;
+  typename T::C* const o = scratch + i * lanes;
   const uintptr_t ahead = reinterpret_cast<uintptr_t>(r) + kTileAhead * xs;
   const auto step = [&](int64_t j, int64_t k) {
     if (j % kLineLanes == 0) {
@@ -1344,7 +1346,7 @@ FASTSOFTMAX_PASS void tile_sum_rows(Tile<T>& t, typename T::C* scratch, int64_t 
     for (int q = 0; q < kR; ++q) {
       const S* const rq = r + q * ldx;
       e[q] = T::exp_le0(T::sub(k == W ? T::load(rq + j) : T::load_n(rq + j, k), mu));
-      if constexpr (kKind == Kind::softmax) T::storec(o + q * t.lanes + j, e[q]);
+      if constexpr (kKind == Kind::softmax) T::storec(o + q * lanes + j, e[q]);
     }
     typename T::Acc acc = T::acc_from_parts(t.s + j, t.c + j);
     if constexpr (kR == 4 && OneAcc<T>::value) {
@@ -1358,8 +1360,8 @@ FASTSOFTMAX_PASS void tile_sum_rows(Tile<T>& t, typename T::C* scratch, int64_t 
       T::acc_add(acc, e[0]);
     T::acc_parts(acc, t.s + j, t.c + j);
   };
-  for (int64_t v = 0; v < t.nv - 1; ++v) step(v * W, W);
-  step((t.nv - 1) * W, t.kp);
+  for (int64_t v = 0; v < nv - 1; ++v) step(v * W, W);
+  step((nv - 1) * W, kp);
 }
 
 // After pass 0: mu = the max where finite, +inf where +inf (x - mu is then -inf or
@@ -1402,11 +1404,14 @@ void tile_write(const Tile<T>& t, const typename T::C* scratch, int64_t n, int64
   using V = typename T::V;
   constexpr int64_t W = T::W;
   constexpr bool kCanStream = HasStream<T>::value && std::is_same_v<S, typename T::C>;
-  const uintptr_t row_bytes = uintptr_t(t.wc) * sizeof(S);
+  const int64_t wc = t.wc, lanes = t.lanes;  // (locals: the stores may alias t's fields)
+  const S* const x = t.x;
+  S* const y = t.y;
+  const uintptr_t row_bytes = uintptr_t(wc) * sizeof(S);
   for (int64_t i = 0; i < n; ++i) {
-    const S* const r = t.x + i * ldx;
-    const typename T::C* const e = scratch + i * t.lanes;
-    S* const o = t.y + i * ldy;
+    const S* const r = x + i * ldx;
+    const typename T::C* const e = scratch + i * lanes;
+    S* const o = y + i * ldy;
     if constexpr (kKind == Kind::log_softmax)
       prefetch_span<0>(reinterpret_cast<uintptr_t>(r + kTileAhead * ldx), row_bytes);
     const auto value = [&](int64_t j, int64_t k) {
@@ -1419,13 +1424,13 @@ void tile_write(const Tile<T>& t, const typename T::C* scratch, int64_t n, int64
     };
     if constexpr (kCanStream) {
       if (stream) {
-        stream_row<T>(o, t.wc, value);
+        stream_row<T>(o, wc, value);
         continue;
       }
     }
     int64_t j = 0;
-    for (; j + W <= t.wc; j += W) T::store(o + j, value(j, W));
-    if (j < t.wc) T::store_n(o + j, t.wc - j, value(j, t.wc - j));
+    for (; j + W <= wc; j += W) T::store(o + j, value(j, W));
+    if (j < wc) T::store_n(o + j, wc - j, value(j, wc - j));
   }
   if constexpr (kCanStream)
     if (stream) T::fence();
