@@ -6,7 +6,8 @@
 // 2. Pick a mode:
 //    ROW    one reduced dim, contiguous in x (and y): row kernels straight on memory.
 //    PANEL  one reduced dim, strided, and a kept dim contiguous in x (and y): panel
-//           kernels across that dim, tiled so a tile stays in L2.
+//           kernels across that dim (column tiles whose exps stay in cache, or a
+//           sweep for very long reduced dims: softmax_impl.h).
 //    GATHER anything else, or where=/temperature/b/return_sign, or a dtype without
 //           kernels: each row (or kBlock block of a long row) is gathered into a
 //           per-thread buffer in the compute type, computed there, scattered back.
@@ -48,11 +49,11 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // the input they fill most of a 16-32 MiB last-level cache anyway (xent.cpp's rule).
 constexpr int64_t kStreamOutputBytes = int64_t(8) << 20;
 
-// Panels are cut into tiles of this many lanes (fewer where the threads need more
-// tiles): the panel kernels sweep a tile row by row in memory order, in blocks of
-// rows, whatever its width (see softmax_impl.h), so the width only sets how the work
-// is shared; it never changes a lane's bits.
-constexpr int64_t kPanelTileLanes = 4096;
+// Panels are cut into this many lanes per call (fewer where the threads need more
+// pieces): the panel kernels cut a call into their own column tiles, or sweep it row
+// by row (see softmax_impl.h), the same way for every lane whatever the call's width,
+// so the width only sets how the work is shared; it never changes a lane's bits.
+constexpr int64_t kPanelCallLanes = 4096;
 
 enum Opnd { X = 0, Y = 1, M = 2, B = 3, SG = 4, kNumOpnds = 5 };
 
@@ -272,7 +273,7 @@ void run_panels(const Problem& p, const Layout& L, const KernelSet<S, C>& k, siz
   int64_t outer_rows = 1;
   for (const Dim& d : outer) outer_rows *= d.size;
   const int nt = threads_for(L.rows * n, p.threads);
-  int64_t tiles = (W + kPanelTileLanes - 1) / kPanelTileLanes;
+  int64_t tiles = (W + kPanelCallLanes - 1) / kPanelCallLanes;
   if (outer_rows * tiles < nt) tiles = std::min((W + 15) / 16, (nt + outer_rows - 1) / outer_rows);
   const int64_t tw = std::min(W, ((W + tiles - 1) / tiles + 15) / 16 * 16);
   tiles = (W + tw - 1) / tw;
