@@ -227,8 +227,10 @@ void run_rows(const Problem& p, const Layout& L, const KernelSet<S, C>& k) {
     const S* x0 = reinterpret_cast<const S*>(p.x.data);
     S* y0 = reinterpret_cast<S*>(p.y.data);
     // Outputs this large are not re-read from cache: streaming stores, no
-    // read-for-ownership of y (see softmax_impl.h).
-    const bool stream = rows * n * int64_t(sizeof(S)) >= kStreamOutputBytes;
+    // read-for-ownership of y (see softmax_impl.h), unless the ISA keeps plain stores
+    // for rows this long (avx2.cpp).
+    const bool stream = rows * n * int64_t(sizeof(S)) >= kStreamOutputBytes &&
+                        n * int64_t(sizeof(S)) < k.stream_rows_below_bytes;
     auto softmax_rows = stream && k.softmax_rows_stream ? k.softmax_rows_stream : k.softmax_rows;
     auto log_softmax_rows =
         stream && k.log_softmax_rows_stream ? k.log_softmax_rows_stream : k.log_softmax_rows;

@@ -172,6 +172,15 @@ struct F32 {
   static constexpr bool kOneAcc = true;  // acc_add4 sums into a[0] alone
   static constexpr bool kStoreExp = true;
   static constexpr int kPanelV = 2;  // 16 ymm registers: exp constants + accumulators
+  // Batches of rows of 64 KiB and more with plain stores (softmax_impl.h
+  // StreamRowsBelow): with 8 lanes the exps are slow enough that y's reads for
+  // ownership hide under them, where streaming leaves a write pass of its own.
+  // Measured on a Zen 3 (AVX2 only), same process, x copy, streamed -> plain:
+  // (256, 32000) 1.58 -> 1.29, (64, 128256) 1.60 -> 1.37, (512, 16384) 1.68 -> 1.54,
+  // log_softmax -6% to -17%; but rows of 16-32 KiB mixed (log_softmax (4096, 4096)
+  // 1.42 -> 1.83). Long rows' finish (-6% to +6% over two runs) and the panels,
+  // whose write pass is separate, still stream.
+  static constexpr int64_t kStreamRowsBelowBytes = int64_t(64) << 10;
   static V load(const S* p) { return _mm256_loadu_ps(p); }
   // k == W (a panel's last vector when w is a multiple of W): the plain move; the
   // branch is loop-invariant in every caller.
@@ -278,6 +287,7 @@ struct F64 {
   static constexpr int64_t W = 4;
   static constexpr bool kStoreExp = true;
   static constexpr int kPanelV = 2;
+  static constexpr int64_t kStreamRowsBelowBytes = int64_t(64) << 10;  // as F32's
   static V load(const S* p) { return _mm256_loadu_pd(p); }
   static V load_n(const S* p, int64_t k) {
     if (k == W) return load(p);

@@ -754,6 +754,15 @@ void rows_softmax_stream(const typename T::S* const* x, typename T::S* const* y,
 // converts on the way out).
 template <class T>
 constexpr bool kCanStreamRows = HasStream<T>::value;
+// Rows from which the driver should not stream them (KernelSet's
+// stream_rows_below_bytes): Ops whose exps are slow against the memory set
+// kStreamRowsBelowBytes (see avx2.cpp); long rows' plain stores' reads for ownership
+// then hide under the exps, where a streamed batch's separate write pass would not.
+template <class T, class = void>
+struct StreamRowsBelow : std::integral_constant<int64_t, INT64_MAX> {};
+template <class T>
+struct StreamRowsBelow<T, std::void_t<decltype(T::kStreamRowsBelowBytes)>>
+    : std::integral_constant<int64_t, T::kStreamRowsBelowBytes> {};
 
 // Batches of short rows: each step prefetches the rows about kRowsAheadBytes ahead:
 // their max pass otherwise waited on memory (a quarter of the time on (8192, 128));
@@ -1575,6 +1584,7 @@ void fill_set(Set& k) {
   if constexpr (kCanStreamRows<T>) {
     k.softmax_rows_stream = softmax_rows_stream<T>;
     k.log_softmax_rows_stream = log_softmax_rows_stream<T>;
+    k.stream_rows_below_bytes = StreamRowsBelow<T>::value;
   }
   k.softmax_panel = softmax_panel<T>;
   k.log_softmax_panel = log_softmax_panel<T>;

@@ -91,6 +91,9 @@ struct KernelSet {
                               int64_t rows) = nullptr;
   void (*log_softmax_rows_stream)(const S* x, int64_t ldx, S* y, int64_t ldy, int64_t n,
                                   int64_t rows) = nullptr;
+  // Rows of at least this many bytes are not streamed even then (the ISA's choice:
+  // where the exps are slow, plain stores' reads for ownership hide under them).
+  int64_t stream_rows_below_bytes = INT64_MAX;
 
   // Panels: the reduced axis is strided and `w` lanes next to each other are
   // contiguous. Element (i, j) (reduced index i < n, lane j < w) is x[i * ldx + j];
