@@ -67,12 +67,16 @@ constexpr int kExpTrain = 2;
 //   degree 2, fitted to 5.4e-6 relative error (0.006 float16 ULP), three operations
 //   fewer; kExpTrain, the cross-entropy and backward kernels, whose SPEC bound is 64 ε
 //   times the row's scale: q of degree 3, 4.5e-7 relative (about 4 ULP), two fewer.
-template <bool kLe0 = false, int kShort = 0>
+//   kNoFlush (with kLe0): for x known to be >= lo or NaN (the caller has checked its
+//   row's range): no clamp and no flush, the same bits there, three operations fewer.
+constexpr float kExpPsMinArg = -0x1.5d589ep+6f;
+template <bool kLe0 = false, int kShort = 0, bool kNoFlush = false>
 inline __m256 exp_ps(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-0x1.5d589ep+6f);
+  static_assert(kLe0 || !kNoFlush, "kNoFlush is for x <= 0");
+  const __m256 lo = _mm256_set1_ps(kExpPsMinArg);
   const __m256 hi = _mm256_set1_ps(0x1.62e42ep+6f);
   const __m256 magic = _mm256_set1_ps(kLe0 ? 0x1.8p23f + 127.0f : 0x1.8p23f);
-  __m256 xc = _mm256_max_ps(lo, x);  // NaN flows through (second operand)
+  __m256 xc = kNoFlush ? x : _mm256_max_ps(lo, x);  // NaN flows through (second operand)
   if (!kLe0) xc = _mm256_min_ps(hi, xc);
   const __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(0x1.715476p+0f), magic);
   const __m256 n = _mm256_sub_ps(t, magic);
@@ -88,6 +92,7 @@ inline __m256 exp_ps(__m256 x) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
   if (kLe0) {  // t's low mantissa bits hold n + 127: shifted by 23 they are 2^n
     const __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
+    if (kNoFlush) return _mm256_mul_ps(p, s);
     return _mm256_and_ps(_mm256_mul_ps(p, s), _mm256_cmp_ps(x, lo, _CMP_NLT_UQ));
   }
   // t's low mantissa bits hold n (two's complement): shifted by 23 they are n << 23.
@@ -208,6 +213,11 @@ struct F32 {
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }  // a * b + c, one rounding
   static V exp(V v) { return exp_ps(v); }
   static V exp_le0(V v) { return exp_ps<true>(v); }
+  // exp_le0 for x >= kExpLe0NfMin (or NaN): the same bits, no clamp and no flush
+  // (softmax_impl.h HasExpNf: the row kernels check a row's range first)
+  static constexpr C kExpLe0NfMin = kExpPsMinArg;
+  static V exp_le0_nf(V v) { return exp_ps<true, 0, true>(v); }
+  static V min(V a, V b) { return _mm256_min_ps(a, b); }
   static C hmax(V v) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -250,6 +260,7 @@ struct F16 : F32 {
   static constexpr bool kStoreExp = false;
   static V exp(V v) { return exp_ps<false, kExpF16>(v); }
   static V exp_le0(V v) { return exp_ps<true, kExpF16>(v); }
+  static V exp_le0_nf(V v) { return exp_ps<true, kExpF16, true>(v); }
   static V load(const S* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
@@ -371,12 +382,14 @@ struct F64 {
 struct F32Train : F32 {
   static V exp(V v) { return exp_ps<false, kExpTrain>(v); }
   static V exp_le0(V v) { return exp_ps<true, kExpTrain>(v); }
+  static V exp_le0_nf(V v) { return exp_ps<true, kExpTrain, true>(v); }
 };
 
 // The float16 kernels' exp over float arrays (the test hook exp_f16).
 struct F16Exp : F32 {
   static V exp(V v) { return exp_ps<false, kExpF16>(v); }
   static V exp_le0(V v) { return exp_ps<true, kExpF16>(v); }
+  static V exp_le0_nf(V v) { return exp_ps<true, kExpF16, true>(v); }
 };
 
 #include "kernels/softmax_impl.h"

@@ -130,6 +130,78 @@ FASTSOFTMAX_PASS void rows_max(const typename T::S* const* x, int64_t n, typenam
     m[r] = T::hmax(T::max(T::max(a[r][0], a[r][1]), T::max(a[r][2], a[r][3])));
 }
 
+// Ops whose exp_le0_nf skips exp_le0's clamp and flush for arguments known to be
+// >= T::kExpLe0NfMin (the same bits there): the row kernels take it for rows whose
+// range allows it, learnt from the max pass, which then also takes the min.
+template <class T, class = void>
+struct HasExpNf : std::false_type {};
+template <class T>
+struct HasExpNf<T, std::void_t<decltype(T::kExpLe0NfMin)>> : std::true_type {};
+
+// (kNf on Ops without it is exp_le0: rows_max_nf never says nf there)
+template <class T, bool kNf>
+FASTSOFTMAX_PASS typename T::V exp_le0_maybe_nf(typename T::V d) {
+  if constexpr (kNf && HasExpNf<T>::value)
+    return T::exp_le0_nf(d);
+  else
+    return T::exp_le0(d);
+}
+
+// rows_max, and whether every x - max (max finite) is >= kExpLe0NfMin: the min over
+// whole vectors (a tail is covered by the row's last W elements, which overlap the
+// vectors before it; a row shorter than W answers false). Two accumulators of each.
+template <class T, int R>
+FASTSOFTMAX_PASS void rows_max_nf(const typename T::S* const* x, int64_t n, typename T::C* m,
+                                  bool& nf) {
+  using V = typename T::V;
+  using C = typename T::C;
+  constexpr int64_t W = T::W;
+  if (n < W) {
+    rows_max<T, R>(x, n, m);
+    nf = false;
+    return;
+  }
+  V a[R][2], b[R][2];
+  FASTSOFTMAX_UNROLL
+  for (int r = 0; r < R; ++r) {
+    a[r][0] = a[r][1] = T::set1(-kInfC<T>);
+    b[r][0] = b[r][1] = T::set1(kInfC<T>);
+  }
+  int64_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const V v0 = T::load(x[r] + i), v1 = T::load(x[r] + i + W);
+      a[r][0] = T::max(a[r][0], v0);
+      a[r][1] = T::max(a[r][1], v1);
+      b[r][0] = T::min(b[r][0], v0);
+      b[r][1] = T::min(b[r][1], v1);
+    }
+  }
+  if (i < n) {  // the rest: one or two vectors, the last ending at n
+    FASTSOFTMAX_UNROLL
+    for (int r = 0; r < R; ++r) {
+      if (i + W < n) {
+        const V v = T::load(x[r] + i);
+        a[r][0] = T::max(a[r][0], v);
+        b[r][0] = T::min(b[r][0], v);
+      }
+      const V v = T::load(x[r] + n - W);
+      a[r][1] = T::max(a[r][1], v);
+      b[r][1] = T::min(b[r][1], v);
+    }
+  }
+  nf = true;
+  FASTSOFTMAX_UNROLL
+  for (int r = 0; r < R; ++r) {
+    m[r] = T::hmax(T::max(a[r][0], a[r][1]));
+    // min = -max(-v): negation is exact
+    const V zero = T::set1(C(0));
+    const C mn = -T::hmax(T::max(T::sub(zero, b[r][0]), T::sub(zero, b[r][1])));
+    nf &= C(mn - m[r]) >= T::kExpLe0NfMin;  // false for a NaN or non-finite max
+  }
+}
+
 // Ops whose acc_add4 adds into a[0] alone (the float sets: their four vectors are
 // summed in float first) say so with kOneAcc = true: the other three accumulators
 // stay +0, and merging them (six vector adds a row, which GCC cannot drop: x + 0 is
@@ -162,7 +234,7 @@ constexpr int64_t kPrefetchRow = 8192;  // bytes
 // their write pass then finishes y in place from L1, and y's lines are fetched for
 // ownership while this pass computes, not while the light write pass runs).
 template <class T, int R, bool kStore, bool kPrefetch, class D = typename T::S,
-          bool kPrefetchY = true, bool kStoreDiff = false>
+          bool kPrefetchY = true, bool kStoreDiff = false, bool kNf = false>
 FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x_in, D* const* y_in, int64_t n,
                                    const typename T::C* m, SumExp* out, int64_t ahead = 0) {
   FASTSOFTMAX_LOCAL_ROWS(const typename T::S*, x);
@@ -180,6 +252,9 @@ FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x_in, D* const* y
     vm[r] = T::set1(m[r]);
     a[r][0] = a[r][1] = a[r][2] = a[r][3] = T::acc_zero();
   }
+  // kNf: every x - m is >= kExpLe0NfMin (rows_max_nf); the tail's padding lanes
+  // (-inf) still need exp_le0's flush
+  constexpr auto exp_main = exp_le0_maybe_nf<T, kNf>;
   int64_t i = 0;
   for (; i + 4 * W <= n; i += 4 * W) {
     if constexpr (kPrefetch) {
@@ -210,7 +285,7 @@ FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x_in, D* const* y
         T::store(y[r] + i + 2 * W, d2);
         T::store(y[r] + i + 3 * W, d3);
       }
-      const V e0 = T::exp_le0(d0), e1 = T::exp_le0(d1), e2 = T::exp_le0(d2), e3 = T::exp_le0(d3);
+      const V e0 = exp_main(d0), e1 = exp_main(d1), e2 = exp_main(d2), e3 = exp_main(d3);
       if constexpr (kStore && kToY) {
         T::store(y[r] + i, e0);
         T::store(y[r] + i + W, e1);
@@ -230,7 +305,7 @@ FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x_in, D* const* y
     for (int r = 0; r < R; ++r) {
       const V d = T::sub(T::load(x[r] + i), vm[r]);
       if constexpr (kStoreDiff) T::store(y[r] + i, d);
-      const V e = T::exp_le0(d);
+      const V e = exp_main(d);
       if constexpr (kStore && kToY)
         T::store(y[r] + i, e);
       else if constexpr (kStore)
@@ -443,7 +518,11 @@ template <class T, int R>
 void rows_softmax(const typename T::S* const* x, typename T::S* const* y, int64_t n) {
   using C = typename T::C;
   C m[R];
-  rows_max<T, R>(x, n, m);
+  bool nf = false;
+  if constexpr (HasExpNf<T>::value)
+    rows_max_nf<T, R>(x, n, m, nf);
+  else
+    rows_max<T, R>(x, n, m);
   if constexpr (R > 1) {
     bool ok = true;
     for (int r = 0; r < R; ++r) ok &= finite<T>(m[r]);
@@ -468,8 +547,12 @@ void rows_softmax(const typename T::S* const* x, typename T::S* const* y, int64_
       alignas(64) C buf[R][kBufN + T::W];  // + W: the tail stores a whole vector
       C* bufs[R];
       for (int r = 0; r < R; ++r) bufs[r] = buf[r];
-      if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
+      if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow && nf)
+        rows_sum_exp<T, R, true, true, C, true, false, true>(x, bufs, n, m, s);
+      else if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
         rows_sum_exp<T, R, true, true, C>(x, bufs, n, m, s);
+      else if (nf)
+        rows_sum_exp<T, R, true, false, C, true, false, true>(x, bufs, n, m, s);
       else
         rows_sum_exp<T, R, true, false, C>(x, bufs, n, m, s);
       bool nan = false;
@@ -492,8 +575,13 @@ void rows_softmax(const typename T::S* const* x, typename T::S* const* y, int64_
   }
   // kStore: the exps go to y; else (long float16 rows) y is only prefetched for the
   // last pass, which recomputes them
-  if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
+  // (nf: the no-flush exp, see rows_max_nf)
+  if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow && nf)
+    rows_sum_exp<T, R, kStore, true, typename T::S, true, false, true>(x, y, n, m, s);
+  else if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
     rows_sum_exp<T, R, kStore, true>(x, y, n, m, s);
+  else if (nf)
+    rows_sum_exp<T, R, kStore, false, typename T::S, true, false, true>(x, y, n, m, s);
   else
     rows_sum_exp<T, R, kStore, false>(x, y, n, m, s);
   bool nan = false;
@@ -523,7 +611,11 @@ template <class T, int R>
 void rows_log_softmax(const typename T::S* const* x, typename T::S* const* y, int64_t n) {
   using C = typename T::C;
   C m[R];
-  rows_max<T, R>(x, n, m);
+  bool nf = false;
+  if constexpr (HasExpNf<T>::value)
+    rows_max_nf<T, R>(x, n, m, nf);
+  else
+    rows_max<T, R>(x, n, m);
   if constexpr (R > 1) {
     bool ok = true;
     for (int r = 0; r < R; ++r) ok &= finite<T>(m[r]);
@@ -543,10 +635,16 @@ void rows_log_softmax(const typename T::S* const* x, typename T::S* const* y, in
   // y is only prefetched here, written by the last pass.
   const bool diff = std::is_same_v<typename T::S, C> &&
                     n * int64_t(sizeof(typename T::S)) <= kLogDiffMaxBytes;
-  if (diff)
+  if (diff && nf)
+    rows_sum_exp<T, R, false, false, typename T::S, true, true, true>(x, y, n, m, s);
+  else if (diff)
     rows_sum_exp<T, R, false, false, typename T::S, true, true>(x, y, n, m, s);
+  else if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow && nf)
+    rows_sum_exp<T, R, false, true, typename T::S, true, false, true>(x, y, n, m, s);
   else if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
     rows_sum_exp<T, R, false, true>(x, y, n, m, s);
+  else if (nf)
+    rows_sum_exp<T, R, false, false, typename T::S, true, false, true>(x, y, n, m, s);
   else
     rows_sum_exp<T, R, false, false>(x, y, n, m, s);
   bool nan = false;
@@ -906,11 +1004,19 @@ void log_softmax_rows_impl(const typename T::S* x, int64_t ldx, typename T::S* y
       bool ok = true;
       for (int g = 0; g < kLogGroup; g += 2) {
         prefetch_rows<T>(x, ldx, n, r + g + ahead, 2);
-        rows_max<T, 2>(xs + g, n, m + g);
+        bool nf = false;
+        if constexpr (HasExpNf<T>::value)
+          rows_max_nf<T, 2>(xs + g, n, m + g, nf);
+        else
+          rows_max<T, 2>(xs + g, n, m + g);
         ok &= finite<T>(m[g]) && finite<T>(m[g + 1]);
         if (!ok) continue;
-        if (diff)  // x - m to y (finished in place below)
+        if (diff && nf)  // x - m to y (finished in place below)
+          rows_sum_exp<T, 2, false, false, S, true, true, true>(xs + g, ys + g, n, m + g, s + g);
+        else if (diff)
           rows_sum_exp<T, 2, false, false, S, true, true>(xs + g, ys + g, n, m + g, s + g);
+        else if (nf)
+          rows_sum_exp<T, 2, false, false, S, true, false, true>(xs + g, none, n, m + g, s + g);
         else
           rows_sum_exp<T, 2, false, false>(xs + g, none, n, m + g, s + g);
       }
