@@ -823,13 +823,22 @@ void rows_softmax_stream(const typename T::S* const* x, typename T::S* const* y,
                          typename T::C* const* bufs) {
   using C = typename T::C;
   C m[R];
-  rows_max<T, R>(x, n, m);
+  bool nf = false;
+  if constexpr (HasExpNf<T>::value)
+    rows_max_nf<T, R>(x, n, m, nf);
+  else
+    rows_max<T, R>(x, n, m);
   bool ok = true;
   for (int r = 0; r < R; ++r) ok &= finite<T>(m[r]);
   SumExp s[R];
   if (ok) {
-    if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
+    const bool pf = R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow;
+    if (pf && nf)
+      rows_sum_exp<T, R, true, true, C, true, false, true>(x, bufs, n, m, s);
+    else if (pf)
       rows_sum_exp<T, R, true, true, C>(x, bufs, n, m, s);
+    else if (nf)
+      rows_sum_exp<T, R, true, false, C, true, false, true>(x, bufs, n, m, s);
     else
       rows_sum_exp<T, R, true, false, C>(x, bufs, n, m, s);
     for (int r = 0; r < R; ++r) ok &= s[r].sum == s[r].sum;
@@ -955,12 +964,21 @@ void log_softmax_one(const typename T::S* x, typename T::S* y, int64_t n) {
   } else {
     typename T::S* none[1] = {};
     C m;
-    rows_max<T, 1>(&x, n, &m);
+    bool nf = false;
+    if constexpr (HasExpNf<T>::value)
+      rows_max_nf<T, 1>(&x, n, &m, nf);
+    else
+      rows_max<T, 1>(&x, n, &m);
     SumExp s;
     bool ok = finite<T>(m);
     if (ok) {
-      if (n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
+      const bool pf = n * int64_t(sizeof(typename T::S)) >= kPrefetchRow;
+      if (pf && nf)
+        rows_sum_exp<T, 1, false, true, typename T::S, true, false, true>(&x, none, n, &m, &s);
+      else if (pf)
         rows_sum_exp<T, 1, false, true>(&x, none, n, &m, &s);
+      else if (nf)
+        rows_sum_exp<T, 1, false, false, typename T::S, true, false, true>(&x, none, n, &m, &s);
       else
         rows_sum_exp<T, 1, false, false>(&x, none, n, &m, &s);
       ok = s.sum == s.sum;
