@@ -192,3 +192,22 @@ def test_sweep_above_the_tiles(name, dtype, rng):
     y = run(name, x)
     check(name, y, x)
     assert_bits_equal(y[:, 2:5], run(name, np.ascontiguousarray(x[:, 2:5])), "narrow")
+
+
+@pytest.mark.parametrize("dtype", FLOATS, **DTYPE_IDS)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_tile_columns_of_narrow_and_wide_range(name, dtype, rng):
+    # AVX2 tiles take an exp without clamp and flush when every lane's x - max is above
+    # the exp's underflow bound (the same bits there): a column's bits must not depend
+    # on a wide-range neighbour (an entry far below its max, or -inf) in its tile.
+    far = {np.dtype(np.float16): -30000.0, np.dtype(np.float32): -120.0, np.dtype(np.float64): -800.0}
+    n, w = 37, 70
+    x = (rng.standard_normal((n, w)) * 3).astype(dtype)
+    x[5, 3] = far[np.dtype(dtype)]
+    x[n - 1, 40] = -np.inf
+    y = run(name, x)
+    check(name, y, x)
+    # (narrow panels of two lanes or more: one column alone would be a contiguous row)
+    for j0, j1 in ((0, 2), (1, 3), (4, 6), (41, 43), (68, 70), (8, 24)):
+        narrow = run(name, np.ascontiguousarray(x[:, j0:j1]))
+        assert_bits_equal(y[:, j0:j1], narrow, f"lanes {j0}..{j1}")

@@ -1411,6 +1411,7 @@ struct Tile {
   using C = typename T::C;
   static constexpr int64_t kPad = 64;  // stream_row's vectors may pass the last lane
   alignas(64) C m[kTileMaxLanes + kPad];   // pass 0's max (NaN may be dropped)
+  alignas(64) C mn[kTileMaxLanes + kPad];  // and min (Ops with exp_le0_nf)
   alignas(64) C mu[kTileMaxLanes + kPad];  // what is subtracted
   alignas(64) C a[kTileMaxLanes + kPad];   // the write factor
   alignas(64) double s[kTileMaxLanes], c[kTileMaxLanes];  // sum, compensation
@@ -1418,6 +1419,7 @@ struct Tile {
   const S* x;
   S* y;
   int64_t wc, nv, kp, lanes;
+  bool nf;  // every lane's x - mu is >= T::kExpLe0NfMin: pass 1 takes exp_le0_nf
 };
 
 // Per thread and dtype, allocated on the thread's first tiled panel and kept: two
@@ -1437,12 +1439,17 @@ TileWork<T>& tile_work() {
 
 template <class T>
 FASTSOFTMAX_PASS void tile_max_row(const typename T::S* r, Tile<T>& t) {
+  using V = typename T::V;
   constexpr int64_t W = T::W;
   const int64_t nv = t.nv, kp = t.kp;  // (locals: the stores may alias t's fields)
   typename T::C* const m = t.m;
-  for (int64_t v = 0; v < nv - 1; ++v) T::storec(m + v * W, T::max(T::loadc(m + v * W), T::load(r + v * W)));
-  const int64_t l = (nv - 1) * W;
-  T::storec(m + l, T::max(T::loadc(m + l), T::load_n(r + l, kp)));
+  typename T::C* const mn = t.mn;
+  const auto step = [&](int64_t j, V v) {
+    T::storec(m + j, T::max(T::loadc(m + j), v));
+    if constexpr (HasExpNf<T>::value) T::storec(mn + j, T::min(T::loadc(mn + j), v));
+  };
+  for (int64_t v = 0; v < nv - 1; ++v) step(v * W, T::load(r + v * W));
+  step((nv - 1) * W, T::load_n(r + (nv - 1) * W, kp));  // (padding: -inf, never read)
 }
 
 // Pass 1 for kR (4, 2 or 1) rows from row i: e (softmax) to the scratch rows, the
@@ -1450,7 +1457,7 @@ FASTSOFTMAX_PASS void tile_max_row(const typename T::S* r, Tile<T>& t) {
 // in float by acc_add4 where it adds into one accumulator, else as two pairs). One 64-byte line
 // per row in each of the first `pf_lanes` lanes at pf (the next tile's rows ahead)
 // and of this tile's rows kTileAhead ahead is prefetched per line of lanes.
-template <class T, Kind kKind, int kR>
+template <class T, Kind kKind, int kR, bool kNf>
 FASTSOFTMAX_PASS void tile_sum_rows(Tile<T>& t, typename T::C* scratch, int64_t i, int64_t ldx,
                                     uintptr_t pf, int64_t pf_lanes) {
   using S = typename T::S;
@@ -1478,7 +1485,10 @@ FASTSOFTMAX_PASS void tile_sum_rows(Tile<T>& t, typename T::C* scratch, int64_t 
     FASTSOFTMAX_UNROLL
     for (int q = 0; q < kR; ++q) {
       const S* const rq = r + q * ldx;
-      e[q] = T::exp_le0(T::sub(k == W ? T::load(rq + j) : T::load_n(rq + j, k), mu));
+      if (k == W)  // (kNf: a tail's padding lanes, -inf, need the flush)
+        e[q] = exp_le0_maybe_nf<T, kNf>(T::sub(T::load(rq + j), mu));
+      else
+        e[q] = T::exp_le0(T::sub(T::load_n(rq + j, k), mu));
       if constexpr (kKind == Kind::softmax) T::storec(o + q * lanes + j, e[q]);
     }
     typename T::Acc acc = T::acc_from_parts(t.s + j, t.c + j);
@@ -1502,11 +1512,15 @@ FASTSOFTMAX_PASS void tile_sum_rows(Tile<T>& t, typename T::C* scratch, int64_t 
 template <class T>
 void tile_mu(Tile<T>& t) {
   using C = typename T::C;
+  bool nf = HasExpNf<T>::value;
   for (int64_t l = 0; l < t.lanes; ++l) {
     const C m = t.m[l];
     t.mu[l] = (m - m == C(0)) || m == kInfC<T> ? m : C(0);
     t.s[l] = t.c[l] = 0.0;
+    if constexpr (HasExpNf<T>::value)  // (false for a NaN or non-finite max or min)
+      if (l < t.wc) nf &= C(t.mn[l] - m) >= T::kExpLe0NfMin;
   }
+  t.nf = nf;
 }
 
 // After pass 1: the write factor a per lane, as the sweep's (rest = sum - 1, the
@@ -1593,7 +1607,10 @@ void panel_tiles(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t 
     t.nv = (wc + W - 1) / W;
     t.kp = wc - (t.nv - 1) * W;
     t.lanes = t.nv * W;
-    for (int64_t v = 0; v < t.nv; ++v) T::storec(t.m + v * W, T::set1(-kInfC<T>));
+    for (int64_t v = 0; v < t.nv; ++v) {
+      T::storec(t.m + v * W, T::set1(-kInfC<T>));
+      T::storec(t.mn + v * W, T::set1(kInfC<T>));
+    }
     j += wc;
   };
 
@@ -1625,7 +1642,10 @@ void panel_tiles(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t 
                              uintptr_t(next->wc - cur->lanes) * sizeof(S));
         for (int q = 0; q < kR; ++q) tile_max_row<T>(next->x + (i + q) * ldx, *next);
       }
-      tile_sum_rows<T, kKind, decltype(kR)::value>(*cur, scratch, i, ldx, pf, pf_lanes);
+      if (cur->nf)
+        tile_sum_rows<T, kKind, decltype(kR)::value, true>(*cur, scratch, i, ldx, pf, pf_lanes);
+      else
+        tile_sum_rows<T, kKind, decltype(kR)::value, false>(*cur, scratch, i, ldx, pf, pf_lanes);
     };
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) rows(i, std::integral_constant<int, 4>());
