@@ -1391,8 +1391,11 @@ void sweep_chunk(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t 
 // y's 64-byte lines: a line shared by two tiles would be written in two halves at
 // different times (a streamed partial line is written back with a read) and, x being
 // placed as y as a rule, read twice. (Measured on a Zen 3, AVX2, (4096, 4096) axis 0:
-// pass by pass 2.6x copy; with pass 0 in pass 1 and both prefetches 2.2x; the write
-// pass in the sweep too was no faster: the scratch then competes with x for the L3.)
+// pass by pass 2.6x copy; with pass 0 in pass 1 and both prefetches 2.2x; writing the
+// tile before in that sweep too was no faster: its scratch then competes with x for
+// the L3.) Ops with exp_le0_nf (AVX2): pass 0 also takes each lane's min, and a tile
+// whose every lane's x - max is above the exp's underflow bound takes that exp (the
+// same bits, three operations fewer) in pass 1.
 // A lane's sum runs over its rows in order, four at a time (acc_add4, as the rows'
 // sums), then a pair, then one, whatever the tile: its bits depend on its column
 // alone. Specials as the sweep.
