@@ -218,19 +218,20 @@ def test_log_softmax_groups_with_special_rows(n, dtype, rng):
 
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("n", [5, 8, 100, 128, 250, 3000, 20000])
-@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
 def test_rows_of_narrow_and_wide_range_side_by_side(name, n, dtype, rng):
-    # The AVX2 row kernels take an exp without clamp and flush for a row (or a pair of
-    # rows) whose every x - max is above the exp's underflow bound, learnt from the
-    # max pass: the same bits as the flushing exp there. So a row's bits must not
-    # depend on whether its neighbour spans more than ~87 (an entry far below its max,
-    # or -inf), in pairs, groups of eight, alone, or with a tail shorter than a vector.
+    # The AVX2 row kernels (and logsumexp's reduce) take an exp without clamp and flush
+    # for a row (or a pair of rows) whose every x - max is above its underflow bound,
+    # learnt from the max pass: the same bits as the flushing exp there. So a row's
+    # bits must not depend on whether its neighbour spans more than ~87 (an entry far
+    # below its max, or -inf), in pairs, groups of eight, alone, or with a tail
+    # shorter than a vector.
     f = FUNCS[name]
     far = {np.dtype(np.float16): -30000.0, np.dtype(np.float32): -120.0, np.dtype(np.float64): -800.0}
     x = (rng.standard_normal((24, n)) * 3).astype(dtype)
     x[1::3, n // 2] = far[np.dtype(dtype)]  # wide rows
     x[2::6, n - 1] = -np.inf                # wide rows, the special at the tail
-    y = f(x)
+    y = np.asarray(f(x))
     for k in range(x.shape[0]):
-        assert_bits_equal(y[k], f(x[k]), f"row {k}")
+        assert_bits_equal(y[k], np.asarray(f(x[k])), f"row {k}")
     check_func(name, y, x, -1)

@@ -671,7 +671,11 @@ template <class T, int R>
 void rows_reduce(const typename T::S* const* x, int64_t n, Partial* out) {
   using C = typename T::C;
   C m[R];
-  rows_max<T, R>(x, n, m);
+  bool nf = false;
+  if constexpr (HasExpNf<T>::value)
+    rows_max_nf<T, R>(x, n, m, nf);
+  else
+    rows_max<T, R>(x, n, m);
   if constexpr (R > 1) {
     bool ok = true;
     for (int r = 0; r < R; ++r) ok &= finite<T>(m[r]);
@@ -685,8 +689,13 @@ void rows_reduce(const typename T::S* const* x, int64_t n, Partial* out) {
   }
   SumExp s[R];
   typename T::S* none[R] = {};
-  if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
+  const bool pf = R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow;
+  if (pf && nf)
+    rows_sum_exp<T, R, false, true, typename T::S, true, false, true>(x, none, n, m, s);
+  else if (pf)
     rows_sum_exp<T, R, false, true>(x, none, n, m, s);
+  else if (nf)
+    rows_sum_exp<T, R, false, false, typename T::S, true, false, true>(x, none, n, m, s);
   else
     rows_sum_exp<T, R, false, false>(x, none, n, m, s);
   for (int r = 0; r < R; ++r)
