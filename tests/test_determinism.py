@@ -235,3 +235,21 @@ def test_rows_of_narrow_and_wide_range_side_by_side(name, n, dtype, rng):
     for k in range(x.shape[0]):
         assert_bits_equal(y[k], np.asarray(f(x[k])), f"row {k}")
     check_func(name, y, x, -1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("wide_block", [None, 0, 2])
+def test_long_row_with_a_wide_block(func_name, dtype, wide_block, rng):
+    # A long row's finish takes the no-flush exp (AVX2) only when every block's reduce
+    # saw its min above the bound: a far entry in one block sends the whole row to the
+    # flushing finish. Either way the row is right and the thread count keeps its bits.
+    f = FUNCS[func_name]
+    n = 2 * 131072 + 999
+    x = (rng.standard_normal(n) * 3).astype(dtype)
+    if wide_block is not None:
+        x[wide_block * 131072 + 17] = {np.dtype(np.float16): -30000.0, np.dtype(np.float32): -150.0}[np.dtype(dtype)]
+    with fs.threads(1):
+        y1 = f(x)
+    with fs.threads(2):
+        assert_bits_equal(np.asarray(f(x)), np.asarray(y1), "threads(2) vs threads(1)")
+    check_func(func_name, y1, x, -1)

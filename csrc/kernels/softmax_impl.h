@@ -152,13 +152,15 @@ FASTSOFTMAX_PASS typename T::V exp_le0_maybe_nf(typename T::V d) {
 // vectors before it; a row shorter than W answers false). Two accumulators of each.
 template <class T, int R>
 FASTSOFTMAX_PASS void rows_max_nf(const typename T::S* const* x, int64_t n, typename T::C* m,
-                                  bool& nf) {
+                                  bool& nf, typename T::C* mins = nullptr) {
   using V = typename T::V;
   using C = typename T::C;
   constexpr int64_t W = T::W;
   if (n < W) {
     rows_max<T, R>(x, n, m);
     nf = false;
+    if (mins)
+      for (int r = 0; r < R; ++r) mins[r] = -kInfC<T>;
     return;
   }
   V a[R][2], b[R][2];
@@ -199,6 +201,7 @@ FASTSOFTMAX_PASS void rows_max_nf(const typename T::S* const* x, int64_t n, type
     const V zero = T::set1(C(0));
     const C mn = -T::hmax(T::max(T::sub(zero, b[r][0]), T::sub(zero, b[r][1])));
     nf &= C(mn - m[r]) >= T::kExpLe0NfMin;  // false for a NaN or non-finite max
+    if (mins) mins[r] = mn;
   }
 }
 
@@ -397,7 +400,7 @@ FASTSOFTMAX_PASS void rows_scale_from(const typename T::C* const* buf_in, typena
 }
 
 // softmax_finish: y = exp(x - m) * scale.
-template <class T, int R>
+template <class T, int R, bool kNf = false>
 FASTSOFTMAX_PASS void rows_exp_scale(const typename T::S* const* x_in, typename T::S* const* y_in,
                                      int64_t n, const typename T::C* m,
                                      const typename T::C* scale) {
@@ -415,8 +418,8 @@ FASTSOFTMAX_PASS void rows_exp_scale(const typename T::S* const* x_in, typename 
   for (; i + 2 * W <= n; i += 2 * W) {
     FASTSOFTMAX_UNROLL
     for (int r = 0; r < R; ++r) {
-      const V e0 = T::exp_le0(T::sub(T::load(x[r] + i), vm[r]));
-      const V e1 = T::exp_le0(T::sub(T::load(x[r] + i + W), vm[r]));
+      const V e0 = exp_le0_maybe_nf<T, kNf>(T::sub(T::load(x[r] + i), vm[r]));
+      const V e1 = exp_le0_maybe_nf<T, kNf>(T::sub(T::load(x[r] + i + W), vm[r]));
       T::store(y[r] + i, T::mul(e0, vs[r]));
       T::store(y[r] + i + W, T::mul(e1, vs[r]));
     }
@@ -424,7 +427,7 @@ FASTSOFTMAX_PASS void rows_exp_scale(const typename T::S* const* x_in, typename 
   for (; i + W <= n; i += W) {
     FASTSOFTMAX_UNROLL
     for (int r = 0; r < R; ++r)
-      T::store(y[r] + i, T::mul(T::exp_le0(T::sub(T::load(x[r] + i), vm[r])), vs[r]));
+      T::store(y[r] + i, T::mul(exp_le0_maybe_nf<T, kNf>(T::sub(T::load(x[r] + i), vm[r])), vs[r]));
   }
   if (i < n) {
     FASTSOFTMAX_UNROLL
@@ -670,10 +673,10 @@ void rows_log_softmax(const typename T::S* const* x, typename T::S* const* y, in
 template <class T, int R>
 void rows_reduce(const typename T::S* const* x, int64_t n, Partial* out) {
   using C = typename T::C;
-  C m[R];
+  C m[R], mins[R];
   bool nf = false;
   if constexpr (HasExpNf<T>::value)
-    rows_max_nf<T, R>(x, n, m, nf);
+    rows_max_nf<T, R>(x, n, m, nf, mins);
   else
     rows_max<T, R>(x, n, m);
   if constexpr (R > 1) {
@@ -698,9 +701,11 @@ void rows_reduce(const typename T::S* const* x, int64_t n, Partial* out) {
     rows_sum_exp<T, R, false, false, typename T::S, true, false, true>(x, none, n, m, s);
   else
     rows_sum_exp<T, R, false, false>(x, none, n, m, s);
-  for (int r = 0; r < R; ++r)
+  for (int r = 0; r < R; ++r) {
     out[r] = s[r].sum != s[r].sum ? Partial{std::numeric_limits<double>::quiet_NaN(), 0.0, 0.0}
                                   : Partial{double(m[r]), s[r].sum, s[r].rest};
+    if constexpr (HasExpNf<T>::value) out[r].min = double(mins[r]);
+  }
 }
 
 // ---- the row entries of the kernel table -------------------------------------------
@@ -769,7 +774,7 @@ FASTSOFTMAX_PASS void stream_row(typename T::S* y, int64_t n, F&& value) {
   }
 }
 
-template <class T, bool kLog>
+template <class T, bool kLog, bool kNf = false>
 void finish_stream(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m,
                    typename T::C a) {
   using S = typename T::S;
@@ -777,15 +782,27 @@ void finish_stream(const typename T::S* x, typename T::S* y, int64_t n, typename
   if constexpr (HasStream<T>::value && std::is_same_v<S, typename T::C>) {
     const V vm = T::set1(m), va = T::set1(a);
     stream_row<T>(y, n, [&](int64_t i, int64_t k) {
-      const V d = T::sub(k == T::W ? T::load(x + i) : T::load_n(x + i, k), vm);
+      if (k == T::W) {
+        const V d = T::sub(T::load(x + i), vm);
+        return kLog ? T::sub(d, va) : T::mul(exp_le0_maybe_nf<T, kNf>(d), va);
+      }
+      const V d = T::sub(T::load_n(x + i, k), vm);  // (padding: -inf, needs the flush)
       return kLog ? T::sub(d, va) : T::mul(T::exp_le0(d), va);
     });
     T::fence();
   } else if constexpr (kLog) {
     rows_log_finish<T, 1>(&x, &y, n, &m, &a);
   } else {
-    rows_exp_scale<T, 1>(&x, &y, n, &m, &a);
+    rows_exp_scale<T, 1, kNf>(&x, &y, n, &m, &a);
   }
+}
+
+// softmax's finish for a block whose every x - m is >= T::kExpLe0NfMin (the driver
+// knows from the reduce's Partial::min), streamed as softmax_finish_stream.
+template <class T>
+void softmax_finish_nf(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m,
+                       typename T::C scale) {
+  finish_stream<T, false, true>(x, y, n, m, scale);
 }
 
 template <class T>
@@ -1734,6 +1751,10 @@ void fill_set(Set& k) {
   k.log_softmax_finish = log_softmax_finish<T>;
   k.softmax_finish_stream = softmax_finish_stream<T>;
   k.log_softmax_finish_stream = log_softmax_finish_stream<T>;
+  if constexpr (HasExpNf<T>::value) {
+    k.softmax_finish_nf = softmax_finish_nf<T>;
+    k.exp_nf_min = double(T::kExpLe0NfMin);
+  }
   k.softmax_rows = softmax_rows<T>;
   k.log_softmax_rows = log_softmax_rows<T>;
   k.reduce_rows = reduce_rows<T>;
