@@ -190,12 +190,16 @@ void row_contiguous(const KernelSet<S, C>& k, Op op, const S* x, S* y, int64_t n
                     ? (k.softmax_finish_stream ? k.softmax_finish_stream : k.softmax_finish)
                     : (k.log_softmax_finish_stream ? k.log_softmax_finish_stream
                                                    : k.log_softmax_finish);
-  // Where every block's reduce took its min and every x - m is above the ISA's exp
-  // underflow bound, the finish without clamp and flush (the same bits).
-  if (op == Op::softmax && k.softmax_finish_nf) {
+  // With every block's min (the reduce's, -inf where it took none), the ISA's finish
+  // may skip its exp's clamp and flush (the same bits).
+  if (op == Op::softmax && k.softmax_finish_min) {
     double mn = HUGE_VAL;
     for (int64_t b = 0; b < nb; ++b) mn = std::min(mn, parts[b].min);
-    if (double(C(C(mn) - m)) >= k.exp_nf_min) finish = k.softmax_finish_nf;
+    parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b)
+        k.softmax_finish_min(x + b * kBlock, y + b * kBlock, block_len(b), m, a, C(mn));
+    });
+    return;
   }
   parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) finish(x + b * kBlock, y + b * kBlock, block_len(b), m, a);

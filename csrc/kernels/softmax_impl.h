@@ -156,13 +156,14 @@ FASTSOFTMAX_PASS void rows_max_nf(const typename T::S* const* x, int64_t n, type
   using V = typename T::V;
   using C = typename T::C;
   constexpr int64_t W = T::W;
-  if (n < W) {
+  if (!HasExpNf<T>::value || n < W) {  // (Ops without the exp: rows_max, nf false)
     rows_max<T, R>(x, n, m);
     nf = false;
     if (mins)
       for (int r = 0; r < R; ++r) mins[r] = -kInfC<T>;
     return;
   }
+  if constexpr (HasExpNf<T>::value) {
   V a[R][2], b[R][2];
   FASTSOFTMAX_UNROLL
   for (int r = 0; r < R; ++r) {
@@ -203,7 +204,9 @@ FASTSOFTMAX_PASS void rows_max_nf(const typename T::S* const* x, int64_t n, type
     nf &= C(mn - m[r]) >= T::kExpLe0NfMin;  // false for a NaN or non-finite max
     if (mins) mins[r] = mn;
   }
+  }
 }
+
 
 // Ops whose acc_add4 adds into a[0] alone (the float sets: their four vectors are
 // summed in float first) say so with kOneAcc = true: the other three accumulators
@@ -338,6 +341,26 @@ FASTSOFTMAX_PASS void rows_sum_exp(const typename T::S* const* x_in, D* const* y
     }
     out[r] = T::acc_total(a[r][0]);
   }
+}
+
+// rows_sum_exp with its runtime choices: kPrefetch where pf, the no-flush exp where nf.
+template <class T, int R, bool kStore, class D = typename T::S, bool kStoreDiff = false>
+FASTSOFTMAX_PASS void rows_sum_exp_rt(const typename T::S* const* x, D* const* y, int64_t n,
+                                      const typename T::C* m, SumExp* out, bool pf, bool nf) {
+  if (pf && nf)
+    rows_sum_exp<T, R, kStore, true, D, true, kStoreDiff, true>(x, y, n, m, out);
+  else if (pf)
+    rows_sum_exp<T, R, kStore, true, D, true, kStoreDiff>(x, y, n, m, out);
+  else if (nf)
+    rows_sum_exp<T, R, kStore, false, D, true, kStoreDiff, true>(x, y, n, m, out);
+  else
+    rows_sum_exp<T, R, kStore, false, D, true, kStoreDiff>(x, y, n, m, out);
+}
+
+// Whether a row pass prefetches ahead (one row of at least kPrefetchRow bytes).
+template <class T, int R>
+constexpr bool prefetch_row(int64_t n) {
+  return R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow;
 }
 
 // y *= scale (S == C only).
@@ -521,11 +544,8 @@ template <class T, int R>
 void rows_softmax(const typename T::S* const* x, typename T::S* const* y, int64_t n) {
   using C = typename T::C;
   C m[R];
-  bool nf = false;
-  if constexpr (HasExpNf<T>::value)
-    rows_max_nf<T, R>(x, n, m, nf);
-  else
-    rows_max<T, R>(x, n, m);
+  bool nf;
+  rows_max_nf<T, R>(x, n, m, nf);
   if constexpr (R > 1) {
     bool ok = true;
     for (int r = 0; r < R; ++r) ok &= finite<T>(m[r]);
@@ -550,14 +570,7 @@ void rows_softmax(const typename T::S* const* x, typename T::S* const* y, int64_
       alignas(64) C buf[R][kBufN + T::W];  // + W: the tail stores a whole vector
       C* bufs[R];
       for (int r = 0; r < R; ++r) bufs[r] = buf[r];
-      if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow && nf)
-        rows_sum_exp<T, R, true, true, C, true, false, true>(x, bufs, n, m, s);
-      else if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
-        rows_sum_exp<T, R, true, true, C>(x, bufs, n, m, s);
-      else if (nf)
-        rows_sum_exp<T, R, true, false, C, true, false, true>(x, bufs, n, m, s);
-      else
-        rows_sum_exp<T, R, true, false, C>(x, bufs, n, m, s);
+      rows_sum_exp_rt<T, R, true, C>(x, bufs, n, m, s, prefetch_row<T, R>(n), nf);
       bool nan = false;
       for (int r = 0; r < R; ++r) {
         nan |= s[r].sum != s[r].sum;
@@ -579,14 +592,7 @@ void rows_softmax(const typename T::S* const* x, typename T::S* const* y, int64_
   // kStore: the exps go to y; else (long float16 rows) y is only prefetched for the
   // last pass, which recomputes them
   // (nf: the no-flush exp, see rows_max_nf)
-  if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow && nf)
-    rows_sum_exp<T, R, kStore, true, typename T::S, true, false, true>(x, y, n, m, s);
-  else if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
-    rows_sum_exp<T, R, kStore, true>(x, y, n, m, s);
-  else if (nf)
-    rows_sum_exp<T, R, kStore, false, typename T::S, true, false, true>(x, y, n, m, s);
-  else
-    rows_sum_exp<T, R, kStore, false>(x, y, n, m, s);
+  rows_sum_exp_rt<T, R, kStore>(x, y, n, m, s, prefetch_row<T, R>(n), nf);
   bool nan = false;
   for (int r = 0; r < R; ++r) {
     nan |= s[r].sum != s[r].sum;  // a NaN the max pass could not see
@@ -614,11 +620,8 @@ template <class T, int R>
 void rows_log_softmax(const typename T::S* const* x, typename T::S* const* y, int64_t n) {
   using C = typename T::C;
   C m[R];
-  bool nf = false;
-  if constexpr (HasExpNf<T>::value)
-    rows_max_nf<T, R>(x, n, m, nf);
-  else
-    rows_max<T, R>(x, n, m);
+  bool nf;
+  rows_max_nf<T, R>(x, n, m, nf);
   if constexpr (R > 1) {
     bool ok = true;
     for (int r = 0; r < R; ++r) ok &= finite<T>(m[r]);
@@ -638,18 +641,10 @@ void rows_log_softmax(const typename T::S* const* x, typename T::S* const* y, in
   // y is only prefetched here, written by the last pass.
   const bool diff = std::is_same_v<typename T::S, C> &&
                     n * int64_t(sizeof(typename T::S)) <= kLogDiffMaxBytes;
-  if (diff && nf)
-    rows_sum_exp<T, R, false, false, typename T::S, true, true, true>(x, y, n, m, s);
-  else if (diff)
-    rows_sum_exp<T, R, false, false, typename T::S, true, true>(x, y, n, m, s);
-  else if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow && nf)
-    rows_sum_exp<T, R, false, true, typename T::S, true, false, true>(x, y, n, m, s);
-  else if (R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow)
-    rows_sum_exp<T, R, false, true>(x, y, n, m, s);
-  else if (nf)
-    rows_sum_exp<T, R, false, false, typename T::S, true, false, true>(x, y, n, m, s);
+  if (diff)
+    rows_sum_exp_rt<T, R, false, typename T::S, true>(x, y, n, m, s, false, nf);
   else
-    rows_sum_exp<T, R, false, false>(x, y, n, m, s);
+    rows_sum_exp_rt<T, R, false>(x, y, n, m, s, prefetch_row<T, R>(n), nf);
   bool nan = false;
   for (int r = 0; r < R; ++r) {
     nan |= s[r].sum != s[r].sum;
@@ -674,11 +669,8 @@ template <class T, int R>
 void rows_reduce(const typename T::S* const* x, int64_t n, Partial* out) {
   using C = typename T::C;
   C m[R], mins[R];
-  bool nf = false;
-  if constexpr (HasExpNf<T>::value)
-    rows_max_nf<T, R>(x, n, m, nf, mins);
-  else
-    rows_max<T, R>(x, n, m);
+  bool nf;
+  rows_max_nf<T, R>(x, n, m, nf, mins);
   if constexpr (R > 1) {
     bool ok = true;
     for (int r = 0; r < R; ++r) ok &= finite<T>(m[r]);
@@ -692,19 +684,11 @@ void rows_reduce(const typename T::S* const* x, int64_t n, Partial* out) {
   }
   SumExp s[R];
   typename T::S* none[R] = {};
-  const bool pf = R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow;
-  if (pf && nf)
-    rows_sum_exp<T, R, false, true, typename T::S, true, false, true>(x, none, n, m, s);
-  else if (pf)
-    rows_sum_exp<T, R, false, true>(x, none, n, m, s);
-  else if (nf)
-    rows_sum_exp<T, R, false, false, typename T::S, true, false, true>(x, none, n, m, s);
-  else
-    rows_sum_exp<T, R, false, false>(x, none, n, m, s);
+  rows_sum_exp_rt<T, R, false>(x, none, n, m, s, prefetch_row<T, R>(n), nf);
   for (int r = 0; r < R; ++r) {
     out[r] = s[r].sum != s[r].sum ? Partial{std::numeric_limits<double>::quiet_NaN(), 0.0, 0.0}
                                   : Partial{double(m[r]), s[r].sum, s[r].rest};
-    if constexpr (HasExpNf<T>::value) out[r].min = double(mins[r]);
+    out[r].min = double(mins[r]);
   }
 }
 
@@ -797,12 +781,15 @@ void finish_stream(const typename T::S* x, typename T::S* y, int64_t n, typename
   }
 }
 
-// softmax's finish for a block whose every x - m is >= T::kExpLe0NfMin (the driver
-// knows from the reduce's Partial::min), streamed as softmax_finish_stream.
+// softmax's finish given the row's min (the reduce's Partial::min, merged), streamed
+// as softmax_finish_stream: the no-flush exp where every x - m is >= kExpLe0NfMin.
 template <class T>
-void softmax_finish_nf(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m,
-                       typename T::C scale) {
-  finish_stream<T, false, true>(x, y, n, m, scale);
+void softmax_finish_min(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m,
+                        typename T::C scale, typename T::C min) {
+  if constexpr (HasExpNf<T>::value) {
+    if (typename T::C(min - m) >= T::kExpLe0NfMin) return finish_stream<T, false, true>(x, y, n, m, scale);
+  }
+  finish_stream<T, false>(x, y, n, m, scale);
 }
 
 template <class T>
@@ -849,24 +836,13 @@ void rows_softmax_stream(const typename T::S* const* x, typename T::S* const* y,
                          typename T::C* const* bufs) {
   using C = typename T::C;
   C m[R];
-  bool nf = false;
-  if constexpr (HasExpNf<T>::value)
-    rows_max_nf<T, R>(x, n, m, nf);
-  else
-    rows_max<T, R>(x, n, m);
+  bool nf;
+  rows_max_nf<T, R>(x, n, m, nf);
   bool ok = true;
   for (int r = 0; r < R; ++r) ok &= finite<T>(m[r]);
   SumExp s[R];
   if (ok) {
-    const bool pf = R == 1 && n * int64_t(sizeof(typename T::S)) >= kPrefetchRow;
-    if (pf && nf)
-      rows_sum_exp<T, R, true, true, C, true, false, true>(x, bufs, n, m, s);
-    else if (pf)
-      rows_sum_exp<T, R, true, true, C>(x, bufs, n, m, s);
-    else if (nf)
-      rows_sum_exp<T, R, true, false, C, true, false, true>(x, bufs, n, m, s);
-    else
-      rows_sum_exp<T, R, true, false, C>(x, bufs, n, m, s);
+    rows_sum_exp_rt<T, R, true, C>(x, bufs, n, m, s, prefetch_row<T, R>(n), nf);
     for (int r = 0; r < R; ++r) ok &= s[r].sum == s[r].sum;
   }
   if (!ok) {  // rare (a special row): the plain kernel, row by row
@@ -990,23 +966,12 @@ void log_softmax_one(const typename T::S* x, typename T::S* y, int64_t n) {
   } else {
     typename T::S* none[1] = {};
     C m;
-    bool nf = false;
-    if constexpr (HasExpNf<T>::value)
-      rows_max_nf<T, 1>(&x, n, &m, nf);
-    else
-      rows_max<T, 1>(&x, n, &m);
+    bool nf;
+    rows_max_nf<T, 1>(&x, n, &m, nf);
     SumExp s;
     bool ok = finite<T>(m);
     if (ok) {
-      const bool pf = n * int64_t(sizeof(typename T::S)) >= kPrefetchRow;
-      if (pf && nf)
-        rows_sum_exp<T, 1, false, true, typename T::S, true, false, true>(&x, none, n, &m, &s);
-      else if (pf)
-        rows_sum_exp<T, 1, false, true>(&x, none, n, &m, &s);
-      else if (nf)
-        rows_sum_exp<T, 1, false, false, typename T::S, true, false, true>(&x, none, n, &m, &s);
-      else
-        rows_sum_exp<T, 1, false, false>(&x, none, n, &m, &s);
+      rows_sum_exp_rt<T, 1, false>(&x, none, n, &m, &s, prefetch_row<T, 1>(n), nf);
       ok = s.sum == s.sum;
     }
     if (!ok) return rows_log_softmax<T, 1>(&x, &y, n);  // a special row: plain
@@ -1048,21 +1013,14 @@ void log_softmax_rows_impl(const typename T::S* x, int64_t ldx, typename T::S* y
       bool ok = true;
       for (int g = 0; g < kLogGroup; g += 2) {
         prefetch_rows<T>(x, ldx, n, r + g + ahead, 2);
-        bool nf = false;
-        if constexpr (HasExpNf<T>::value)
-          rows_max_nf<T, 2>(xs + g, n, m + g, nf);
-        else
-          rows_max<T, 2>(xs + g, n, m + g);
+        bool nf;
+        rows_max_nf<T, 2>(xs + g, n, m + g, nf);
         ok &= finite<T>(m[g]) && finite<T>(m[g + 1]);
         if (!ok) continue;
-        if (diff && nf)  // x - m to y (finished in place below)
-          rows_sum_exp<T, 2, false, false, S, true, true, true>(xs + g, ys + g, n, m + g, s + g);
-        else if (diff)
-          rows_sum_exp<T, 2, false, false, S, true, true>(xs + g, ys + g, n, m + g, s + g);
-        else if (nf)
-          rows_sum_exp<T, 2, false, false, S, true, false, true>(xs + g, none, n, m + g, s + g);
+        if (diff)  // x - m to y (finished in place below)
+          rows_sum_exp_rt<T, 2, false, S, true>(xs + g, ys + g, n, m + g, s + g, false, nf);
         else
-          rows_sum_exp<T, 2, false, false>(xs + g, none, n, m + g, s + g);
+          rows_sum_exp_rt<T, 2, false>(xs + g, none, n, m + g, s + g, false, nf);
       }
       for (int g = 0; ok && g < kLogGroup; ++g) ok &= s[g].sum == s[g].sum;
       if (!ok) {
@@ -1433,6 +1391,10 @@ constexpr int64_t kTileMinBytes = 256;
 // Rows ahead: the next tile's (from memory) and this tile's (from the L3).
 constexpr int64_t kTileAhead = 8;
 
+// Lanes per 64-byte line of x (at least a vector): tiles are whole lines.
+template <class T>
+constexpr int64_t kTileLine = std::max<int64_t>(T::W, 64 / int64_t(sizeof(typename T::S)));
+
 // One tile: its place and per-lane state.
 template <class T>
 struct Tile {
@@ -1492,7 +1454,7 @@ FASTSOFTMAX_PASS void tile_sum_rows(Tile<T>& t, typename T::C* scratch, int64_t 
   using S = typename T::S;
   using V = typename T::V;
   constexpr int64_t W = T::W;
-  constexpr int64_t kLineLanes = std::max<int64_t>(W, 64 / int64_t(sizeof(S)));
+  constexpr int64_t kLineLanes = kTileLine<T>;
   const uintptr_t xs = uintptr_t(ldx) * sizeof(S);
   // (locals: the stores below may alias t's fields)
   const int64_t nv = t.nv, kp = t.kp, lanes = t.lanes;
@@ -1706,10 +1668,9 @@ void panel(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy, i
            int64_t w, typename T::C* lse) {
   using S = typename T::S;
   using C = typename T::C;
-  SweepState<T>& st = sweep_state<T>();
   if constexpr (kKind != Kind::lse) {
     // whole 64-byte lines of lanes, as many as the scratch holds for n rows
-    constexpr int64_t kLine = std::max<int64_t>(T::W, 64 / int64_t(sizeof(S)));
+    constexpr int64_t kLine = kTileLine<T>;
     int64_t tw = std::min(kTileMaxLanes, kTileScratchBytes / (n * int64_t(sizeof(C))) / kLine * kLine);
     if (tw * int64_t(sizeof(S)) >= kTileMinBytes) {
       const int64_t tiles = (w + tw - 1) / tw;
@@ -1721,6 +1682,7 @@ void panel(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy, i
       return;
     }
   }
+  SweepState<T>& st = sweep_state<T>();
   for (int64_t j = 0; j < w; j += kSweepLanes)
     sweep_chunk<T, kKind>(x + j, ldx, y ? y + j : y, ldy, n, std::min(kSweepLanes, w - j),
                           lse ? lse + j : lse, st);
@@ -1751,10 +1713,7 @@ void fill_set(Set& k) {
   k.log_softmax_finish = log_softmax_finish<T>;
   k.softmax_finish_stream = softmax_finish_stream<T>;
   k.log_softmax_finish_stream = log_softmax_finish_stream<T>;
-  if constexpr (HasExpNf<T>::value) {
-    k.softmax_finish_nf = softmax_finish_nf<T>;
-    k.exp_nf_min = double(T::kExpLe0NfMin);
-  }
+  if constexpr (HasExpNf<T>::value) k.softmax_finish_min = softmax_finish_min<T>;
   k.softmax_rows = softmax_rows<T>;
   k.log_softmax_rows = log_softmax_rows<T>;
   k.reduce_rows = reduce_rows<T>;

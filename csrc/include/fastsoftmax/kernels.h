@@ -51,7 +51,7 @@ struct Partial {
   double max;
   double sum;
   double rest = __builtin_nan("");
-  // The block's min where the kernel took it (for softmax_finish_nf), else -inf.
+  // The block's min where the kernel took it (for softmax_finish_min), else -inf.
   double min = -__builtin_inf();
 };
 
@@ -78,11 +78,10 @@ struct KernelSet {
   // as the plain finish kernels (the arithmetic is elementwise).
   void (*softmax_finish_stream)(const S* x, S* y, int64_t n, C max, C scale) = nullptr;
   void (*log_softmax_finish_stream)(const S* x, S* y, int64_t n, C max, C log_sum) = nullptr;
-  // Optional: softmax's finish (streamed where the ISA streams) for blocks whose every
-  // C(x - max) is >= exp_nf_min, learnt from the reduce's Partial::min: an exp without
-  // clamp and flush, the same bits.
-  void (*softmax_finish_nf)(const S* x, S* y, int64_t n, C max, C scale) = nullptr;
-  double exp_nf_min = __builtin_inf();
+  // Optional: softmax_finish_stream given the row's min (merged from the reduce's
+  // Partial::min), which the kernel may use to skip its exp's clamp and flush where
+  // every x - max allows (the same bits).
+  void (*softmax_finish_min)(const S* x, S* y, int64_t n, C max, C scale, C min) = nullptr;
 
   // Optional batches of `rows` contiguous rows of equal length n <= kBlock, row r at
   // x + r * ldx (y + r * ldy): the same bits as calling the row kernels one row at a
