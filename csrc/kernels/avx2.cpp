@@ -112,13 +112,15 @@ inline __m256 exp_ps(__m256 x) {
 //   -inf -> +0, +inf -> +inf.
 //   Method as exp_ps with the 1.5·2^52 bias, exp(r) = 1 + r + r²·q(r), q of degree 9
 //   (relative error 1.6e-17), 2^n added to the exponent field (n in [-1022, 1024]).
-//   kLe0: as for exp_ps.
-template <bool kLe0 = false>
+//   kLe0, kNoFlush: as for exp_ps.
+constexpr double kExpPdMinArg = -0x1.6232bdd7abcd2p+9;
+template <bool kLe0 = false, bool kNoFlush = false>
 inline __m256d exp_pd(__m256d x) {
-  const __m256d lo = _mm256_set1_pd(-0x1.6232bdd7abcd2p+9);
+  static_assert(kLe0 || !kNoFlush, "kNoFlush is for x <= 0");
+  const __m256d lo = _mm256_set1_pd(kExpPdMinArg);
   const __m256d hi = _mm256_set1_pd(0x1.62e42fefa39efp+9);
   const __m256d magic = _mm256_set1_pd(kLe0 ? 0x1.8p52 + 1023.0 : 0x1.8p52);
-  __m256d xc = _mm256_max_pd(lo, x);
+  __m256d xc = kNoFlush ? x : _mm256_max_pd(lo, x);
   if (!kLe0) xc = _mm256_min_pd(hi, xc);
   const __m256d t = _mm256_fmadd_pd(xc, _mm256_set1_pd(0x1.71547652b82fep+0), magic);
   const __m256d n = _mm256_sub_pd(t, magic);
@@ -138,6 +140,7 @@ inline __m256d exp_pd(__m256d x) {
   p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
   if (kLe0) {  // 2^n from t's bits (n + 1023), p·2^n exact, NaN propagates
     const __m256d s = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(t), 52));
+    if (kNoFlush) return _mm256_mul_pd(p, s);
     return _mm256_and_pd(_mm256_mul_pd(p, s), _mm256_cmp_pd(x, lo, _CMP_NLT_UQ));
   }
   __m256d res = _mm256_castsi256_pd(_mm256_add_epi64(
@@ -324,6 +327,9 @@ struct F64 {
   static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
   static V exp(V v) { return exp_pd(v); }
   static V exp_le0(V v) { return exp_pd<true>(v); }
+  static constexpr C kExpLe0NfMin = kExpPdMinArg;  // as F32's
+  static V exp_le0_nf(V v) { return exp_pd<true, true>(v); }
+  static V min(V a, V b) { return _mm256_min_pd(a, b); }
   static C hmax(V v) {
     const __m128d m = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     return _mm_cvtsd_f64(_mm_max_sd(m, _mm_unpackhi_pd(m, m)));
