@@ -54,6 +54,7 @@ def _unavailable() -> str | None:
     return None
 
 
+@pytest.mark.slow  # about ten minutes in all
 @pytest.mark.skipif(_unavailable() is not None, reason=str(_unavailable()))
 @pytest.mark.parametrize("module", MODULES)
 def test_avx512_kernels_emulated(module, request):
