@@ -8,8 +8,9 @@ executes AVX-512F/BW/DQ/VL in software, with exact IEEE semantics (softfloat).
 How: the guest CPU runs in 64-bit mode at ring 0 with page tables that map every
 readable page of this process at its own address (guest virtual == host virtual, the
 physical pages being the host's pages).  A call is the guest executing
-``PyObject_CallNoArgs(job)`` on a stack of its own, with this thread's FS base (TLS)
-and the GIL as the host holds it; the return address is a ``hlt`` that stops the CPU.
+``PyObject_CallNoArgs(job)`` on a stack of its own, with the FS base (TLS) of the
+thread that created the Emulator (calls must come from that thread) and the GIL as
+the host holds it; the return address is a ``hlt`` that stops the CPU.
 The guest sees Bochs' CPUID (AVX-512 present) and XCR0 = x87|SSE|AVX|opmask|ZMM, so
 fastsoftmax, imported *in the guest*, picks ``avx512``.
 
