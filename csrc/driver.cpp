@@ -185,12 +185,8 @@ void row_contiguous(const KernelSet<S, C>& k, Op op, const S* x, S* y, int64_t n
   const C m = C(r.max);
   const C a = op == Op::softmax ? C(1.0 / r.sum) : C(std::log1p(r.rest));
   // The row is longer than a block: its output will not be re-read from cache, so
-  // it is streamed where the ISA can (same bits as the plain finish).
-  auto finish = op == Op::softmax
-                    ? (k.softmax_finish_stream ? k.softmax_finish_stream : k.softmax_finish)
-                    : (k.log_softmax_finish_stream ? k.log_softmax_finish_stream
-                                                   : k.log_softmax_finish);
-  // With every block's min (the reduce's, -inf where it took none), the ISA's finish
+  // it is streamed where the ISA can (same bits as the plain finish). With every
+  // block's min (the reduce's, -inf where it took none), the ISA's streamed finish
   // may skip its exp's clamp and flush (the same bits).
   if (op == Op::softmax && k.softmax_finish_min) {
     double mn = HUGE_VAL;
@@ -201,6 +197,10 @@ void row_contiguous(const KernelSet<S, C>& k, Op op, const S* x, S* y, int64_t n
     });
     return;
   }
+  auto finish = op == Op::softmax
+                    ? (k.softmax_finish_stream ? k.softmax_finish_stream : k.softmax_finish)
+                    : (k.log_softmax_finish_stream ? k.log_softmax_finish_stream
+                                                   : k.log_softmax_finish);
   parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) finish(x + b * kBlock, y + b * kBlock, block_len(b), m, a);
   });

@@ -10,13 +10,15 @@
 //       both fall back to expl near a rounding midpoint
 //   exp_f64_check(isa, lo, hi, count, seed=1, variant="full") -> dict
 //       `count` uniform random doubles in [lo, hi] against expl
-//   exp_f32_variants_differ(isa, lo_bits, hi_bits) -> int
-//       how many floats in the bit range get different bits from the full-range exp
-//       and the x <= 0 variant the row kernels use (0 expected for x <= 0)
+//   exp_f32_variants_differ(isa, lo_bits, hi_bits, a="full", b="le0") -> int
+//       how many floats in the bit range get different bits from variants a and b
+//       (by default the full-range exp and the x <= 0 variant the row kernels use:
+//       0 expected for x <= 0)
 // variant="full" (default) is the full-range exp (panels); "le0" the x <= 0 variant
 // (rows, finish kernels): exp_f32/exp_f64/exp_f32_check/exp_f64_check take it too;
 // exp_f32 also takes "f16" / "f16_le0": the exp of the float16 kernels, and "train" /
-// "train_le0": that of the cross-entropy and backward kernels.
+// "train_le0": that of the cross-entropy and backward kernels; "le0_nf", "f16_le0_nf",
+// "train_le0_nf": the no-flush forms of the x <= 0 variants, where the ISA has them.
 // The dicts hold: checked, max_ulp (bit distance to the correctly rounded value),
 // worst_input, max_err (|result - exact| in ULPs), max_err_input, flushed (exact
 // result subnormal and result +0, as the kernels' exp documents), bad (any other
@@ -71,8 +73,16 @@ Exp exp_for(const std::string& isa, const std::string& variant) {
       throw std::invalid_argument("ISA '" + isa + "' has no le0 exp variant");
     return {h.exp_f32_le0, h.exp_f64_le0};
   }
+  const Exp nf = variant == "le0_nf"         ? Exp{h.exp_f32_le0_nf, h.exp_f64_le0_nf}
+                 : variant == "f16_le0_nf"   ? Exp{h.exp_f16_le0_nf, nullptr}
+                 : variant == "train_le0_nf" ? Exp{h.exp_train_le0_nf, nullptr}
+                                             : Exp{nullptr, nullptr};
+  if (nf.f32) return nf;
+  if (variant == "le0_nf" || variant == "f16_le0_nf" || variant == "train_le0_nf")
+    throw std::invalid_argument("ISA '" + isa + "' has no no-flush exp (" + variant + ")");
   throw std::invalid_argument(
-      "variant must be 'full', 'le0', 'f16', 'f16_le0', 'train' or 'train_le0'");
+      "variant must be 'full', 'le0', 'f16', 'f16_le0', 'train', 'train_le0', 'le0_nf', "
+      "'f16_le0_nf' or 'train_le0_nf'");
 }
 
 ExpHooks hooks_for(const std::string& name) {
@@ -143,18 +153,21 @@ void register_testing(py::module_& m) {
       "The ISA's vector float64 exp over a 1-D array.");
   m.def(
       "exp_f32_variants_differ",
-      [](const std::string& isa, uint32_t lo_bits, uint32_t hi_bits) {
+      [](const std::string& isa, uint32_t lo_bits, uint32_t hi_bits, const std::string& a,
+         const std::string& b) {
         if (hi_bits < lo_bits) throw std::invalid_argument("hi_bits < lo_bits");
-        const Exp full = exp_for(isa, "full"), le0 = exp_for(isa, "le0");
+        const Exp ea = exp_for(isa, a), eb = exp_for(isa, b);
         int64_t differ = 0;
         {
           py::gil_scoped_release nogil;
-          differ = expcheck::count_differences(full.f32, le0.f32, lo_bits, hi_bits);
+          differ = expcheck::count_differences(ea.f32, eb.f32, lo_bits, hi_bits);
         }
         return differ;
       },
-      py::arg("isa"), py::arg("lo_bits"), py::arg("hi_bits"),
-      "Floats in the bit range where the full-range and x <= 0 exps differ in bits.");
+      py::arg("isa"), py::arg("lo_bits"), py::arg("hi_bits"), py::arg("a") = "full",
+      py::arg("b") = "le0",
+      "Floats in the bit range where exp variants a and b (default: the full-range and "
+      "x <= 0 exps) differ in bits.");
   m.def(
       "exp_f32_check",
       [](const std::string& isa, uint32_t lo_bits, uint32_t hi_bits, uint32_t stride,

@@ -104,25 +104,24 @@ def _build_glibc_shim() -> str:
     return so
 
 
-def _regions():
-    """(start, end) of this process's readable mappings, below the 47-bit user limit."""
-    out = []
-    with open("/proc/self/maps") as f:
-        for line in f:
-            parts = line.split()
-            a, b = (int(t, 16) for t in parts[0].split("-"))
-            if parts[1][0] == "r" and b <= 1 << 47:
-                out.append((a, b))
-    return out
-
-
-def _where(addr: int) -> str:
+def _mappings():
+    """(start, end, permissions, file offset, name) of each mapping of this process."""
     with open("/proc/self/maps") as f:
         for line in f:
             p = line.split()
             a, b = (int(t, 16) for t in p[0].split("-"))
-            if a <= addr < b:
-                return f"{p[-1] if len(p) > 5 else '[anon]'}+{addr - a + int(p[2], 16):#x}"
+            yield a, b, p[1], int(p[2], 16), p[5] if len(p) > 5 else "[anon]"
+
+
+def _regions():
+    """(start, end) of this process's readable mappings, below the 47-bit user limit."""
+    return [(a, b) for a, b, perms, _, _ in _mappings() if perms[0] == "r" and b <= 1 << 47]
+
+
+def _where(addr: int) -> str:
+    for a, b, _, offset, name in _mappings():
+        if a <= addr < b:
+            return f"{name}+{addr - a + offset:#x}"
     return "unmapped"
 
 

@@ -65,20 +65,48 @@ def test_exp_f32_every_float_in_minus104_0(isa):
     assert r["flushed"] == checked - not_flushed, _show(r)
 
 
+def _variants_differ(isa, lo, hi, a, b):
+    """Floats in [lo, hi] (bit patterns) where variants a and b differ in bits: every
+    one, or under SPARSE 256 windows of consecutive floats, the last ending at hi."""
+    if SPARSE == 1:
+        return T.exp_f32_variants_differ(isa, lo, hi, a=a, b=b)
+    width = max(1, (hi - lo + 1) // (256 * SPARSE))
+    starts = np.linspace(lo, hi - width + 1, 256).astype(np.int64).tolist()
+    return sum(T.exp_f32_variants_differ(isa, s, s + width - 1, a=a, b=b) for s in starts)
+
+
 @pytest.mark.parametrize("isa", VECTOR_ISAS)
 def test_exp_variants_agree_for_nonpositive_x(isa):
     # every float in [-inf, 0] (NaNs included: bits 0xff800001.. are negative NaNs)
-    lo, hi = f32_bits(-0.0), 0xFFFFFFFF
-    if SPARSE == 1:
-        assert T.exp_f32_variants_differ(isa, lo, hi) == 0
-    else:  # 256 windows of consecutive floats, the last one ending at hi
-        width = (hi - lo + 1) // (256 * SPARSE)
-        for start in np.linspace(lo, hi - width + 1, 256).astype(np.int64).tolist():
-            assert T.exp_f32_variants_differ(isa, start, start + width - 1) == 0, hex(start)
+    assert _variants_differ(isa, f32_bits(-0.0), 0xFFFFFFFF, "full", "le0") == 0
     x = -np.abs(np.random.default_rng(3).standard_normal(2_000_000 // SPARSE) * 300)
     x[:4] = [-0.0, -np.inf, np.nan, -745.5]
     a, b = T.exp_f64(isa, x), T.exp_f64(isa, x, variant="le0")
     assert np.array_equal(a.view(np.uint64), b.view(np.uint64))
+
+
+# The ISAs whose Ops have a no-flush exp (softmax_impl.h HasExpNf), which the row
+# kernels take for rows whose every x - max is >= its bound; the others offer no hook.
+NO_FLUSH_ISAS = {"avx2"}
+
+
+@pytest.mark.parametrize("variant", ["le0", "f16_le0", "train_le0"])
+@pytest.mark.parametrize("isa", VECTOR_ISAS)
+def test_exp_no_flush_forms_give_the_same_bits(isa, variant):
+    nf = variant + "_nf"
+    if isa not in NO_FLUSH_ISAS:
+        with pytest.raises(ValueError, match="no-flush"):
+            T.exp_f32(isa, np.zeros(3, np.float32), variant=nf)
+        return
+    # every float in [F32_MIN_ARG, 0] (the bound of every no-flush form) and every NaN
+    for lo, hi in [(f32_bits(-0.0), f32_bits(F32_MIN_ARG)), (f32_bits(0.0), f32_bits(0.0)),
+                   (0x7F800001, 0x7FFFFFFF), (0xFF800001, 0xFFFFFFFF)]:
+        assert _variants_differ(isa, lo, hi, variant, nf) == 0, (hex(lo), hex(hi))
+    if variant == "le0":  # float64: random samples down to F64_MIN_ARG, and its ends
+        x = np.random.default_rng(11).uniform(F64_MIN_ARG, 0.0, 2_000_000 // SPARSE)
+        x[:5] = [F64_MIN_ARG, np.nextafter(F64_MIN_ARG, 0.0), -0.0, 0.0, np.nan]
+        a, b = T.exp_f64(isa, x, variant="le0"), T.exp_f64(isa, x, variant="le0_nf")
+        assert np.array_equal(a.view(np.uint64), b.view(np.uint64))
 
 
 @pytest.mark.parametrize("isa", VECTOR_ISAS)
