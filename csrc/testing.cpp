@@ -10,6 +10,10 @@
 //       both fall back to expl near a rounding midpoint
 //   exp_f64_check(isa, lo, hi, count, seed=1, variant="full") -> dict
 //       `count` uniform random doubles in [lo, hi] against expl
+//   log1p_rest_f32(isa, r) -> ndarray
+//       log1p(r) as the ISA's float32 row kernels take a row's log (r = sum - 1):
+//       four at a time as log_softmax's groups do, the last len % 4 one by one as
+//       single rows do; "scalar": the scalar form of the driver's logsumexp
 //   exp_f32_variants_differ(isa, lo_bits, hi_bits, a="full", b="le0") -> int
 //       how many floats in the bit range get different bits from variants a and b
 //       (by default the full-range exp and the x <= 0 variant the row kernels use:
@@ -35,6 +39,7 @@
 #include "fastsoftmax/kernels.h"
 #include "kernels/exp_check.h"
 #include "kernels/exp_hooks.h"
+#include "kernels/simd_common.h"
 
 namespace py = pybind11;
 
@@ -46,6 +51,11 @@ void scalar_exp_f32(const float* x, float* y, int64_t n) {
 }
 void scalar_exp_f64(const double* x, double* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
+}
+// "scalar": the plain scalar form the driver's logsumexp takes (the scalar kernels
+// call std::log1p).
+void scalar_log1p_rest_f32(const double* r, double* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = simd::log1p_sum_f32(r[i]);
 }
 
 struct Exp {
@@ -96,6 +106,7 @@ ExpHooks hooks_for(const std::string& name) {
       h.exp_f32 = h.exp_f32_le0 = h.exp_f16 = h.exp_f16_le0 = scalar_exp_f32;
       h.exp_train = h.exp_train_le0 = scalar_exp_f32;
       h.exp_f64 = h.exp_f64_le0 = scalar_exp_f64;
+      h.log1p_rest_f32 = scalar_log1p_rest_f32;
       ok = true;
       break;
     case Isa::avx2: ok = exp_hooks_avx2(h); break;
@@ -151,6 +162,14 @@ void register_testing(py::module_& m) {
          const std::string& variant) { return apply<double>(exp_for(isa, variant).f64, x); },
       py::arg("isa"), py::arg("x"), py::arg("variant") = "full",
       "The ISA's vector float64 exp over a 1-D array.");
+  m.def(
+      "log1p_rest_f32",
+      [](const std::string& isa, py::array_t<double, py::array::c_style | py::array::forcecast> r) {
+        return apply<double>(hooks_for(isa).log1p_rest_f32, r);
+      },
+      py::arg("isa"), py::arg("r"),
+      "log1p(r) as the ISA's float32 row kernels take a row's log: four at a time, the "
+      "tail one by one.");
   m.def(
       "exp_f32_variants_differ",
       [](const std::string& isa, uint32_t lo_bits, uint32_t hi_bits, const std::string& a,

@@ -271,3 +271,36 @@ def test_exp_of_the_training_kernels(isa, variant):
         yp = T.exp_f32(isa, xp, variant=variant).astype(np.float64)
         assert np.abs(yp / np.exp(xp.astype(np.float64)) - 1.0).max() <= 5e-7
         assert np.all(T.exp_f32(isa, np.array([89.0, np.inf], np.float32), variant=variant) == np.inf)
+
+
+@pytest.mark.parametrize("isa", ["scalar"] + VECTOR_ISAS)
+def test_log1p_of_a_rows_rest(isa):
+    # The float32 row kernels take a row's log as log1p(rest), rest = sum - 1 >= 0, with
+    # an inline log (simd_common.h, documented within a few double ULP: far below a
+    # float's), four rows at a time in log_softmax's groups and one at a time for a
+    # single row; "scalar" is the scalar form of the driver's logsumexp. Against a long
+    # double log1p, every range a row's rest takes (tiny, around the sqrt(2) split of
+    # the mantissa, up to rows of 2^40), and in and out of the groups of four.
+    rng = np.random.default_rng(11)
+    k = 60000 // SPARSE
+    split = np.sqrt(2.0) * 2.0 ** rng.integers(0, 40, k) - 1.0
+    r = np.concatenate([
+        [0.0, 5e-324, 1e-300, 2.0**-60, 2.0**-53, 2.0**-52, 1e-17, 1e-8, 1.0, 3.0, 7.0],
+        rng.random(k), rng.random(k) * 1e7, 10.0 ** rng.uniform(-300, 0, k),
+        2.0 ** rng.integers(0, 60, k) - 1.0, split, np.nextafter(split, 0), np.nextafter(split, 9),
+    ])
+    y = T.log1p_rest_f32(isa, r)
+    ref = np.log1p(r.astype(np.longdouble))
+    ulp = np.spacing(np.abs(ref).astype(np.float64))
+    err = (np.abs(y - ref) / ulp).astype(np.float64)
+    assert err.max() <= 16, f"{err.max():.1f} double ULP at r={r[err.argmax()]!r}"
+    assert T.log1p_rest_f32(isa, np.array([0.0, 5e-324]))[1] == 5e-324  # exactly r when 1 + r == 1
+    sp = T.log1p_rest_f32(isa, np.array([np.inf, np.nan, 1.0, np.inf, np.nan]))
+    assert sp[0] == np.inf and sp[3] == np.inf and np.isnan(sp[1]) and np.isnan(sp[4])
+    # a rest's log has the same bits in any lane of a group of four or alone (tail)
+    for start in range(4):
+        part = r[start:start + 4001]
+        ys = T.log1p_rest_f32(isa, part)
+        alone = np.array([T.log1p_rest_f32(isa, part[i:i + 1])[0] for i in range(0, 4001, 97)])
+        assert np.array_equal(ys.view(np.int64), y[start:start + 4001].view(np.int64))
+        assert np.array_equal(alone.view(np.int64), ys[::97].view(np.int64))

@@ -30,6 +30,10 @@ struct ExpHooks {
   void (*exp_f64_le0_nf)(const double* x, double* y, int64_t n) = nullptr;
   void (*exp_f16_le0_nf)(const float* x, float* y, int64_t n) = nullptr;
   void (*exp_train_le0_nf)(const float* x, float* y, int64_t n) = nullptr;
+  // y[i] = log1p(r[i]) as the float32 row kernels take a row's log (r = sum - 1 >= 0,
+  // or +inf / NaN): four at a time as log_softmax's groups of short rows do, the last
+  // n % 4 one by one as a single row does.
+  void (*log1p_rest_f32)(const double* r, double* y, int64_t n) = nullptr;
 };
 
 // Defined in csrc/kernels/<isa>.cpp; false when that ISA is not compiled in (the

@@ -26,4 +26,5 @@ inline void fill_exp_hooks(ExpHooks& h) {
   if constexpr (HasExpNf<F64>::value) h.exp_f64_le0_nf = exp_array<F64, true, true>;
   if constexpr (HasExpNf<F16Exp>::value) h.exp_f16_le0_nf = exp_array<F16Exp, true, true>;
   if constexpr (HasExpNf<F32Train>::value) h.exp_train_le0_nf = exp_array<F32Train, true, true>;
+  h.log1p_rest_f32 = log1p_rest_array<F32>;
 }
