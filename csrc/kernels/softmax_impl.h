@@ -237,7 +237,7 @@ struct OneAcc<T, std::void_t<decltype(T::kOneAcc)>> : std::bool_constant<T::kOne
 // pass); with kStore, the next row's y (its stores then find their lines in cache
 // instead of stalling on read-for-ownership). A prefetch is only a hint: it never
 // faults or changes a result, even past the end of the array.
-constexpr int64_t kPrefetchRow = 8192;  // bytes
+constexpr int64_t kPrefetchRow = 1024;  // bytes
 
 //
 // D = T::C (float16 rows): kStore writes the exps to a compute-type buffer padded to a
@@ -756,7 +756,14 @@ FASTSOFTMAX_PASS void stream_row(typename T::S* y, int64_t n, F&& value) {
       T::store_n(y + i, k, value(i, k));
     }
     i = head;
-    for (; i + W <= n; i += W) T::stream(y + i, value(i, W));
+    // whole 64-byte lines only: a line that the next row's (or the caller's) data shares
+    // would sit half-written in a write-combining buffer until a plain store to its
+    // other half flushed it (a partial line write to memory, then a read for
+    // ownership): rows of 4000 bytes 1.7x -> 1.2x a copy (AVX2)
+    constexpr int64_t kLine = 64 / int64_t(sizeof(typename T::S));
+    static_assert(kLine % W == 0);
+    const int64_t body_end = i + (n - i) / kLine * kLine;
+    for (; i < body_end; i += W) T::stream(y + i, value(i, W));
   }
   for (; i < n; i += W) {
     const int64_t k = std::min<int64_t>(W, n - i);
