@@ -213,3 +213,43 @@ def test_panel_column_bits_independent_of_width_and_position(name, dtype, rng):
             got = run(name, wide, 0)
             got = got[..., pos:pos + 13]
             assert_bits_equal(got, ref, f"width {13 + extra} at lane {pos}")
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_short_rows_across_rows(name, dtype, rng):
+    # Rows of up to 15 elements go through a transposed buffer a vector of rows at a
+    # time (softmax_impl.h "short rows"): each row is a lane, whatever its place among
+    # the vector's rows, a batch of any size, the thread split, rows of specials beside
+    # it, strided rows or outputs, in place; 16 is the first length the row kernels take.
+    for n in list(range(1, 17)):
+        row = random_values(rng, (n,), dtype)
+        alone = run(name, row, -1)
+        check(name, alone, row, -1)
+        for rows, at in ((1, 0), (5, 4), (8, 5), (17, 16), (33, 9), (40, 31)):
+            batch = random_values(rng, (rows, n), dtype)
+            batch[at] = row
+            got = run(name, batch, -1)
+            check(name, got, batch, -1)
+            assert_bits_equal(got[at], alone, f"n={n}: row {at} of {rows}")
+            if rows > 4:  # (rows at - 1 .. at + 3, mod rows, are other rows)
+                batch[at - 1, n // 2] = np.nan
+                batch[(at + 1) % rows] = -np.inf
+                batch[(at + 2) % rows, -1] = np.inf
+                batch[(at + 3) % rows, 0] = -np.inf
+                got = run(name, batch, -1)
+                check(name, got, batch, -1)
+                assert_bits_equal(got[at], alone, f"n={n}: row {at} of {rows}, specials beside")
+                with fs.threads(2):
+                    assert_bits_equal(run(name, batch, -1), got, f"n={n}: 2 threads")
+        # rows and outputs at a stride (a slice of wider arrays), and in place
+        wide = random_values(rng, (37, n + 5), dtype)
+        wide[11, :n] = row
+        out = np.full((37, n + 9), 7.0, dtype)
+        got = getattr(fs, name)(wide[:, :n], axis=-1, out=out[:, 2:n + 2])
+        check(name, got, wide[:, :n], -1)
+        assert_bits_equal(got[11], alone, f"n={n}: strided")
+        assert np.all(out[:, :2] == 7.0) and np.all(out[:, n + 2:] == 7.0), "wrote outside out"
+        inplace = np.ascontiguousarray(wide[:, :n])
+        getattr(fs, name)(inplace, axis=-1, out=inplace)
+        assert_bits_equal(inplace, got, f"n={n}: in place")

@@ -60,6 +60,13 @@ inline __attribute__((always_inline)) void log1p_sum_f32v(V& r) {
   r = (V)((one & (I)r) | (~one & ((finite & v) | (~finite & pass))));
 }
 
+// A GCC/Clang vector of N E's (a typedef in a class template: GCC drops a dependent
+// vector_size on a typedef local to a function template).
+template <class E, int64_t N>
+struct VecOf {
+  typedef E type __attribute__((vector_size(sizeof(E) * N)));
+};
+
 using F64x2 = double __attribute__((vector_size(16)));
 using I64x2 = int64_t __attribute__((vector_size(16)));
 using F64x4 = double __attribute__((vector_size(32)));

@@ -701,15 +701,162 @@ void rows_reduce(const typename T::S* const* x, int64_t n, Partial* out) {
   }
 }
 
+// ---- short rows, across rows ------------------------------------------------------
+// Rows of at most kShortRowMax elements spend more on per-row work (horizontal max and
+// sum, the division, masked tails) than on their exps: W rows at a time go through a
+// stack buffer, transposed (lane l = row r0 + l), and their passes run vectorized
+// across the rows as a panel tile's do: max (and min), the exps and their per-lane sums
+// (float32: four elements at a time, float64: one by one, compensated), the lanes'
+// factors, the write; then back. A row's lane takes the same operations whatever the
+// other lanes hold (padding lanes are 0) and wherever the row sits in the batch, and
+// every kernel entry that takes a contiguous row this short comes here (softmax_row,
+// log_softmax_row and the batches, streamed or not): a row's bits are its own (SPEC).
+// float16 rows keep the row kernels. Measured on a Zen 3 (AVX2), float32, x copy, row
+// kernels -> here: n = 2 61 -> 23, 5 26 -> 11, 10 13 -> 8.2 (onnxruntime 5.9), 12
+// 11.6 -> 8.4; n = 16 and 24 were faster in the row kernels (no masked tails), and
+// n = 32 much faster (hot: 0.85 vs 1.5 ns per element): the scalar moves of the
+// transposes cost about 0.8 ns per element.
+constexpr int64_t kShortRowMax = 15;
+template <class T>
+constexpr bool kShortRows = std::is_same_v<typename T::S, typename T::C>;
+
+template <class T, Kind kKind>
+void short_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy, int64_t n,
+                int64_t rows) {
+  static_assert(kKind != Kind::lse && kShortRows<T>);
+  using C = typename T::C;
+  using V = typename T::V;
+  constexpr int64_t W = T::W;
+  // The lanes' own work (what to subtract, the write factor) in GCC/Clang vector
+  // extensions, W lanes at once: one row's scalar division or log per row cost as
+  // much as its exps for n <= 4.
+  using CV = typename simd::VecOf<C, W>::type;
+  using DV = typename simd::VecOf<double, W>::type;
+  using IV = typename simd::VecOf<int64_t, W>::type;
+  alignas(64) C buf[kShortRowMax * W];  // buf[j * W + l]: element j of row r0 + l
+  alignas(64) double s[W], c[W];
+  for (int64_t r0 = 0; r0 < rows; r0 += W) {
+    const int64_t cnt = std::min<int64_t>(W, rows - r0);
+    for (int64_t l = 0; l < W; ++l) {
+      const C* const xr = x + (r0 + l) * ldx;
+      if (l < cnt)
+        for (int64_t j = 0; j < n; ++j) buf[j * W + l] = xr[j];
+      else
+        for (int64_t j = 0; j < n; ++j) buf[j * W + l] = C(0);
+    }
+    V vm = T::loadc(buf), vmn = vm;
+    for (int64_t j = 1; j < n; ++j) {
+      const V v = T::loadc(buf + j * W);
+      vm = T::max(vm, v);  // (a NaN may be dropped: the lane's sum catches it)
+      if constexpr (HasExpNf<T>::value) vmn = T::min(vmn, v);
+    }
+    CV m, mn, mu;
+    T::storec(reinterpret_cast<C*>(&m), vm);
+    T::storec(reinterpret_cast<C*>(&mn), vmn);
+    // as tile_mu: the max where finite or +inf, else 0
+    using MV = decltype(m == m);
+    const CV zero = m - m;  // 0, or NaN where m is not finite
+    mu = (CV)((MV)m & ((zero == 0) | (m == kInfC<T>)));
+    bool nf = HasExpNf<T>::value;
+    if constexpr (HasExpNf<T>::value) {  // (false for a NaN or non-finite max or min)
+      const MV ok = (mn - m) >= T::kExpLe0NfMin;
+      for (int64_t l = 0; l < W; ++l) nf &= ok[l] != 0;
+    }
+    const V vmu = T::loadc(reinterpret_cast<const C*>(&mu));
+    const auto sums = [&](auto kNf) {
+      constexpr bool kNoFlush = decltype(kNf)::value;
+      typename T::Acc acc = T::acc_zero();
+      const auto exps = [&](int64_t j, int q, V* e) {
+        for (int k = 0; k < q; ++k) {
+          e[k] = exp_le0_maybe_nf<T, kNoFlush>(T::sub(T::loadc(buf + (j + k) * W), vmu));
+          if constexpr (kKind == Kind::softmax) T::storec(buf + (j + k) * W, e[k]);
+        }
+      };
+      int64_t j = 0;
+      V e[4];
+      if constexpr (std::is_same_v<C, double>) {
+        // one compensated add per exp: a row's terms share a lane, and a tree would
+        // round the max's own 1 with the others' tiny sum (float64 log_softmax must
+        // keep a dominant entry's precision; float32's error there is far below 1 ULP)
+        for (; j < n; ++j) {
+          exps(j, 1, e);
+          T::acc_add(acc, e[0]);
+        }
+      }
+      for (; j + 4 <= n; j += 4) {  // four at a time, a pair, one: as the tiles
+        exps(j, 4, e);
+        if constexpr (OneAcc<T>::value) {
+          T::acc_add4(&acc, e[0], e[1], e[2], e[3]);
+        } else {
+          T::acc_add2(acc, e[0], e[1]);
+          T::acc_add2(acc, e[2], e[3]);
+        }
+      }
+      if (j + 2 <= n) {
+        exps(j, 2, e);
+        T::acc_add2(acc, e[0], e[1]);
+        j += 2;
+      }
+      if (j < n) {
+        exps(j, 1, e);
+        T::acc_add(acc, e[0]);
+      }
+      T::acc_parts(acc, s, c);
+    };
+    if (nf)
+      sums(std::true_type());
+    else
+      sums(std::false_type());
+    // as lane_factors: rest = (s - 1) + c; a = 1 / sum or log1p(rest), 0 where the
+    // lane is all -inf or holds a NaN or +inf (bad: written NaN after)
+    DV sv, cv;
+    std::memcpy(&sv, s, sizeof sv);
+    std::memcpy(&cv, c, sizeof cv);
+    const DV rest = (sv - 1.0) + cv;
+    const DV md = __builtin_convertvector(m, DV);
+    const IV bad = (rest != rest) | (md == HUGE_VAL);
+    DV ad;
+    if constexpr (kKind == Kind::softmax) {
+      ad = 1.0 / (1.0 + rest);
+    } else if constexpr (std::is_same_v<C, float>) {
+      ad = rest;
+      simd::log1p_sum_f32v<DV, IV>(ad);
+    } else {
+      for (int64_t l = 0; l < W; ++l) ad[l] = simd::log1p_sum(rest[l]);
+    }
+    ad = (DV)((IV)ad & ~bad & ((md - md) == 0.0));
+    const CV a = __builtin_convertvector(ad, CV);
+    bool poisoned = false;
+    for (int64_t l = 0; l < cnt; ++l) poisoned |= bad[l] != 0;
+    const V va = T::loadc(reinterpret_cast<const C*>(&a));
+    for (int64_t j = 0; j < n; ++j) {
+      const V v = T::loadc(buf + j * W);
+      T::storec(buf + j * W, kKind == Kind::softmax ? T::mul(v, va) : T::sub(T::sub(v, vmu), va));
+    }
+    if (poisoned)
+      for (int64_t l = 0; l < cnt; ++l)
+        if (bad[l])
+          for (int64_t j = 0; j < n; ++j) buf[j * W + l] = kNaNC<T>;
+    for (int64_t l = 0; l < cnt; ++l) {
+      C* const yr = y + (r0 + l) * ldy;
+      for (int64_t j = 0; j < n; ++j) yr[j] = buf[j * W + l];
+    }
+  }
+}
+
 // ---- the row entries of the kernel table -------------------------------------------
 
 template <class T>
 void softmax_row(const typename T::S* x, typename T::S* y, int64_t n) {
+  if constexpr (kShortRows<T>)
+    if (n <= kShortRowMax) return short_rows<T, Kind::softmax>(x, n, y, n, n, 1);
   rows_softmax<T, 1>(&x, &y, n);
 }
 
 template <class T>
 void log_softmax_row(const typename T::S* x, typename T::S* y, int64_t n) {
+  if constexpr (kShortRows<T>)
+    if (n <= kShortRowMax) return short_rows<T, Kind::log_softmax>(x, n, y, n, n, 1);
   rows_log_softmax<T, 1>(&x, &y, n);
 }
 
@@ -913,6 +1060,8 @@ FASTSOFTMAX_PASS void prefetch_rows(const typename T::S* x, int64_t ldx, int64_t
 template <class T, bool kStream>
 void softmax_rows_impl(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy,
                        int64_t n, int64_t rows) {
+  if constexpr (kShortRows<T>)
+    if (n <= kShortRowMax) return short_rows<T, Kind::softmax>(x, ldx, y, ldy, n, rows);
   typename T::C* bufs[2] = {};
   if constexpr (kStream) {
     typename T::C* buf = row_buffer<T>(2 * (n + T::W));  // + W: tails store whole vectors
@@ -999,6 +1148,8 @@ void log_softmax_one(const typename T::S* x, typename T::S* y, int64_t n) {
 template <class T, bool kStream>
 void log_softmax_rows_impl(const typename T::S* x, int64_t ldx, typename T::S* y,
                            int64_t ldy, int64_t n, int64_t rows) {
+  if constexpr (kShortRows<T>)
+    if (n <= kShortRowMax) return short_rows<T, Kind::log_softmax>(x, ldx, y, ldy, n, rows);
   using S = typename T::S;
   using C = typename T::C;
   int64_t r = 0;
@@ -1537,16 +1688,23 @@ template <class T, Kind kKind>
 bool tile_factors(Tile<T>& t) {
   using C = typename T::C;
   bool poisoned = false;
-  for (int64_t l = 0; l < t.lanes; ++l) {
-    const C m = t.m[l];
-    const double rest = t.s[l] == HUGE_VAL ? HUGE_VAL : (t.s[l] - 1.0) + t.c[l];
-    const bool bad = rest != rest || m == kInfC<T>;
-    t.bad[l] = bad;
-    poisoned |= bad && l < t.wc;
-    if (bad || !(m - m == C(0)))
-      t.a[l] = C(0);  // a NaN lane (overwritten after) or an all -inf one (or padding)
-    else
-      t.a[l] = kKind == Kind::softmax ? C(1.0 / (1.0 + rest)) : C(log1p_rest<T>(rest));
+  for (int64_t l0 = 0; l0 < t.lanes; l0 += 4) {  // four lanes' logs at once
+    const int k = int(std::min<int64_t>(4, t.lanes - l0));
+    double rest[4] = {0, 0, 0, 0}, lg[4];
+    for (int q = 0; q < k; ++q)
+      rest[q] = t.s[l0 + q] == HUGE_VAL ? HUGE_VAL : (t.s[l0 + q] - 1.0) + t.c[l0 + q];
+    if constexpr (kKind == Kind::log_softmax) log1p_rest4<T>(rest, lg);
+    for (int q = 0; q < k; ++q) {
+      const int64_t l = l0 + q;
+      const C m = t.m[l];
+      const bool bad = rest[q] != rest[q] || m == kInfC<T>;
+      t.bad[l] = bad;
+      poisoned |= bad && l < t.wc;
+      if (bad || !(m - m == C(0)))
+        t.a[l] = C(0);  // a NaN lane (overwritten after) or an all -inf one (or padding)
+      else
+        t.a[l] = kKind == Kind::softmax ? C(1.0 / (1.0 + rest[q])) : C(lg[q]);
+    }
   }
   return poisoned;
 }
