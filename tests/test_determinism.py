@@ -171,10 +171,11 @@ def test_streamed_long_row_matches_gathered_row(isa, func_name, dtype):
 @pytest.mark.parametrize(
     "dtype", [np.float16, np.float32, np.float64], ids=lambda d: np.dtype(d).name
 )
-@pytest.mark.parametrize("n", [64, 1000, 4099])
+@pytest.mark.parametrize("n", [64, 128, 1000, 4099])
 def test_rows_in_a_streamed_batch(func_name, n, dtype, rng):
-    # a batch whose output is >= 8 MiB is written with streaming stores (exps through
-    # a per-thread buffer; float16 converted on the way out): each row's bits are those
+    # a batch whose output is >= 8 MiB is written with streaming stores if its rows are
+    # 512 bytes or more (exps through a per-thread buffer; float16 converted on the way
+    # out), shorter rows with plain ones (n = 64 float32/float16): each row's bits are those
     # of the row alone (plain kernels; float16 rows longer than 4096 recompute their
     # exps there), also with a special row beside it, at a misaligned output and in place
     f = getattr(fs, func_name)
