@@ -66,6 +66,10 @@ CASES = [
     Case("1x4000000", (1, 4_000_000), quick=True),
     Case("1024x4096/f64", (1024, 4096), dtype="float64"),
     Case("1024x4096/f16", (1024, 4096), dtype="float16"),
+    # beyond the table: a 10-class head (rows far shorter than a vector's
+    # work) and rows of 400 bytes (neither a whole vector count nor whole cache lines)
+    Case("262144x10", (262144, 10)),
+    Case("32768x100", (32768, 100)),
 ]
 
 

@@ -711,11 +711,11 @@ void rows_reduce(const typename T::S* const* x, int64_t n, Partial* out) {
 // other lanes hold (padding lanes are 0) and wherever the row sits in the batch, and
 // every kernel entry that takes a contiguous row this short comes here (softmax_row,
 // log_softmax_row and the batches, streamed or not): a row's bits are its own (SPEC).
-// float16 rows keep the row kernels. Measured on a Zen 3 (AVX2), float32, x copy, row
-// kernels -> here: n = 2 61 -> 23, 5 26 -> 11, 10 13 -> 8.2 (onnxruntime 5.9), 12
-// 11.6 -> 8.4; n = 16 and 24 were faster in the row kernels (no masked tails), and
-// n = 32 much faster (hot: 0.85 vs 1.5 ns per element): the scalar moves of the
-// transposes cost about 0.8 ns per element.
+// float16 rows keep the row kernels. Measured on a Zen 3 (AVX2), float32 out of cache,
+// x copy, row kernels -> here: n = 2 51 -> 13 (onnxruntime 23), 5 23 -> 6.9 (12),
+// 10 13 -> 6.0 (6.6), 15 7.8 -> 4.6 (5.0); n = 16 and 24 were faster in the row
+// kernels (no masked tails), n = 32 much faster (in cache 0.85 against 1.5 ns per
+// element): the scalar moves of the transposes cost about 0.8 ns per element.
 constexpr int64_t kShortRowMax = 15;
 template <class T>
 constexpr bool kShortRows = std::is_same_v<typename T::S, typename T::C>;
@@ -807,7 +807,7 @@ void short_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t l
       sums(std::true_type());
     else
       sums(std::false_type());
-    // as lane_factors: rest = (s - 1) + c; a = 1 / sum or log1p(rest), 0 where the
+    // as tile_factors: rest = (s - 1) + c; a = 1 / sum or log1p(rest), 0 where the
     // lane is all -inf or holds a NaN or +inf (bad: written NaN after)
     DV sv, cv;
     std::memcpy(&sv, s, sizeof sv);
