@@ -216,12 +216,13 @@ def test_panel_column_bits_independent_of_width_and_position(name, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("name", FUNCS)
 def test_short_rows_across_rows(name, dtype, rng):
     # Rows of up to 15 elements go through a transposed buffer a vector of rows at a
-    # time (softmax_impl.h "short rows"): each row is a lane, whatever its place among
-    # the vector's rows, a batch of any size, the thread split, rows of specials beside
-    # it, strided rows or outputs, in place; 16 is the first length the row kernels take.
+    # time (softmax_impl.h "short rows"; logsumexp: their partials): each row is a lane,
+    # whatever its place among the vector's rows, a batch of any size, the thread split,
+    # rows of specials beside it, strided rows or outputs, in place; 16 is the first
+    # length the row kernels take. A row of only +inf and finite values: logsumexp +inf.
     for n in list(range(1, 17)):
         row = random_values(rng, (n,), dtype)
         alone = run(name, row, -1)
@@ -242,6 +243,17 @@ def test_short_rows_across_rows(name, dtype, rng):
                 assert_bits_equal(got[at], alone, f"n={n}: row {at} of {rows}, specials beside")
                 with fs.threads(2):
                     assert_bits_equal(run(name, batch, -1), got, f"n={n}: 2 threads")
+        inf_row = row.copy()
+        inf_row[n // 2] = np.inf
+        got = run(name, np.stack([row, inf_row, row]), -1)
+        assert_bits_equal(got[2], alone, f"n={n}: beside a +inf row")
+        if name == "logsumexp":
+            assert got[1] == np.inf
+            wide = random_values(rng, (50, n + 5), dtype)
+            got = run(name, wide[:, :n], -1)
+            check(name, got, wide[:, :n], -1)
+            assert_bits_equal(got[7:8], run(name, wide[7:8, :n], -1), f"n={n}: strided")
+            continue
         # rows and outputs at a stride (a slice of wider arrays), and in place
         wide = random_values(rng, (37, n + 5), dtype)
         wide[11, :n] = row

@@ -710,7 +710,8 @@ void rows_reduce(const typename T::S* const* x, int64_t n, Partial* out) {
 // factors, the write; then back. A row's lane takes the same operations whatever the
 // other lanes hold (padding lanes are 0) and wherever the row sits in the batch, and
 // every kernel entry that takes a contiguous row this short comes here (softmax_row,
-// log_softmax_row and the batches, streamed or not): a row's bits are its own (SPEC).
+// log_softmax_row, reduce and the batches, streamed or not): a row's bits are its own
+// (SPEC).
 // float16 rows keep the row kernels. Measured on a Zen 3 (AVX2), float32 out of cache,
 // x copy, row kernels -> here: n = 2 51 -> 13 (onnxruntime 23), 5 23 -> 6.9 (12),
 // 10 13 -> 6.0 (6.6), 15 7.8 -> 4.6 (5.0); n = 16 and 24 were faster in the row
@@ -720,10 +721,15 @@ constexpr int64_t kShortRowMax = 15;
 template <class T>
 constexpr bool kShortRows = std::is_same_v<typename T::S, typename T::C>;
 
+// Kind::lse: each row's Partial (as rows_reduce's: {NaN} with a NaN, {+inf} / {-inf}
+// for rows whose max is that, else max, sum, rest and min) to parts, y unused; its lanes
+// subtract 0 where the max is not finite and take the full-range exp, so that a +inf
+// row sums to +inf and only a NaN gives a NaN (as the panels' logsumexp).
 template <class T, Kind kKind>
 void short_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t ldy, int64_t n,
-                int64_t rows) {
-  static_assert(kKind != Kind::lse && kShortRows<T>);
+                int64_t rows, Partial* parts = nullptr) {
+  static_assert(kShortRows<T>);
+  constexpr bool kLse = kKind == Kind::lse;
   using C = typename T::C;
   using V = typename T::V;
   constexpr int64_t W = T::W;
@@ -753,12 +759,12 @@ void short_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t l
     CV m, mn, mu;
     T::storec(reinterpret_cast<C*>(&m), vm);
     T::storec(reinterpret_cast<C*>(&mn), vmn);
-    // as tile_mu: the max where finite or +inf, else 0
+    // as tile_mu: the max where finite or +inf (logsumexp: where finite), else 0
     using MV = decltype(m == m);
     const CV zero = m - m;  // 0, or NaN where m is not finite
-    mu = (CV)((MV)m & ((zero == 0) | (m == kInfC<T>)));
-    bool nf = HasExpNf<T>::value;
-    if constexpr (HasExpNf<T>::value) {  // (false for a NaN or non-finite max or min)
+    mu = (CV)((MV)m & (kLse ? zero == 0 : (zero == 0) | (m == kInfC<T>)));
+    bool nf = HasExpNf<T>::value && !kLse;
+    if constexpr (HasExpNf<T>::value && !kLse) {  // (false for a NaN or non-finite max or min)
       const MV ok = (mn - m) >= T::kExpLe0NfMin;
       for (int64_t l = 0; l < W; ++l) nf &= ok[l] != 0;
     }
@@ -768,7 +774,8 @@ void short_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t l
       typename T::Acc acc = T::acc_zero();
       const auto exps = [&](int64_t j, int q, V* e) {
         for (int k = 0; k < q; ++k) {
-          e[k] = exp_le0_maybe_nf<T, kNoFlush>(T::sub(T::loadc(buf + (j + k) * W), vmu));
+          const V d = T::sub(T::loadc(buf + (j + k) * W), vmu);
+          e[k] = kLse ? T::exp(d) : exp_le0_maybe_nf<T, kNoFlush>(d);
           if constexpr (kKind == Kind::softmax) T::storec(buf + (j + k) * W, e[k]);
         }
       };
@@ -814,6 +821,19 @@ void short_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t l
     std::memcpy(&cv, c, sizeof cv);
     const DV rest = (sv - 1.0) + cv;
     const DV md = __builtin_convertvector(m, DV);
+    if constexpr (kLse) {
+      for (int64_t l = 0; l < cnt; ++l) {
+        Partial& p = parts[r0 + l];
+        if (sv[l] != sv[l])
+          p = {std::numeric_limits<double>::quiet_NaN(), 0.0, 0.0};
+        else if (!(md[l] - md[l] == 0.0))
+          p = {md[l], 0.0, 0.0};
+        else
+          p = {md[l], sv[l] + cv[l], rest[l]};
+        if constexpr (HasExpNf<T>::value) p.min = double(mn[l]);  // (else -inf: not taken)
+      }
+      continue;
+    }
     const IV bad = (rest != rest) | (md == HUGE_VAL);
     DV ad;
     if constexpr (kKind == Kind::softmax) {
@@ -865,6 +885,20 @@ Partial reduce(const typename T::S* x, int64_t n) {
   Partial p;
   rows_reduce<T, 1>(&x, n, &p);
   return p;
+}
+
+// The table's reduce (the driver's rows and blocks): short rows as the batches take
+// them. (The training kernels keep `reduce`, whose passes their gradients share.)
+template <class T>
+Partial reduce_entry(const typename T::S* x, int64_t n) {
+  if constexpr (kShortRows<T>) {
+    if (n <= kShortRowMax) {
+      Partial p;
+      short_rows<T, Kind::lse>(x, n, nullptr, 0, n, 1, &p);
+      return p;
+    }
+  }
+  return reduce<T>(x, n);
 }
 
 template <class T>
@@ -1232,6 +1266,8 @@ void log_softmax_rows_stream(const typename T::S* x, int64_t ldx, typename T::S*
 
 template <class T>
 void reduce_rows(const typename T::S* x, int64_t ldx, int64_t n, int64_t rows, Partial* out) {
+  if constexpr (kShortRows<T>)
+    if (n <= kShortRowMax) return short_rows<T, Kind::lse>(x, ldx, nullptr, 0, n, rows, out);
   int64_t r = 0;
   if (n * int64_t(sizeof(typename T::S)) <= kPairRowsMaxBytes) {
     const int64_t ahead = rows_ahead<T>(n);
@@ -1883,7 +1919,7 @@ template <class T, class Set>
 void fill_set(Set& k) {
   k.softmax_row = softmax_row<T>;
   k.log_softmax_row = log_softmax_row<T>;
-  k.reduce = reduce<T>;
+  k.reduce = reduce_entry<T>;
   k.softmax_finish = softmax_finish<T>;
   k.log_softmax_finish = log_softmax_finish<T>;
   k.softmax_finish_stream = softmax_finish_stream<T>;
