@@ -33,16 +33,11 @@ inline double log1p_sum(double r) {
 // converts no int64 to double): 13% of log_softmax (8192, 128)'s time on AVX2.
 // r in place, by reference: always inlined, no vector crosses a call (the ABI of a
 // 32-byte vector differs outside an AVX target region).
-template <class V, class I>
-inline __attribute__((always_inline)) void log1p_sum_f32v(V& r) {
-  const V u = 1.0 + r;
-  const I bits = (I)u;  // u >= 1: a normal number (or +inf / NaN)
-  const V m1 = (V)((bits & 0x000fffffffffffffll) | 0x3ff0000000000000ll);  // [1, 2)
-  const I big = (m1 > 1.4142135623730951) & 1;  // 1 where m1 > sqrt(2): m1 / 2, e + 1
-  const V m = (V)((I)m1 - (big << 52));
-  // e as a double without an int64 -> double conversion: 2^52 + k holds k in its low bits
-  const V e = (V)((((bits >> 52) & 0x7ff) + big) | 0x4330000000000000ll) -
-              (4503599627370496.0 + 1023.0);
+// m = log m = 2 atanh(f) = 2 f + 2 f s p(s), f = (m - 1)/(m + 1), s = f^2, for m in
+// [sqrt(1/2), sqrt(2)); V a double or a vector of them (the two forms below; in place:
+// no vector crosses a call).
+template <class V>
+inline __attribute__((always_inline)) void log_of_m(V& m) {
   const V f = (m - 1.0) / (m + 1.0), s = f * f;
   V p = s * (1.0 / 17) + 1.0 / 15;
   p = p * s + 1.0 / 13;
@@ -51,8 +46,21 @@ inline __attribute__((always_inline)) void log1p_sum_f32v(V& r) {
   p = p * s + 1.0 / 7;
   p = p * s + 1.0 / 5;
   p = p * s + 1.0 / 3;
-  const V log_m = 2.0 * f + 2.0 * f * s * p;
-  const V log_u = e * 0.6931471805599453 + log_m;
+  m = 2.0 * f + 2.0 * f * s * p;
+}
+
+template <class V, class I>
+inline __attribute__((always_inline)) void log1p_sum_f32v(V& r) {
+  const V u = 1.0 + r;
+  const I bits = (I)u;  // u >= 1: a normal number (or +inf / NaN)
+  const V m1 = (V)((bits & 0x000fffffffffffffll) | 0x3ff0000000000000ll);  // [1, 2)
+  const I big = (m1 > 1.4142135623730951) & 1;  // 1 where m1 > sqrt(2): m1 / 2, e + 1
+  V m = (V)((I)m1 - (big << 52));
+  // e as a double without an int64 -> double conversion: 2^52 + k holds k in its low bits
+  const V e = (V)((((bits >> 52) & 0x7ff) + big) | 0x4330000000000000ll) -
+              (4503599627370496.0 + 1023.0);
+  log_of_m(m);
+  const V log_u = e * 0.6931471805599453 + m;
   const I v = (I)(log_u * (r / (u - 1.0)));
   const I pass = (I)(u + r);  // +inf / NaN pass through
   const I one = u == 1.0;     // log1p(r) = r (tiny r)
@@ -90,7 +98,8 @@ inline __attribute__((always_inline)) double log1p_sum_f32x1(double r) {
 
 // The same arithmetic as plain scalar code, for the driver's logsumexp (generic
 // x86-64: SSE2 has no vector compares of 64-bit integers, and the vector form's
-// lanes come out slower there; 12M samples gave the same bits as the vector form).
+// lanes came out slower there). 9M samples gave the vector form's bits, compiled as
+// generic x86-64 and as AVX2 + FMA code alike.
 inline double log1p_sum_f32(double r) {
   const double u = 1.0 + r;
   uint64_t bits;
@@ -102,17 +111,8 @@ inline double log1p_sum_f32(double r) {
   const bool big = m > 1.4142135623730951;
   m = big ? m * 0.5 : m;
   e += big ? 1 : 0;
-  const double f = (m - 1.0) / (m + 1.0), s = f * f;
-  double p = 1.0 / 17;
-  p = p * s + 1.0 / 15;
-  p = p * s + 1.0 / 13;
-  p = p * s + 1.0 / 11;
-  p = p * s + 1.0 / 9;
-  p = p * s + 1.0 / 7;
-  p = p * s + 1.0 / 5;
-  p = p * s + 1.0 / 3;
-  const double log_m = 2.0 * f + 2.0 * f * s * p;
-  const double log_u = double(e) * 0.6931471805599453 + log_m;
+  log_of_m(m);
+  const double log_u = double(e) * 0.6931471805599453 + m;
   const double v = log_u * (r / (u - 1.0));
   // u == 1: log1p(r) = r (tiny r); +inf / NaN pass through
   return u == 1.0 ? r : (u < HUGE_VAL ? v : u + r);
