@@ -708,7 +708,7 @@ void rows_reduce(const typename T::S* const* x, int64_t n, Partial* out) {
 // across the rows as a panel tile's do: max (and min), the exps and their per-lane sums
 // (float32: four elements at a time, float64: one by one, compensated), the lanes'
 // factors, the write; then back. A row's lane takes the same operations whatever the
-// other lanes hold (padding lanes are 0) and wherever the row sits in the batch, and
+// other lanes hold (padding lanes repeat the last row) and wherever the row sits in the batch, and
 // every kernel entry that takes a contiguous row this short comes here (softmax_row,
 // log_softmax_row, reduce and the batches, streamed or not): a row's bits are its own
 // (SPEC).
@@ -743,13 +743,10 @@ void short_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t l
   alignas(64) double s[W], c[W];
   for (int64_t r0 = 0; r0 < rows; r0 += W) {
     const int64_t cnt = std::min<int64_t>(W, rows - r0);
-    for (int64_t l = 0; l < W; ++l) {
-      const C* const xr = x + (r0 + l) * ldx;
-      if (l < cnt)
-        for (int64_t j = 0; j < n; ++j) buf[j * W + l] = xr[j];
-      else
-        for (int64_t j = 0; j < n; ++j) buf[j * W + l] = C(0);
-    }
+    int64_t off[W];  // padding lanes repeat the last row (their results are dropped)
+    for (int64_t l = 0; l < W; ++l) off[l] = (r0 + std::min(l, cnt - 1)) * ldx;
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t l = 0; l < W; ++l) buf[j * W + l] = x[off[l] + j];
     V vm = T::loadc(buf), vmn = vm;
     for (int64_t j = 1; j < n; ++j) {
       const V v = T::loadc(buf + j * W);
