@@ -19,20 +19,6 @@ inline double log1p_sum(double r) {
   return std::log(u) * (r / (u - 1.0));
 }
 
-// log1p_sum for results that end in float32 (float16/float32 data): the same Kahan
-// form, with log(u) inline instead of a libm call (about 10 ns a row, a fifth of a
-// 128-element row's whole log_softmax here): u = 2^e m, m in [sqrt(1/2), sqrt(2)),
-// log m = 2 atanh(f) = 2 (f + f^3/3 + ... + f^17/17), f = (m - 1)/(m + 1), |f| <= 0.172;
-// the truncation is below 2^-50 relative, a few double ULP in all: far below float.
-//
-// In GCC/Clang vector extensions, V a vector of doubles and I one of int64 of the same
-// width, so that a batch of short rows pays one vector log per four rows (the
-// kernels' log1p_rest4). Written with masks and bit operations, not branches and
-// int64 -> double conversions: as scalar code, GCC kept the 8 logs of a log_softmax
-// group a scalar loop (-ftrapping-math stops it if-converting the branches, and AVX2
-// converts no int64 to double): 13% of log_softmax (8192, 128)'s time on AVX2.
-// r in place, by reference: always inlined, no vector crosses a call (the ABI of a
-// 32-byte vector differs outside an AVX target region).
 // m = log m = 2 atanh(f) = 2 f + 2 f s p(s), f = (m - 1)/(m + 1), s = f^2, for m in
 // [sqrt(1/2), sqrt(2)); V a double or a vector of them (the two forms below; in place:
 // no vector crosses a call).
@@ -49,6 +35,20 @@ inline __attribute__((always_inline)) void log_of_m(V& m) {
   m = 2.0 * f + 2.0 * f * s * p;
 }
 
+// log1p_sum for results that end in float32 (float16/float32 data): the same Kahan
+// form, with log(u) inline instead of a libm call (about 10 ns a row, a fifth of a
+// 128-element row's whole log_softmax here): u = 2^e m, m in [sqrt(1/2), sqrt(2)),
+// log m = 2 atanh(f) = 2 (f + f^3/3 + ... + f^17/17), f = (m - 1)/(m + 1), |f| <= 0.172;
+// the truncation is below 2^-50 relative, a few double ULP in all: far below float.
+//
+// In GCC/Clang vector extensions, V a vector of doubles and I one of int64 of the same
+// width, so that a batch of short rows pays one vector log per four rows (the
+// kernels' log1p_rest4). Written with masks and bit operations, not branches and
+// int64 -> double conversions: as scalar code, GCC kept the 8 logs of a log_softmax
+// group a scalar loop (-ftrapping-math stops it if-converting the branches, and AVX2
+// converts no int64 to double): 13% of log_softmax (8192, 128)'s time on AVX2.
+// r in place, by reference: always inlined, no vector crosses a call (the ABI of a
+// 32-byte vector differs outside an AVX target region).
 template <class V, class I>
 inline __attribute__((always_inline)) void log1p_sum_f32v(V& r) {
   const V u = 1.0 + r;

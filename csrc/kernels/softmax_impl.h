@@ -701,6 +701,44 @@ void rows_reduce(const typename T::S* const* x, int64_t n, Partial* out) {
   }
 }
 
+// ---- lanes' write factors (short rows across rows, panel tiles) --------------------
+// For W lanes with max m and sum parts s, c (rest = (s - 1) + c, the max's own term set
+// apart; the sums of exps <= 1 are finite or NaN): a = 1 / sum (softmax) or log1p(rest)
+// (log_softmax), 0 where the lane is all -inf (or padding) or holds a NaN or +inf; bad
+// marks the latter (their outputs are written NaN after). In GCC/Clang vector
+// extensions, W lanes at once: one scalar division or log per row cost as much as the
+// exps of a row of 4.
+template <class T>
+using LanesC = typename simd::VecOf<typename T::C, T::W>::type;
+template <class T>
+using LanesD = typename simd::VecOf<double, T::W>::type;
+template <class T>
+using LanesI = typename simd::VecOf<int64_t, T::W>::type;
+
+template <class T, Kind kKind>
+FASTSOFTMAX_PASS void lane_factors(const LanesC<T>& m, const double* s, const double* c,
+                                   LanesC<T>& a, LanesI<T>& bad) {
+  using DV = LanesD<T>;
+  using IV = LanesI<T>;
+  DV sv, cv;
+  std::memcpy(&sv, s, sizeof sv);
+  std::memcpy(&cv, c, sizeof cv);
+  const DV rest = (sv - 1.0) + cv;
+  const DV md = __builtin_convertvector(m, DV);
+  bad = (rest != rest) | (md == HUGE_VAL);
+  DV ad;
+  if constexpr (kKind == Kind::softmax) {
+    ad = 1.0 / (1.0 + rest);
+  } else if constexpr (std::is_same_v<typename T::C, float>) {
+    ad = rest;
+    simd::log1p_sum_f32v<DV, IV>(ad);
+  } else {
+    for (int64_t l = 0; l < T::W; ++l) ad[l] = simd::log1p_sum(rest[l]);
+  }
+  ad = (DV)((IV)ad & ~bad & ((md - md) == 0.0));
+  a = __builtin_convertvector(ad, LanesC<T>);
+}
+
 // ---- short rows, across rows ------------------------------------------------------
 // Rows of at most kShortRowMax elements spend more on per-row work (horizontal max and
 // sum, the division, masked tails) than on their exps: W rows at a time go through a
@@ -708,11 +746,10 @@ void rows_reduce(const typename T::S* const* x, int64_t n, Partial* out) {
 // across the rows as a panel tile's do: max (and min), the exps and their per-lane sums
 // (float32: four elements at a time, float64: one by one, compensated), the lanes'
 // factors, the write; then back. A row's lane takes the same operations whatever the
-// other lanes hold (padding lanes repeat the last row) and wherever the row sits in the batch, and
-// every kernel entry that takes a contiguous row this short comes here (softmax_row,
-// log_softmax_row, reduce and the batches, streamed or not): a row's bits are its own
-// (SPEC).
-// float16 rows keep the row kernels. Measured on a Zen 3 (AVX2), float32 out of cache,
+// other lanes hold (padding lanes repeat the last row) and wherever the row sits in the
+// batch, and every kernel entry that takes a contiguous row this short comes here
+// (softmax_row, log_softmax_row, reduce and the batches, streamed or not): a row's bits
+// are its own (SPEC). float16 rows keep the row kernels. Measured on a Zen 3 (AVX2), float32 out of cache,
 // x copy, row kernels -> here: n = 2 51 -> 13 (onnxruntime 23), 5 23 -> 6.9 (12),
 // 10 13 -> 6.0 (6.6), 15 7.8 -> 4.6 (5.0); n = 16 and 24 were faster in the row
 // kernels (no masked tails), n = 32 much faster (in cache 0.85 against 1.5 ns per
@@ -733,12 +770,7 @@ void short_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t l
   using C = typename T::C;
   using V = typename T::V;
   constexpr int64_t W = T::W;
-  // The lanes' own work (what to subtract, the write factor) in GCC/Clang vector
-  // extensions, W lanes at once: one row's scalar division or log per row cost as
-  // much as its exps for n <= 4.
-  using CV = typename simd::VecOf<C, W>::type;
-  using DV = typename simd::VecOf<double, W>::type;
-  using IV = typename simd::VecOf<int64_t, W>::type;
+  using CV = LanesC<T>;  // the lanes' own work in vector extensions (lane_factors)
   alignas(64) C buf[kShortRowMax * W];  // buf[j * W + l]: element j of row r0 + l
   alignas(64) double s[W], c[W];
   for (int64_t r0 = 0; r0 < rows; r0 += W) {
@@ -747,8 +779,8 @@ void short_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t l
     for (int64_t l = 0; l < W; ++l) off[l] = (r0 + std::min(l, cnt - 1)) * ldx;
     for (int64_t j = 0; j < n; ++j)
       for (int64_t l = 0; l < W; ++l) buf[j * W + l] = x[off[l] + j];
-    V vm = T::loadc(buf), vmn = vm;
-    for (int64_t j = 1; j < n; ++j) {
+    V vm = T::set1(-kInfC<T>), vmn = T::set1(kInfC<T>);
+    for (int64_t j = 0; j < n; ++j) {
       const V v = T::loadc(buf + j * W);
       vm = T::max(vm, v);  // (a NaN may be dropped: the lane's sum catches it)
       if constexpr (HasExpNf<T>::value) vmn = T::min(vmn, v);
@@ -811,38 +843,23 @@ void short_rows(const typename T::S* x, int64_t ldx, typename T::S* y, int64_t l
       sums(std::true_type());
     else
       sums(std::false_type());
-    // as tile_factors: rest = (s - 1) + c; a = 1 / sum or log1p(rest), 0 where the
-    // lane is all -inf or holds a NaN or +inf (bad: written NaN after)
-    DV sv, cv;
-    std::memcpy(&sv, s, sizeof sv);
-    std::memcpy(&cv, c, sizeof cv);
-    const DV rest = (sv - 1.0) + cv;
-    const DV md = __builtin_convertvector(m, DV);
     if constexpr (kLse) {
       for (int64_t l = 0; l < cnt; ++l) {
         Partial& p = parts[r0 + l];
-        if (sv[l] != sv[l])
+        const double ml = double(m[l]);
+        if (s[l] != s[l])
           p = {std::numeric_limits<double>::quiet_NaN(), 0.0, 0.0};
-        else if (!(md[l] - md[l] == 0.0))
-          p = {md[l], 0.0, 0.0};
+        else if (!(ml - ml == 0.0))
+          p = {ml, 0.0, 0.0};
         else
-          p = {md[l], sv[l] + cv[l], rest[l]};
+          p = {ml, s[l] + c[l], (s[l] - 1.0) + c[l]};
         if constexpr (HasExpNf<T>::value) p.min = double(mn[l]);  // (else -inf: not taken)
       }
       continue;
     }
-    const IV bad = (rest != rest) | (md == HUGE_VAL);
-    DV ad;
-    if constexpr (kKind == Kind::softmax) {
-      ad = 1.0 / (1.0 + rest);
-    } else if constexpr (std::is_same_v<C, float>) {
-      ad = rest;
-      simd::log1p_sum_f32v<DV, IV>(ad);
-    } else {
-      for (int64_t l = 0; l < W; ++l) ad[l] = simd::log1p_sum(rest[l]);
-    }
-    ad = (DV)((IV)ad & ~bad & ((md - md) == 0.0));
-    const CV a = __builtin_convertvector(ad, CV);
+    CV a;
+    LanesI<T> bad;
+    lane_factors<T, kKind>(m, s, c, a, bad);
     bool poisoned = false;
     for (int64_t l = 0; l < cnt; ++l) poisoned |= bad[l] != 0;
     const V va = T::loadc(reinterpret_cast<const C*>(&a));
@@ -1719,24 +1736,17 @@ void tile_mu(Tile<T>& t) {
 // max's own term set apart); returns whether a lane holds a NaN or +inf.
 template <class T, Kind kKind>
 bool tile_factors(Tile<T>& t) {
-  using C = typename T::C;
+  using CV = LanesC<T>;
   bool poisoned = false;
-  for (int64_t l0 = 0; l0 < t.lanes; l0 += 4) {  // four lanes' logs at once
-    const int k = int(std::min<int64_t>(4, t.lanes - l0));
-    double rest[4] = {0, 0, 0, 0}, lg[4];
-    for (int q = 0; q < k; ++q)
-      rest[q] = t.s[l0 + q] == HUGE_VAL ? HUGE_VAL : (t.s[l0 + q] - 1.0) + t.c[l0 + q];
-    if constexpr (kKind == Kind::log_softmax) log1p_rest4<T>(rest, lg);
-    for (int q = 0; q < k; ++q) {
-      const int64_t l = l0 + q;
-      const C m = t.m[l];
-      const bool bad = rest[q] != rest[q] || m == kInfC<T>;
-      t.bad[l] = bad;
-      poisoned |= bad && l < t.wc;
-      if (bad || !(m - m == C(0)))
-        t.a[l] = C(0);  // a NaN lane (overwritten after) or an all -inf one (or padding)
-      else
-        t.a[l] = kKind == Kind::softmax ? C(1.0 / (1.0 + rest[q])) : C(lg[q]);
+  for (int64_t l0 = 0; l0 < t.lanes; l0 += T::W) {  // (lanes: whole vectors)
+    CV m, a;
+    LanesI<T> bad;
+    std::memcpy(&m, t.m + l0, sizeof m);
+    lane_factors<T, kKind>(m, t.s + l0, t.c + l0, a, bad);
+    std::memcpy(t.a + l0, &a, sizeof a);
+    for (int64_t q = 0; q < T::W; ++q) {
+      t.bad[l0 + q] = bad[q] != 0;
+      poisoned |= bad[q] != 0 && l0 + q < t.wc;
     }
   }
   return poisoned;
