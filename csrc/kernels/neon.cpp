@@ -129,18 +129,22 @@ struct F32 {
   static constexpr bool kStoreExp = true;
   static constexpr int kPanelV = 4;
   static V load(const S* p) { return vld1q_f32(p); }
+  // Tails lane by lane (k < W is the same for every row of a batch: the branches
+  // predict): a buffer written piecewise and read as one vector would stall on store
+  // forwarding, and a memcpy of k elements is a call.
   static V load_n(const S* p, int64_t k) {
     if (k == W) return load(p);
-    float buf[4] = {-HUGE_VALF, -HUGE_VALF, -HUGE_VALF, -HUGE_VALF};
-    std::memcpy(buf, p, size_t(k) * sizeof(S));
-    return vld1q_f32(buf);
+    V v = vld1q_lane_f32(p, vdupq_n_f32(-HUGE_VALF), 0);
+    if (k > 1) v = vld1q_lane_f32(p + 1, v, 1);
+    if (k > 2) v = vld1q_lane_f32(p + 2, v, 2);
+    return v;
   }
   static void store(S* p, V v) { vst1q_f32(p, v); }
   static void store_n(S* p, int64_t k, V v) {
     if (k == W) return store(p, v);
-    float buf[4];
-    vst1q_f32(buf, v);
-    std::memcpy(p, buf, size_t(k) * sizeof(S));
+    vst1q_lane_f32(p, v, 0);
+    if (k > 1) vst1q_lane_f32(p + 1, v, 1);
+    if (k > 2) vst1q_lane_f32(p + 2, v, 2);
   }
   static V loadc(const C* p) { return vld1q_f32(p); }
   static void storec(C* p, V v) { vst1q_f32(p, v); }
@@ -179,23 +183,28 @@ struct F32 {
 };
 
 // float16 storage, float32 compute: FCVTL/FCVTN fused into loads and stores (round
-// to nearest even, the FPCR default); tails through a buffer padded with -inf (0xfc00).
+// to nearest even, the FPCR default); tails lane by lane (as F32's), padded with -inf
+// (0xfc00).
 struct F16 : F32 {
   using S = uint16_t;
   static constexpr bool kStoreExp = false;
-  static V load(const S* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+  static V from_half(uint16x4_t h) { return vcvt_f32_f16(vreinterpret_f16_u16(h)); }
+  static uint16x4_t to_half(V v) { return vreinterpret_u16_f16(vcvt_f16_f32(v)); }
+  static V load(const S* p) { return from_half(vld1_u16(p)); }
   static V load_n(const S* p, int64_t k) {
     if (k == W) return load(p);
-    uint16_t buf[4] = {0xfc00, 0xfc00, 0xfc00, 0xfc00};
-    std::memcpy(buf, p, size_t(k) * sizeof(S));
-    return load(buf);
+    uint16x4_t h = vld1_lane_u16(p, vdup_n_u16(0xfc00), 0);
+    if (k > 1) h = vld1_lane_u16(p + 1, h, 1);
+    if (k > 2) h = vld1_lane_u16(p + 2, h, 2);
+    return from_half(h);
   }
-  static void store(S* p, V v) { vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v))); }
+  static void store(S* p, V v) { vst1_u16(p, to_half(v)); }
   static void store_n(S* p, int64_t k, V v) {
     if (k == W) return store(p, v);
-    uint16_t buf[4];
-    store(buf, v);
-    std::memcpy(p, buf, size_t(k) * sizeof(S));
+    const uint16x4_t h = to_half(v);
+    vst1_lane_u16(p, h, 0);
+    if (k > 1) vst1_lane_u16(p + 1, h, 1);
+    if (k > 2) vst1_lane_u16(p + 2, h, 2);
   }
   static bool s_is_nan(S h) { return (h & 0x7fffu) > 0x7c00u; }
 };
