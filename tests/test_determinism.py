@@ -19,7 +19,7 @@ def _row_of(name, y, k, axis):
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("n", [1, 7, 16, 33, 129, 1000, 5000])
+@pytest.mark.parametrize("n", [1, 7, 16, 20, 33, 64, 65, 129, 1000, 5000])
 def test_row_alone_vs_in_batches(func_name, n, dtype, rng):
     f = FUNCS[func_name]
     row = random_values(rng, (n,), dtype)
