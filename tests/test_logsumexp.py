@@ -5,7 +5,8 @@ import pytest
 import scipy.special
 
 import fastsoftmax as fs
-from _ref import FLOATS, LD, MANT, Ref, check_log_values, check_logsumexp, random_values
+from _ref import FLOATS, LD, MANT, Ref, assert_bits_equal, check_log_values, check_logsumexp
+from _ref import random_values
 
 pytestmark = pytest.mark.usefixtures("isa")
 
@@ -39,6 +40,26 @@ def test_scalar_result_type(dtype, rng):
     assert isinstance(r2, np.floating) and r2.dtype == dtype
     r3 = fs.logsumexp([1, 2, 3])
     assert isinstance(r3, np.float64)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_keepdims_and_out_take_either_path_with_the_same_bits(dtype, axis, rng):
+    # An int axis with keepdims=True/False or a matching out= goes straight to the C++
+    # core; a 1-tuple axis or keepdims=1 through the Python layer: the same bits, and
+    # out= is what comes back
+    x = random_values(rng, (5, 6, 7), dtype)
+    kept = fs.logsumexp(x, axis=(axis,), keepdims=True)
+    check_logsumexp(kept, Ref(x, axis), np.dtype(dtype), keepdims=True)
+    for keep in (True, False, 1, 0):
+        want = kept if keep else kept.squeeze(axis)
+        assert_bits_equal(fs.logsumexp(x, axis=axis, keepdims=keep), want, f"keepdims={keep!r}")
+        out = np.full(want.shape, 7, dtype)
+        assert fs.logsumexp(x, axis=axis, keepdims=keep, out=out) is out
+        assert_bits_equal(out, want, f"keepdims={keep!r}, out=")
+        wrong = np.empty(want.shape + (1,), dtype)
+        with pytest.raises(ValueError, match="out has shape"):
+            fs.logsumexp(x, axis=axis, keepdims=keep, out=wrong)
 
 
 def test_scalar_result_matches_scipy_type(rng):
