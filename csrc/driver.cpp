@@ -387,13 +387,28 @@ void gather_stride(const C* __restrict src, int64_t cnt, C* __restrict buf) {
   for (; i < cnt; ++i) buf[i] = src[i * kStride];
 }
 
+// The ISA's helpers for gathered rows (nullptr where it has none): gather_row for a
+// contiguous row of x (and of the mask), narrow_row for float16 results into a
+// contiguous row of y.
+template <class S, class C>
+struct GatherKernels {
+  void (*gather)(const S* x, const bool* m, C* y, int64_t n, C t);
+  void (*narrow)(const C* x, S* y, int64_t n);
+};
+
 template <class S, class C>
 void gather_block(const Problem& p, const RowWalk& walk, const int64_t base[kNumOpnds],
-                  int64_t e0, int64_t cnt, C* buf) {
+                  int64_t e0, int64_t cnt, C* buf, const GatherKernels<S, C>& g) {
   const char* xb = p.x.data + base[X];
   const bool scale = p.temperature != 1.0;
   const C T = C(p.temperature);
   const char* mb = p.mask.data ? p.mask.data + base[M] : nullptr;
+  if (walk.dims.size() == 1 && (scale || mb) && g.gather &&
+      walk.dims[0].st[X] == int64_t(sizeof(S)) && (!mb || walk.dims[0].st[M] == 1)) {
+    // in vectors: the per-element walk below costs several times the kernels
+    return g.gather(reinterpret_cast<const S*>(xb) + e0,
+                    mb ? reinterpret_cast<const bool*>(mb) + e0 : nullptr, buf, cnt, T);
+  }
   if (walk.dims.size() == 1 && !scale && !mb) {  // the common case: one strided axis
     const int64_t st = walk.dims[0].st[X];
     const char* src = xb + e0 * st;
@@ -423,11 +438,14 @@ void gather_block(const Problem& p, const RowWalk& walk, const int64_t base[kNum
 
 template <class S, class C>
 void scatter_block(const Problem& p, const RowWalk& walk, const int64_t base[kNumOpnds],
-                   int64_t e0, int64_t cnt, const C* buf) {
+                   int64_t e0, int64_t cnt, const C* buf, const GatherKernels<S, C>& g) {
   char* yb = p.y.data + base[Y];
   if (walk.dims.size() == 1) {
     const int64_t st = walk.dims[0].st[Y];
     char* dst = yb + e0 * st;
+    // float16 into a contiguous row: converted in vectors (the scalar conversion below
+    // costs ten times the kernels)
+    if (g.narrow && st == int64_t(sizeof(S))) return g.narrow(buf, reinterpret_cast<S*>(dst), cnt);
     for (int64_t i = 0; i < cnt; ++i) store(reinterpret_cast<S*>(dst + i * st), double(buf[i]));
     return;
   }
@@ -438,12 +456,13 @@ void scatter_block(const Problem& p, const RowWalk& walk, const int64_t base[kNu
 
 template <class S, class C>
 void gathered_row(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
-                  const int64_t base[kNumOpnds], C* buf, Partial* parts, int nt) {
+                  const GatherKernels<S, C>& g, const int64_t base[kNumOpnds], C* buf,
+                  Partial* parts, int nt) {
   const RowWalk walk(L.red);
   const int64_t n = L.n;
   S* yrow = reinterpret_cast<S*>(p.y.data + base[Y]);
   if (n <= kBlock) {
-    gather_block<S, C>(p, walk, base, 0, n, buf);
+    gather_block<S, C>(p, walk, base, 0, n, buf, g);
     if (p.op == Op::logsumexp) {
       store(yrow, lse_value<S>(merged_of(k.reduce(buf, n))));
       return;
@@ -456,7 +475,7 @@ void gathered_row(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
       k.softmax_row(buf, dst, n);
     else
       k.log_softmax_row(buf, dst, n);
-    if (!direct) scatter_block<S, C>(p, walk, base, 0, n, buf);
+    if (!direct) scatter_block<S, C>(p, walk, base, 0, n, buf, g);
     return;
   }
   // Long row: reduce block by block, merge in order, then finish block by block.
@@ -468,7 +487,7 @@ void gathered_row(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
   parallel_chunks(nb, nt_eff, [&](int64_t b0, int64_t b1) {
     C* tb = buf + (nt_eff > 1 ? tid() : 0) * stride;
     for (int64_t b = b0; b < b1; ++b) {
-      gather_block<S, C>(p, walk, base, b * kBlock, block_len(b), tb);
+      gather_block<S, C>(p, walk, base, b * kBlock, block_len(b), tb, g);
       parts[b] = k.reduce(tb, block_len(b));
     }
   });
@@ -488,19 +507,20 @@ void gathered_row(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
       if (special) {
         std::fill(tb, tb + len, C(sv));
       } else {
-        gather_block<S, C>(p, walk, base, b * kBlock, len, tb);
+        gather_block<S, C>(p, walk, base, b * kBlock, len, tb, g);
         if (p.op == Op::softmax)
           k.softmax_finish(tb, tb, len, m, a);
         else
           k.log_softmax_finish(tb, tb, len, m, a);
       }
-      scatter_block<S, C>(p, walk, base, b * kBlock, len, tb);
+      scatter_block<S, C>(p, walk, base, b * kBlock, len, tb, g);
     }
   });
 }
 
 template <class S, class C>
-void run_gather(const Problem& p, const Layout& L, const KernelSet<C, C>& k) {
+void run_gather(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
+                const GatherKernels<S, C>& g) {
   const int64_t n = L.n, rows = L.rows;
   const int nt = threads_for(rows * n, p.threads);
   const int64_t buf_len = std::min(n, kBlock);
@@ -511,7 +531,7 @@ void run_gather(const Problem& p, const Layout& L, const KernelSet<C, C>& k) {
     OuterWalk w(L.outer);
     w.seek(0);
     for (int64_t r = 0; r < rows; ++r, w.next())
-      gathered_row<S, C>(p, L, k, w.off, buf.get(), parts.get(), nt);
+      gathered_row<S, C>(p, L, k, g, w.off, buf.get(), parts.get(), nt);
     return;
   }
   parallel_chunks(rows, nt, [&](int64_t r0, int64_t r1) {
@@ -520,7 +540,7 @@ void run_gather(const Problem& p, const Layout& L, const KernelSet<C, C>& k) {
     OuterWalk w(L.outer);
     w.seek(r0);
     for (int64_t r = r0; r < r1; ++r, w.next())
-      gathered_row<S, C>(p, L, k, w.off, buf.get(), parts.get(), 1);
+      gathered_row<S, C>(p, L, k, g, w.off, buf.get(), parts.get(), 1);
   });
 }
 
@@ -614,7 +634,7 @@ void run_typed(const Problem& p, const Layout& L) {
       }
     }
   }
-  run_gather<S, C>(p, L, kc);
+  run_gather<S, C>(p, L, kc, {ks.gather_row, ks.narrow_row});
 }
 
 }  // namespace

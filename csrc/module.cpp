@@ -1,8 +1,9 @@
 // pybind11 binding. The public functions live here so that the common call — a
-// native float16/32/64 ndarray and an int axis, with or without a matching out=
-// (logsumexp: and keepdims=True/False) — reaches the driver with almost no Python work
+// native float16/32/64 ndarray and an int axis, with or without a temperature, a bool
+// where= that broadcasts to x and a matching out= (logsumexp: where=, out= and
+// keepdims) — reaches the driver with almost no Python work
 // (about 0.8 µs for a (1, 1000) float32 call here). Everything else (lists, casts,
-// tuple axes, where=, b=, an out= that needs a temporary, ...) is normalized by
+// tuple axes, where= lists or scalars, b=, an out= that needs a temporary, ...) is normalized by
 // fastsoftmax._api and comes back through `_compute` with arrays the driver can take
 // as they are.
 #include <pybind11/pybind11.h>
@@ -32,7 +33,7 @@ namespace {
 
 static_assert(sizeof(void*) == 8, "64-bit only");
 
-constexpr int kNpyHalf = 23, kNpyFloat = 11, kNpyDouble = 12;
+constexpr int kNpyBool = 0, kNpyHalf = 23, kNpyFloat = 11, kNpyDouble = 12;
 constexpr int kFlagC = 0x1, kFlagF = 0x2, kFlagAligned = 0x100, kFlagWriteable = 0x400;
 
 // ---- threads -------------------------------------------------------------------
@@ -223,6 +224,27 @@ bool fast_out(py::handle x, py::handle out, const int64_t* shape, int nd) {
   return overlap(x, out) != 2;
 }
 
+// where= the fast path can take: None, or a bool ndarray that broadcasts to x's shape
+// (any strides), as the operand the driver reads (broadcast dims: stride 0, as
+// np.broadcast_to). Anything else (lists, other dtypes, shapes that do not
+// broadcast): the Python path, which converts or raises.
+bool fast_where(py::handle x, py::handle where, Operand& mask) {
+  if (where.is_none()) return true;
+  if (Py_TYPE(where.ptr()) != g_ndarray_type) return false;
+  const ArrayView v = view_of(x), w = view_of(where);
+  if (w.type_num != kNpyBool || w.nd > v.nd) return false;
+  mask.data = w.data;
+  mask.strides.assign(v.nd, int64_t(0));
+  for (int d = v.nd - w.nd; d < v.nd; ++d) {
+    const int wd = d - (v.nd - w.nd);
+    if (w.shape[wd] == v.shape[d])
+      mask.strides[d] = w.strides[wd];
+    else if (w.shape[wd] != 1)
+      return false;
+  }
+  return true;
+}
+
 // ---- the fast entry points -------------------------------------------------------
 // Defaults are compared by identity: a default argument object is shared.
 bool int_axis(py::handle axis, int nd, int& out) {
@@ -234,16 +256,28 @@ bool int_axis(py::handle axis, int nd, int& out) {
   return true;
 }
 
-bool is_one(py::handle t) {
-  return PyFloat_CheckExact(t.ptr()) ? PyFloat_AS_DOUBLE(t.ptr()) == 1.0
-                                      : (PyLong_CheckExact(t.ptr()) && PyLong_AsLong(t.ptr()) == 1);
+// A temperature the fast path can take: an exact float or int, finite and > 0 (bools,
+// other types and bad values go to the Python path, which raises).
+bool fast_temperature(py::handle t, double& out) {
+  if (PyFloat_CheckExact(t.ptr())) {
+    out = PyFloat_AS_DOUBLE(t.ptr());
+    return std::isfinite(out) && out > 0;
+  }
+  if (!PyLong_CheckExact(t.ptr())) return false;
+  int overflow = 0;
+  const long v = PyLong_AsLongAndOverflow(t.ptr(), &overflow);
+  out = double(v);
+  return !overflow && v > 0;
 }
 
 py::object softmax_like(Op op, py::handle x, py::handle axis, py::handle temperature,
                         py::handle where, py::handle dtype, py::handle out) {
   DType dt;
   int ax;
-  if (where.is_none() && dtype.is_none() && is_one(temperature) && fast_array(x, dt)) {
+  double t;
+  Operand mask;
+  if (dtype.is_none() && fast_temperature(temperature, t) && fast_array(x, dt) &&
+      fast_where(x, where, mask)) {
     const ArrayView v = view_of(x);
     if (v.nd >= 1 && int_axis(axis, v.nd, ax)) {
       Problem p;
@@ -253,7 +287,9 @@ py::object softmax_like(Op op, py::handle x, py::handle axis, py::handle tempera
       if (!out.is_none() && !fast_out(x, out, p.shape.begin(), v.nd)) goto general;
       p.reduced.assign(v.nd, false);
       p.reduced[ax] = true;
+      p.temperature = t;
       p.x = operand_of(x);
+      p.mask = mask;
       if (!out.is_none()) {
         p.y = operand_of(out);
         p.threads = get_num_threads();
@@ -279,9 +315,9 @@ py::object logsumexp_entry(py::handle x, py::handle axis, py::handle keepdims, p
   DType dt;
   int ax;
   const bool keep = keepdims.ptr() == Py_True;
-  if (b.is_none() && where.is_none() && dtype.is_none() &&
-      (keep || keepdims.ptr() == Py_False) && return_sign.ptr() == Py_False &&
-      fast_array(x, dt)) {
+  Operand mask;
+  if (b.is_none() && dtype.is_none() && (keep || keepdims.ptr() == Py_False) &&
+      return_sign.ptr() == Py_False && fast_array(x, dt) && fast_where(x, where, mask)) {
     const ArrayView v = view_of(x);
     if (v.nd >= 1 && int_axis(axis, v.nd, ax)) {
       Problem p;
@@ -297,6 +333,7 @@ py::object logsumexp_entry(py::handle x, py::handle axis, py::handle keepdims, p
       py::object y = out.is_none() ? py::object(empty_like_layout(v, dt, oshape, false))
                                    : py::reinterpret_borrow<py::object>(out);
       p.x = operand_of(x);
+      p.mask = mask;
       const ArrayView yv = view_of(y);
       p.y.data = yv.data;
       p.y.strides = spread_strides(yv, p.reduced);

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import fastsoftmax as fs
-from _ref import FLOATS, Ref, check_func, check_logsumexp, check_softmax, random_values
+from _ref import FLOATS, Ref, assert_bits_equal, check_func, check_logsumexp, check_softmax
+from _ref import random_values
 
 pytestmark = pytest.mark.usefixtures("isa")
 
@@ -266,3 +267,56 @@ def test_where_active_nan_row(rng):
     y = fs.softmax(x, where=w)
     check_softmax(y, Ref(x, -1, w), np.dtype(np.float64), allow_poisoned_masked=True)
     assert np.all(np.isnan(np.delete(y[0], 5)))
+
+
+# ----------------------------------------------------------------- gathered rows
+# A temperature or where= sends rows through the driver's gather: a contiguous row of
+# x (and of the mask) is gathered by the ISA's vector kernel (x / T, -inf where
+# masked), a float16 result narrowed into a contiguous output by another; a strided
+# row or output takes the element-by-element walk. Same bits either way.
+BLOCK = 1 << 17
+
+
+def _strided_copy(a):
+    """a's values in a view with every other element of a wider array (not contiguous)."""
+    wide = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+    view = wide[..., ::2]
+    view[...] = a
+    return view
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+def test_gathered_rows_vector_and_walked_agree(name, dtype, rng):
+    f = FUNCS[name]
+    for n in (1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 100, 1000):
+        x = random_values(rng, (3, n), dtype)
+        w = rng.random((3, n)) < 0.7
+        w[:, 0] = True  # (a fully masked row is its own case)
+        for kw in ({"temperature": 0.75}, {"where": w}, {"temperature": 2.0, "where": w}):
+            if name == "logsumexp" and "temperature" in kw:
+                continue
+            y = f(x, **kw)
+            check_func(name, y, x, -1, where=kw.get("where"), temperature=kw.get("temperature"))
+            walked_kw = dict(kw)
+            if "where" in kw:
+                walked_kw["where"] = _strided_copy(w)
+            assert_bits_equal(np.asarray(f(_strided_copy(x), **walked_kw)), np.asarray(y),
+                              f"n={n} {sorted(kw)}: strided x and mask")
+            if name != "logsumexp":
+                out = _strided_copy(np.zeros_like(x))
+                f(x, out=out, **kw)
+                assert_bits_equal(out, y, f"n={n} {sorted(kw)}: strided out")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_gathered_long_row_blocks(dtype, rng):
+    # a row longer than a block is gathered block by block (offsets into x and mask)
+    n = BLOCK + 37
+    x = random_values(rng, (n,), dtype)
+    w = rng.random(n) < 0.9
+    for name in ("softmax", "log_softmax"):
+        y = FUNCS[name](x, temperature=0.5, where=w)
+        check_func(name, y, x, -1, where=w, temperature=0.5)
+        ys = FUNCS[name](_strided_copy(x[None])[0], temperature=0.5, where=_strided_copy(w[None])[0])
+        assert_bits_equal(ys, y, f"{name}: strided long row")

@@ -152,6 +152,7 @@ struct F32 {
   static V max(V a, V b) { return vmaxq_f32(a, b); }
   static V sub(V a, V b) { return vsubq_f32(a, b); }
   static V mul(V a, V b) { return vmulq_f32(a, b); }
+  static V div(V a, V b) { return vdivq_f32(a, b); }
   static V fma(V a, V b, V c) { return vfmaq_f32(c, a, b); }  // a * b + c, one rounding
   static V exp(V v) { return exp_ps(v); }
   static V exp_le0(V v) { return exp_ps<true>(v); }
@@ -239,6 +240,7 @@ struct F64 {
   static V max(V a, V b) { return vmaxq_f64(a, b); }
   static V sub(V a, V b) { return vsubq_f64(a, b); }
   static V mul(V a, V b) { return vmulq_f64(a, b); }
+  static V div(V a, V b) { return vdivq_f64(a, b); }
   static V fma(V a, V b, V c) { return vfmaq_f64(c, a, b); }
   static V exp(V v) { return exp_pd(v); }
   static V exp_le0(V v) { return exp_pd<true>(v); }

@@ -22,7 +22,7 @@
 //                                  code as full vectors: a lane's bits never depend
 //                                  on its position (determinism).
 //   loadc(const C*) / storec(C*, v)  W compute-type values (per-lane panel state)
-//   set1, max, sub, mul, exp (full range), exp_le0 (for x <= 0 or NaN: x - max in the
+//   set1, max, sub, mul, div (IEEE, as the scalar /), exp (full range), exp_le0 (for x <= 0 or NaN: x - max in the
 //   row kernels, where max is the row's or the merged max), hmax (horizontal max;
 //   NaN semantics may vary: callers never rely on max for NaN detection, see below)
 //   acc_zero, acc_add(a, v), acc_add2(a, v0, v1) (two vectors into one accumulator)
@@ -1964,6 +1964,64 @@ void logsumexp_panel(const typename T::S* x, int64_t ldx, int64_t n, int64_t w,
   panel<T, Kind::lse>(x, ldx, nullptr, 0, n, w, out);
 }
 
+// y = C(x) / t, -inf where the mask is false (KernelSet::gather_row): whole vectors,
+// then the tail through a vector's worth of stack (y holds exactly n elements).
+template <class T, bool kDivide>
+FASTSOFTMAX_PASS void gather_values(const typename T::S* x, typename T::C* y, int64_t n,
+                                    typename T::V vt) {
+  using V = typename T::V;
+  constexpr int64_t W = T::W;
+  const auto value = [&](V v) { return kDivide ? T::div(v, vt) : v; };
+  int64_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    T::storec(y + i, value(T::load(x + i)));
+    T::storec(y + i + W, value(T::load(x + i + W)));
+  }
+  for (; i + W <= n; i += W) T::storec(y + i, value(T::load(x + i)));
+  if (i < n) {
+    alignas(64) typename T::C tail[W];
+    T::storec(tail, value(T::load_n(x + i, n - i)));
+    for (int64_t k = 0; i + k < n; ++k) y[i + k] = tail[k];
+  }
+}
+template <class T>
+void gather_row(const typename T::S* x, const bool* m, typename T::C* y, int64_t n,
+                typename T::C t) {
+  using C = typename T::C;
+  if (t != C(1))
+    gather_values<T, true>(x, y, n, T::set1(t));
+  else
+    gather_values<T, false>(x, y, n, T::set1(t));
+  if (!m) return;
+  // y = m ? y : -inf in integer bit operations, which the compiler vectorizes (as a
+  // select it kept a branch per element, mispredicted on any mixed mask)
+  using U = std::conditional_t<sizeof(C) == 4, uint32_t, uint64_t>;
+  typedef U __attribute__((may_alias)) UA;  // (y's floats read and written as bits)
+  static_assert(sizeof(U) == sizeof(C));
+  const C ninf = -kInfC<T>;
+  U ninf_bits;
+  std::memcpy(&ninf_bits, &ninf, sizeof ninf);
+  UA* __restrict yb = reinterpret_cast<UA*>(y);
+  const unsigned char* __restrict mb = reinterpret_cast<const unsigned char*>(m);
+  for (int64_t i = 0; i < n; ++i) {
+    const U keep = U(0) - U(mb[i] != 0);
+    yb[i] = (yb[i] & keep) | (ninf_bits & ~keep);
+  }
+}
+
+// y = x rounded to S (KernelSet::narrow_row): as divide_row, x holds exactly n elements.
+template <class T>
+void narrow_row(const typename T::C* x, typename T::S* y, int64_t n) {
+  constexpr int64_t W = T::W;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) T::store(y + i, T::loadc(x + i));
+  if (i < n) {
+    alignas(64) typename T::C tail[W] = {};
+    for (int64_t k = 0; i + k < n; ++k) tail[k] = x[i + k];
+    T::store_n(y + i, n - i, T::loadc(tail));
+  }
+}
+
 template <class T, class Set>
 void fill_set(Set& k) {
   k.softmax_row = softmax_row<T>;
@@ -1985,6 +2043,8 @@ void fill_set(Set& k) {
   k.softmax_panel = softmax_panel<T>;
   k.log_softmax_panel = log_softmax_panel<T>;
   k.logsumexp_panel = logsumexp_panel<T>;
+  k.gather_row = gather_row<T>;
+  if constexpr (!std::is_same_v<typename T::S, typename T::C>) k.narrow_row = narrow_row<T>;
 }
 
 // exp over an array with the ISA's vector exp (test hook; tails via load_n/store_n).

@@ -2,7 +2,8 @@
 // support (neon on aarch64; avx512/avx2 on x86-64) against the scalar table and an
 // extended-precision reference, within SPEC.md's accuracy bounds, plus special
 // values at every position of a vector and its tail, blocked long rows (reduce +
-// finish as the driver uses them), panels, determinism and the vector exp.
+// finish as the driver uses them), panels, determinism, the vector exp and the
+// driver's gather helpers.
 //
 // Built by tests/test_neon_qemu.py as
 //   aarch64-linux-gnu-g++ -std=c++17 -O2 -static -I csrc/include -I csrc
@@ -619,6 +620,62 @@ void test_exp(const char* isa, const ExpHooks& h) {
     fail(std::string(isa) + " exp f64 specials");
 }
 
+// ---- the driver's gather helpers ----------------------------------------------------
+// gather_row: y = C(x) / t, -inf where the mask is false, each an IEEE division (the
+// scalar loop's bits); narrow_row (float16): y = x rounded to nearest even, as
+// float_to_half. Every length up to a few vectors, with and without a mask, t = 1 too.
+template <class S>
+void test_gather(const KernelTable& t, const char* isa) {
+  using E = Elem<S>;
+  using C = typename E::C;
+  const auto k = E::set(t);
+  if (!k.gather_row) {
+    fail(std::string(isa) + " " + E::name + ": no gather_row");
+    return;
+  }
+  std::uniform_int_distribution<int> coin(0, 3);
+  for (int64_t n = 1; n <= 70; ++n) {
+    const std::vector<S> x = random_row<S>(n, 5.0, 0.0);
+    std::vector<unsigned char> m(static_cast<size_t>(n));
+    for (auto& b : m) b = coin(g_rng) != 0;
+    for (const C tv : {C(1), C(0.75), C(3)}) {
+      for (int masked = 0; masked < 2; ++masked) {
+        std::vector<C> y(static_cast<size_t>(n), C(7));
+        k.gather_row(x.data(), masked ? reinterpret_cast<const bool*>(m.data()) : nullptr, y.data(), n, tv);
+        ++g_checks;
+        for (int64_t i = 0; i < n; ++i) {
+          const C want = masked && !m[i] ? -std::numeric_limits<C>::infinity()
+                                         : (tv == C(1) ? C(E::to(x[i])) : C(C(E::to(x[i])) / tv));
+          if (std::memcmp(&y[i], &want, sizeof want) != 0) {
+            fail(std::string(isa) + " " + E::name + " gather_row n=" + std::to_string(n) + " i=" +
+                 std::to_string(i));
+            break;
+          }
+        }
+      }
+    }
+    if constexpr (!std::is_same<S, C>::value) {
+      if (!k.narrow_row) {
+        fail(std::string(isa) + " " + E::name + ": no narrow_row");
+        continue;
+      }
+      std::vector<C> v(static_cast<size_t>(n));
+      for (auto& e : v) e = C(E::to(x[0])) * C(1.0009765625) + C(std::normal_distribution<double>(0, 3)(g_rng));
+      v[0] = std::numeric_limits<C>::quiet_NaN();
+      if (n > 1) v[1] = -std::numeric_limits<C>::infinity();
+      std::vector<S> y(static_cast<size_t>(n) + 1, S(0x1234));
+      k.narrow_row(v.data(), y.data(), n);
+      ++g_checks;
+      for (int64_t i = 0; i < n; ++i)
+        if (y[i] != float_to_half(v[i])) {
+          fail(std::string(isa) + " narrow_row n=" + std::to_string(n) + " i=" + std::to_string(i));
+          break;
+        }
+      if (y[n] != S(0x1234)) fail(std::string(isa) + " narrow_row wrote past n=" + std::to_string(n));
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -659,6 +716,9 @@ int main(int argc, char** argv) {
     test_row_batches<float>(t, name);
     test_row_batches<double>(t, name);
     test_row_batches<uint16_t>(t, name);
+    test_gather<float>(t, name);
+    test_gather<double>(t, name);
+    test_gather<uint16_t>(t, name);
     std::printf("  %s kernels: %d failures\n", name, g_failures - before);
   }
   std::printf("%d SIMD ISA(s) tested, %d checks, %d failures\n", tested, g_checks, g_failures);

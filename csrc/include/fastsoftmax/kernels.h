@@ -112,6 +112,16 @@ struct KernelSet {
                             int64_t w) = nullptr;
   // logsumexp of each lane, written to out[0..w) (contiguous, compute type).
   void (*logsumexp_panel)(const S* x, int64_t ldx, int64_t n, int64_t w, C* out) = nullptr;
+  // Optional: the driver's gather of a contiguous row with a temperature t and/or a
+  // where= mask m (contiguous bools, or nullptr): y_i = -inf where m_i is false, else
+  // C(x_i) / t, an IEEE division in the compute type (the bits of the scalar loop; no
+  // division when t == 1), for i < n (n >= 1). y is a compute-type buffer of n
+  // elements, disjoint from x.
+  void (*gather_row)(const S* x, const bool* m, C* y, int64_t n, C t) = nullptr;
+  // Optional, where S != C (float16): y_i = x_i rounded to S (nearest even; the
+  // kernels' outputs hold no NaN but the canonical one), for the driver's scatter of a
+  // gathered row into a contiguous output.
+  void (*narrow_row)(const C* x, S* y, int64_t n) = nullptr;
 
   // ---- training side (csrc/xent.cpp); float32/float64 sets only (float16: nullptr) ----
   // Their exp may be shorter than the row kernels' where SPEC's cross-entropy bound
