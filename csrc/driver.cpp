@@ -8,10 +8,12 @@
 //    PANEL  one reduced dim, strided, and a kept dim contiguous in x (and y): panel
 //           kernels across that dim (column tiles whose exps stay in cache, or a
 //           sweep for very long reduced dims: softmax_impl.h).
-//    GATHER anything else, or where=/temperature/b/return_sign, or a dtype without
-//           kernels: each row (or kBlock block of a long row) is gathered into a
-//           per-thread buffer in the compute type, computed there, scattered back.
-//           Never an input-sized temporary.
+//    GATHER anything else, or where=/temperature, or a dtype without kernels: each
+//           row (or kBlock block of a long row) is gathered into a per-thread buffer
+//           in the compute type (contiguous rows by the ISA's vector gather_row),
+//           computed there, scattered back. Never an input-sized temporary.
+//    (logsumexp with b=: in double, element by element, SciPy's signed sums;
+//    return_sign without b: any of the above, then the signs from the results.)
 // 3. Threads: rows are split in contiguous chunks; a few rows longer than kBlock
 //    are split by blocks instead. Each row is always computed the same way (blocks
 //    of kBlock, partials merged in block order), so bits never depend on threads.
@@ -544,7 +546,7 @@ void run_gather(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
   });
 }
 
-// ---- logsumexp with b= and/or return_sign: in double, scipy's semantics ---------
+// ---- logsumexp with b= (and return_sign): in double, scipy's semantics ----------
 // Entries with b == 0 (or masked out) take no part. sign is that of sum(b*exp(x)).
 template <class S>
 void run_lse_weighted(const Problem& p, const Layout& L) {
@@ -614,13 +616,12 @@ template <>
 const KernelSet<uint16_t, float>& set_for(const KernelTable& t) { return t.f16; }
 
 template <class S, class C>
-void run_typed(const Problem& p, const Layout& L) {
+void run_kernels(const Problem& p, const Layout& L) {
   const KernelTable& table = kernels();
   const KernelSet<S, C>& ks = set_for<S, C>(table);
   const KernelSet<C, C>& kc = set_for<C, C>(table);
   const int64_t isz = int64_t(sizeof(S));
   const bool lse = p.op == Op::logsumexp;
-  if (lse && (p.b.data || p.sign.data)) return run_lse_weighted<S>(p, L);
   const bool plain = p.temperature == 1.0 && !p.mask.data && ks.reduce != nullptr;
   if (plain && L.red.size() == 1) {
     const Dim& r = L.red[0];
@@ -635,6 +636,28 @@ void run_typed(const Problem& p, const Layout& L) {
     }
   }
   run_gather<S, C>(p, L, kc, {ks.gather_row, ks.narrow_row});
+}
+
+// logsumexp's return_sign without b: every term exp(x - max) is >= 0, so the sign of
+// the sum follows from the result alone (SciPy's rules): NaN with the NaN, 0 where
+// the sum is 0 (-inf: an empty, all -inf or fully masked row), else 1. The values
+// come from the kernels, the same bits as without return_sign.
+template <class S>
+void fill_signs(const Problem& p, const Layout& L) {
+  OuterWalk w(L.outer);
+  w.seek(0);
+  for (int64_t r = 0; r < L.rows; ++r, w.next()) {
+    const double v = double(load(reinterpret_cast<const S*>(p.y.data + w.off[Y])));
+    store(reinterpret_cast<S*>(p.sign.data + w.off[SG]), v != v ? kNaN : v == -kInf ? 0.0 : 1.0);
+  }
+}
+
+template <class S, class C>
+void run_typed(const Problem& p, const Layout& L) {
+  const bool lse = p.op == Op::logsumexp;
+  if (lse && p.b.data) return run_lse_weighted<S>(p, L);
+  run_kernels<S, C>(p, L);
+  if (lse && p.sign.data) fill_signs<S>(p, L);
 }
 
 }  // namespace

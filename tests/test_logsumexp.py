@@ -161,6 +161,30 @@ def test_return_sign_without_b(dtype, rng):
     assert isinstance(y0, np.floating) and y0.dtype == dtype and s0 == 1
 
 
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_return_sign_without_b_specials_and_layouts(dtype, rng):
+    # without b the terms are >= 0: the values are the kernels' (the bits of the call
+    # without return_sign) and each sign follows SciPy: NaN with a NaN, 0 where the sum
+    # is 0 (all -inf, fully masked), else 1 (+inf included)
+    x = random_values(rng, (7, 40), dtype)
+    x[1] = -np.inf
+    x[2, 5] = np.nan
+    x[3, 7] = np.inf
+    x[4, ::2] = -np.inf
+    w = np.ones(x.shape, bool)
+    w[5] = False
+    for axis, kw in ((-1, {}), (0, {}), (-1, {"where": w}), (None, {})):
+        y, s = fs.logsumexp(x, axis=axis, return_sign=True, **kw)
+        assert_bits_equal(y, fs.logsumexp(x, axis=axis, **kw), f"axis={axis} {sorted(kw)}")
+        y64 = np.asarray(y, np.float64)
+        want = np.where(np.isnan(y64), np.nan, np.where(y64 == -np.inf, 0.0, 1.0))
+        np.testing.assert_array_equal(np.asarray(s, np.float64), want)
+        if not kw:
+            ys, ss = scipy.special.logsumexp(x.astype(np.float64), axis=axis, return_sign=True)
+            np.testing.assert_array_equal(np.asarray(s, np.float64), ss)
+            assert np.asarray(s).dtype == dtype
+
+
 def test_return_sign_zero_sum_and_empty_rows():
     x = np.array([[1.0, 2.0], [-np.inf, -np.inf], [3.0, 3.0]])
     b = np.array([[0.0, 0.0], [1.0, 1.0], [1.0, -1.0]])
