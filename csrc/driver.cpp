@@ -548,11 +548,24 @@ void run_gather(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
 
 // ---- logsumexp with b= (and return_sign): in double, scipy's semantics ----------
 // Entries with b == 0 (or masked out) take no part. sign is that of sum(b*exp(x)).
+// The sum goes in chunks through the float64 set's weighted_exp_sum where the ISA has
+// one (x - max and the weights gathered into double buffers first: std::exp one
+// element at a time was most of the time); a row whose sum comes out near the exp's
+// flush to zero (terms cancelling down to subnormal size) is redone with std::exp.
+constexpr int64_t kWeightedChunk = 2048;
+constexpr double kWeightedTiny = 0x1p-960;
+
 template <class S>
 void run_lse_weighted(const Problem& p, const Layout& L) {
   const int64_t n = L.n, rows = L.rows;
   const int nt = threads_for(rows * n, p.threads);
+  const auto wsum = kernels().f64.weighted_exp_sum;
   parallel_chunks(rows, nt, [&](int64_t r0, int64_t r1) {
+    std::unique_ptr<double[]> dbuf, wbuf;
+    if (wsum) {
+      dbuf.reset(new double[size_t(std::min(n, kWeightedChunk))]);
+      wbuf.reset(new double[size_t(std::min(n, kWeightedChunk))]);
+    }
     const RowWalk walk(L.red);
     OuterWalk w(L.outer);
     w.seek(r0);
@@ -564,12 +577,26 @@ void run_lse_weighted(const Problem& p, const Layout& L) {
         if (mb && !mb[off[M]]) return 0.0;
         return bb ? *reinterpret_cast<const double*>(bb + off[B]) : 1.0;
       };
+      // f(i, x_i, weight_i) for the elements [e0, e0 + cnt): straight loops where x
+      // and b are contiguous along the row (no mask), else the general walk
+      const bool flat = walk.dims.size() == 1 && !mb && bb &&
+                        walk.dims[0].st[X] == int64_t(sizeof(S)) &&
+                        walk.dims[0].st[B] == int64_t(sizeof(double));
+      auto each = [&](int64_t e0, int64_t cnt, auto&& f) {
+        if (flat) {
+          const S* xs = reinterpret_cast<const S*>(xb) + e0;
+          const double* bs = reinterpret_cast<const double*>(bb) + e0;
+          for (int64_t i = 0; i < cnt; ++i) f(i, double(load(xs + i)), bs[i]);
+          return;
+        }
+        walk.for_range(e0, cnt, [&](int64_t i, const int64_t* off) {
+          f(i, double(load(reinterpret_cast<const S*>(xb + off[X]))), weight(off));
+        });
+      };
       double m = -kInf;
       bool nan = false, inf_pos = false, inf_neg = false;
-      walk.for_range(0, n, [&](int64_t, const int64_t* off) {
-        const double bw = weight(off);
+      each(0, n, [&](int64_t, double v, double bw) {
         if (bw == 0.0) return;
-        const double v = double(load(reinterpret_cast<const S*>(xb + off[X])));
         nan |= std::isnan(v) || std::isnan(bw);
         if (v == kInf) (bw > 0 ? inf_pos : inf_neg) = true;
         m = v > m ? v : m;
@@ -584,13 +611,30 @@ void run_lse_weighted(const Problem& p, const Layout& L) {
         value = -kInf;
         sign = 0.0;
       } else {
-        CompensatedSum s;
-        walk.for_range(0, n, [&](int64_t, const int64_t* off) {
-          const double bw = weight(off);
-          if (bw == 0.0) return;
-          s.add(bw * std::exp(double(load(reinterpret_cast<const S*>(xb + off[X]))) - m));
-        });
-        const double sum = s.value();
+        double sum = 0.0;
+        if (wsum) {
+          double total = 0.0, comp = 0.0;
+          for (int64_t e0 = 0; e0 < n; e0 += kWeightedChunk) {
+            const int64_t cnt = std::min(kWeightedChunk, n - e0);
+            each(e0, cnt, [&](int64_t i, double v, double bw) {
+              wbuf[i] = bw;
+              dbuf[i] = bw == 0.0 ? -kInf : v - m;
+            });
+            double part[2];
+            wsum(dbuf.get(), wbuf.get(), cnt, part);
+            const double t = total + part[0], bp = t - total;  // TwoSum
+            comp += (total - (t - bp)) + (part[0] - bp) + part[1];
+            total = t;
+          }
+          sum = total + comp;
+        }
+        if (!wsum || std::fabs(sum) < kWeightedTiny) {
+          CompensatedSum s;
+          each(0, n, [&](int64_t, double v, double bw) {
+            if (bw != 0.0) s.add(bw * std::exp(v - m));
+          });
+          sum = s.value();
+        }
         if (sum == 0.0) {
           value = -kInf;
           sign = 0.0;

@@ -151,6 +151,40 @@ def test_b_negative_return_sign(dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_b_long_rows_strided_and_masked(dtype, rng):
+    # the weighted sums go in chunks of 2048 through the float64 kernels (contiguous x
+    # and b by direct loops, anything else by the general walk): long signed rows,
+    # strided x, a mask and a broadcast b agree with the exact result
+    x = random_values(rng, (3, 5000), dtype, spread=False)
+    b = rng.uniform(-0.5, 2, (3, 5000)).astype(dtype)
+    w = rng.random((3, 5000)) < 0.8
+    for xv, bv, kw in ((x, b, {}), (x[:, ::-1], b[:, ::-1], {}), (x, b, {"where": w}),
+                       (x, b[0], {})):
+        y, sg = fs.logsumexp(xv, axis=-1, b=bv, return_sign=True, **kw)
+        bb = np.broadcast_to(bv, xv.shape)
+        if "where" in kw:
+            bb = np.where(w, bb, 0)
+        r, rs = _ref_b(xv, bb, -1)
+        np.testing.assert_array_equal(sg, rs.astype(dtype))
+        cond = _cond_tol(xv, bb, -1, dtype)
+        tol = 4 * cond * np.ldexp(1.0, np.frexp(np.maximum(1, np.abs(r.astype(np.float64))))[1]
+                                  - 1 - MANT[np.dtype(dtype)])
+        assert np.all(np.abs(y.astype(LD) - r) <= tol), (sorted(kw), y, r, tol)
+
+
+def test_b_cancelling_to_a_subnormal_sum():
+    # the two largest terms cancel exactly; what is left, exp(-720), is below the
+    # vector exp's flush to zero: the row is redone with libm's exp, as SciPy
+    x = np.array([[0.0, 0.0, -720.0], [0.0, 0.0, -700.0]])
+    b = np.array([[1.0, -1.0, 1.0], [1.0, -1.0, -2.0]])
+    y, s = fs.logsumexp(x, axis=-1, b=b, return_sign=True)
+    ys, ss = scipy.special.logsumexp(x, axis=-1, b=b, return_sign=True)
+    np.testing.assert_allclose(y, ys, rtol=1e-15)
+    np.testing.assert_array_equal(s, ss)
+    assert s[1] == -1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_return_sign_without_b(dtype, rng):
     x = random_values(rng, (3, 9), dtype)
     y, s = fs.logsumexp(x, return_sign=True)

@@ -2022,6 +2022,47 @@ void narrow_row(const typename T::C* x, typename T::S* y, int64_t n) {
   }
 }
 
+// KernelSet::weighted_exp_sum (T: the float64 Ops): per lane, s + c accumulates
+// w * exp(d) by TwoSum (exact whatever the signs, unlike the row kernels' sums of
+// positive terms); the lanes, then the tail's terms one by one, are merged the same way.
+template <class T>
+void weighted_exp_sum(const double* d, const double* w, int64_t n, double* out) {
+  using V = typename T::V;  // (a vector type: GCC's operators apply)
+  constexpr int64_t W = T::W;
+  V s = T::set1(0.0), c = T::set1(0.0);
+  const auto two_sum = [](V& sum, V& comp, V v) {
+    const V t = sum + v, bp = t - sum;
+    comp += (sum - (t - bp)) + (v - bp);
+    sum = t;
+  };
+  int64_t i = 0;
+  for (; i + W <= n; i += W) two_sum(s, c, T::loadc(w + i) * T::exp_le0(T::loadc(d + i)));
+  alignas(64) double ls[W], lc[W];
+  T::storec(ls, s);
+  T::storec(lc, c);
+  double sum = 0.0, comp = 0.0;
+  const auto add = [&](double v) {
+    const double t = sum + v, bp = t - sum;
+    comp += (sum - (t - bp)) + (v - bp);
+    sum = t;
+  };
+  for (int64_t l = 0; l < W; ++l) {
+    add(ls[l]);
+    comp += lc[l];
+  }
+  if (i < n) {
+    alignas(64) double dt[W], wt[W], et[W];
+    for (int64_t l = 0; l < W; ++l) {
+      dt[l] = i + l < n ? d[i + l] : -HUGE_VAL;
+      wt[l] = i + l < n ? w[i + l] : 0.0;
+    }
+    T::storec(et, T::loadc(wt) * T::exp_le0(T::loadc(dt)));
+    for (int64_t l = 0; i + l < n; ++l) add(et[l]);
+  }
+  out[0] = sum;
+  out[1] = comp;
+}
+
 template <class T, class Set>
 void fill_set(Set& k) {
   k.softmax_row = softmax_row<T>;
@@ -2045,6 +2086,7 @@ void fill_set(Set& k) {
   k.logsumexp_panel = logsumexp_panel<T>;
   k.gather_row = gather_row<T>;
   if constexpr (!std::is_same_v<typename T::S, typename T::C>) k.narrow_row = narrow_row<T>;
+  if constexpr (std::is_same_v<typename T::S, double>) k.weighted_exp_sum = weighted_exp_sum<T>;
 }
 
 // exp over an array with the ISA's vector exp (test hook; tails via load_n/store_n).

@@ -654,6 +654,30 @@ void test_gather(const KernelTable& t, const char* isa) {
         }
       }
     }
+    if constexpr (std::is_same<S, double>::value) {
+      // weighted_exp_sum: sum w * exp(d), d <= 0 (or -inf with w = 0), signed w; within
+      // a few ULP of the terms' absolute sum (error-free additions, 1-ULP exps)
+      if (!k.weighted_exp_sum) {
+        fail(std::string(isa) + ": no weighted_exp_sum");
+        continue;
+      }
+      std::vector<double> d(static_cast<size_t>(n)), wt(static_cast<size_t>(n));
+      std::uniform_real_distribution<double> u(-1.0, 1.0);
+      LD want = 0, mag = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        d[i] = -std::fabs(E::to(x[i])) * 8.0;
+        wt[i] = m[i] ? u(g_rng) : 0.0;
+        if (!m[i]) d[i] = -std::numeric_limits<double>::infinity();
+        const LD term = LD(wt[i]) * std::exp(LD(d[i]));
+        want += term;
+        mag += std::fabs(term);
+      }
+      double got[2];
+      k.weighted_exp_sum(d.data(), wt.data(), n, got);
+      ++g_checks;
+      if (std::fabs(LD(got[0]) + LD(got[1]) - want) > 4 * 0x1p-52 * mag + 1e-300)
+        fail(std::string(isa) + " weighted_exp_sum n=" + std::to_string(n));
+    }
     if constexpr (!std::is_same<S, C>::value) {
       if (!k.narrow_row) {
         fail(std::string(isa) + " " + E::name + ": no narrow_row");

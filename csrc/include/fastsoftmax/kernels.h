@@ -122,6 +122,11 @@ struct KernelSet {
   // kernels' outputs hold no NaN but the canonical one), for the driver's scatter of a
   // gathered row into a contiguous output.
   void (*narrow_row)(const C* x, S* y, int64_t n) = nullptr;
+  // Optional, float64 set: logsumexp's weighted sum (b=) over one chunk of a row,
+  // sum_i w_i * exp(d_i) for d_i <= 0 or -inf (-inf with w_i = 0 for an entry that
+  // takes no part), with the exp of the row kernels and error-free (TwoSum) additions:
+  // out[0] the sum, out[1] its compensation (the terms' signs may differ).
+  void (*weighted_exp_sum)(const double* d, const double* w, int64_t n, double* out) = nullptr;
 
   // ---- training side (csrc/xent.cpp); float32/float64 sets only (float16: nullptr) ----
   // Their exp may be shorter than the row kernels' where SPEC's cross-entropy bound
