@@ -16,6 +16,7 @@
 #include <string>
 
 #include "driver.h"
+#include "fastsoftmax/common.h"
 #include "fastsoftmax/kernels.h"
 
 #ifdef FASTSOFTMAX_OPENMP
@@ -405,6 +406,28 @@ void compute(int op, py::array x, const std::vector<int>& axes, double temperatu
   run_released(p);
 }
 
+// float16 -> float32 for the Python layer's dtype= casts (NumPy converts one element
+// at a time, ~2 ns each here): x and out C-contiguous, of the same size; with the
+// ISA's float16 gather (F16C / AVX-512 / NEON conversions, exact), else one by one.
+void widen_f16(py::array x, py::array out) {
+  const ArrayView v = view_of(x), o = view_of(out);
+  if (v.type_num != kNpyHalf || o.type_num != kNpyFloat || !(v.flags & kFlagC) ||
+      !(o.flags & kFlagC) || !(o.flags & kFlagWriteable) || x.size() != out.size())
+    throw py::type_error("_widen_f16: x must be C-contiguous float16, out float32 of its size");
+  const auto* src = reinterpret_cast<const uint16_t*>(v.data);
+  auto* dst = reinterpret_cast<float*>(o.data);
+  const int64_t n = int64_t(x.size());
+  const auto gather = kernels().f16.gather_row;
+  py::gil_scoped_release release;
+  for (int64_t i = 0; i < n; i += kBlock) {
+    const int64_t cnt = std::min(kBlock, n - i);
+    if (gather)
+      gather(src + i, nullptr, dst + i, cnt, 1.0f);
+    else
+      for (int64_t k = 0; k < cnt; ++k) dst[i + k] = half_to_float(src[i + k]);
+  }
+}
+
 // ---- METH_FASTCALL entry points ----------------------------------------------------
 // pybind11's dispatcher costs ~250 ns more per call once keywords are passed; these
 // parse (args, kwnames) directly. Semantics match a Python signature
@@ -560,6 +583,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("_compute", &compute, "op"_a, "x"_a, "axes"_a, "temperature"_a, "where"_a, "out"_a,
         "b"_a, "sign"_a);
   m.def("_overlap", &overlap, "x"_a, "out"_a);
+  m.def("_widen_f16", &widen_f16, "x"_a, "out"_a);
   m.def("_set_fallbacks", [](py::object s, py::object l, py::object e) {
     const py::object fns[3] = {s, l, e};
     for (int i = 0; i < 3; ++i) {

@@ -178,6 +178,26 @@ def test_dtype_argument_spellings(spelling, rng):
     assert_softmax_close(y, x, -1, np.float32)
 
 
+def test_float16_widened_by_the_kernels_as_numpy(func_name, rng):
+    # dtype=float32 on a C-contiguous float16 input widens it with the ISA's conversions
+    # (_core._widen_f16): every float16 bit pattern gives NumPy's float32 (NaNs stay
+    # NaN), and the results are those of the NumPy-cast input, bit for bit
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    wide = np.empty(every.shape, np.float32)
+    fs._core._widen_f16(every, wide)
+    ref = every.astype(np.float32)
+    nan = np.isnan(ref)
+    np.testing.assert_array_equal(wide[~nan].view(np.uint32), ref[~nan].view(np.uint32))
+    assert np.all(np.isnan(wide[nan]))
+    f = getattr(fs, func_name)
+    x = random_values(rng, (5, 300_001 // 5 + 3), np.float16)  # past one kBlock of elements
+    for xv in (x, x[:, ::2], np.asfortranarray(x)):
+        want = np.asarray(f(xv.astype(np.float32)))
+        got = np.asarray(f(xv, dtype=np.float32))
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 def test_float16_in_float32_out_is_more_accurate_than_float16(rng):
     x = random_values(rng, (8, 40), np.float16, spread=False)
     y32 = fs.softmax(x, dtype=np.float32)
