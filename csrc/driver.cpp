@@ -622,9 +622,8 @@ void run_lse_weighted(const Problem& p, const Layout& L) {
             });
             double part[2];
             wsum(dbuf.get(), wbuf.get(), cnt, part);
-            const double t = total + part[0], bp = t - total;  // TwoSum
-            comp += (total - (t - bp)) + (part[0] - bp) + part[1];
-            total = t;
+            simd::two_sum(total, comp, part[0]);
+            comp += part[1];
           }
           sum = total + comp;
         }

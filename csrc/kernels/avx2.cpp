@@ -150,14 +150,6 @@ inline __m256d exp_pd(__m256d x) {
   return _mm256_and_pd(res, _mm256_cmp_pd(x, lo, _CMP_NLT_UQ));
 }
 
-// Lane masks for the first k (1 <= k <= W) lanes.
-inline __m256i mask32(int64_t k) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(k)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-inline __m256i mask64(int64_t k) {
-  return _mm256_cmpgt_epi64(_mm256_set1_epi64x(k), _mm256_setr_epi64x(0, 1, 2, 3));
-}
-
 // The first k (1 <= k < W) lanes of v to p, as 4-, 2- and 1-lane stores. Not
 // vmaskmov: on AMD's Zen 2/3 a masked 256-bit store is microcoded (tens of cycles), and
 // it was most of a short row's tail: softmax rows of 100 floats 72 -> 58 ns, of 20

@@ -19,6 +19,16 @@ inline double log1p_sum(double r) {
   return std::log(u) * (r / (u - 1.0));
 }
 
+// Knuth's TwoSum: sum += v, and the rounding error of that addition added to comp
+// (exact whatever the signs and magnitudes). V a double or a vector of them (by
+// reference and always inlined, as log_of_m below: no vector crosses a call).
+template <class V>
+inline __attribute__((always_inline)) void two_sum(V& sum, V& comp, const V& v) {
+  const V t = sum + v, bp = t - sum;
+  comp += (sum - (t - bp)) + (v - bp);
+  sum = t;
+}
+
 // m = log m = 2 atanh(f) = 2 f + 2 f s p(s), f = (m - 1)/(m + 1), s = f^2, for m in
 // [sqrt(1/2), sqrt(2)); V a double or a vector of them (the two forms below; in place:
 // no vector crosses a call).

@@ -2009,7 +2009,7 @@ void gather_row(const typename T::S* x, const bool* m, typename T::C* y, int64_t
   }
 }
 
-// y = x rounded to S (KernelSet::narrow_row): as divide_row, x holds exactly n elements.
+// y = x rounded to S (KernelSet::narrow_row): as gather_row, x holds exactly n elements.
 template <class T>
 void narrow_row(const typename T::C* x, typename T::S* y, int64_t n) {
   constexpr int64_t W = T::W;
@@ -2030,24 +2030,17 @@ void weighted_exp_sum(const double* d, const double* w, int64_t n, double* out) 
   using V = typename T::V;  // (a vector type: GCC's operators apply)
   constexpr int64_t W = T::W;
   V s = T::set1(0.0), c = T::set1(0.0);
-  const auto two_sum = [](V& sum, V& comp, V v) {
-    const V t = sum + v, bp = t - sum;
-    comp += (sum - (t - bp)) + (v - bp);
-    sum = t;
-  };
   int64_t i = 0;
-  for (; i + W <= n; i += W) two_sum(s, c, T::loadc(w + i) * T::exp_le0(T::loadc(d + i)));
+  for (; i + W <= n; i += W) {
+    const V term = T::loadc(w + i) * T::exp_le0(T::loadc(d + i));
+    simd::two_sum(s, c, term);
+  }
   alignas(64) double ls[W], lc[W];
   T::storec(ls, s);
   T::storec(lc, c);
   double sum = 0.0, comp = 0.0;
-  const auto add = [&](double v) {
-    const double t = sum + v, bp = t - sum;
-    comp += (sum - (t - bp)) + (v - bp);
-    sum = t;
-  };
   for (int64_t l = 0; l < W; ++l) {
-    add(ls[l]);
+    simd::two_sum(sum, comp, ls[l]);
     comp += lc[l];
   }
   if (i < n) {
@@ -2057,7 +2050,7 @@ void weighted_exp_sum(const double* d, const double* w, int64_t n, double* out) 
       wt[l] = i + l < n ? w[i + l] : 0.0;
     }
     T::storec(et, T::loadc(wt) * T::exp_le0(T::loadc(dt)));
-    for (int64_t l = 0; i + l < n; ++l) add(et[l]);
+    for (int64_t l = 0; i + l < n; ++l) simd::two_sum(sum, comp, et[l]);
   }
   out[0] = sum;
   out[1] = comp;
