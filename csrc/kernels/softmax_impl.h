@@ -1984,17 +1984,11 @@ FASTSOFTMAX_PASS void gather_values(const typename T::S* x, typename T::C* y, in
     for (int64_t k = 0; i + k < n; ++k) y[i + k] = tail[k];
   }
 }
+// y = m ? y : -inf in integer bit operations, which the compiler vectorizes (as a
+// select it kept a branch per element, mispredicted on any mixed mask).
 template <class T>
-void gather_row(const typename T::S* x, const bool* m, typename T::C* y, int64_t n,
-                typename T::C t) {
+FASTSOFTMAX_PASS void mask_values(const bool* m, typename T::C* y, int64_t n) {
   using C = typename T::C;
-  if (t != C(1))
-    gather_values<T, true>(x, y, n, T::set1(t));
-  else
-    gather_values<T, false>(x, y, n, T::set1(t));
-  if (!m) return;
-  // y = m ? y : -inf in integer bit operations, which the compiler vectorizes (as a
-  // select it kept a branch per element, mispredicted on any mixed mask)
   using U = std::conditional_t<sizeof(C) == 4, uint32_t, uint64_t>;
   typedef U __attribute__((may_alias)) UA;  // (y's floats read and written as bits)
   static_assert(sizeof(U) == sizeof(C));
@@ -2006,6 +2000,28 @@ void gather_row(const typename T::S* x, const bool* m, typename T::C* y, int64_t
   for (int64_t i = 0; i < n; ++i) {
     const U keep = U(0) - U(mb[i] != 0);
     yb[i] = (yb[i] & keep) | (ninf_bits & ~keep);
+  }
+}
+
+// With a mask, chunk by chunk, so that the mask's pass finds its chunk of y still in
+// L1 (a row is up to kBlock elements, half a MiB: a second pass over all of it went
+// to L2).
+constexpr int64_t kGatherChunk = 2048;
+template <class T>
+void gather_row(const typename T::S* x, const bool* m, typename T::C* y, int64_t n,
+                typename T::C t) {
+  using C = typename T::C;
+  const auto values = [&](int64_t i, int64_t cnt) {
+    if (t != C(1))
+      gather_values<T, true>(x + i, y + i, cnt, T::set1(t));
+    else
+      gather_values<T, false>(x + i, y + i, cnt, T::set1(t));
+  };
+  if (!m) return values(0, n);
+  for (int64_t i = 0; i < n; i += kGatherChunk) {  // (whole vectors but the last chunk)
+    const int64_t cnt = std::min(kGatherChunk, n - i);
+    values(i, cnt);
+    mask_values<T>(m + i, y + i, cnt);
   }
 }
 
