@@ -28,9 +28,10 @@
 
 #include "fastsoftmax/common.h"
 #include "fastsoftmax/kernels.h"
-#include "fastsoftmax/merge.h"
 #include "kernels/simd_common.h"
-#include "parallel.h"
+#include "engine/blocks.h"
+#include "engine/layout.h"
+#include "engine/threads.h"
 
 #ifdef FASTSOFTMAX_OPENMP
 #include <omp.h>
@@ -39,17 +40,9 @@
 namespace fastsoftmax {
 namespace {
 
-using nd::load;
-using nd::parallel_chunks;
-using nd::store;
-using nd::threads_for;
-
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// Row batches whose output is at least this large use the streaming kernels: with
-// the input they fill most of a 16-32 MiB last-level cache anyway (xent.cpp's rule).
-constexpr int64_t kStreamOutputBytes = int64_t(8) << 20;
 // Rows shorter than this are written with plain stores even then: most of their lines
 // are partial (a row at 16 bytes past a line, as large NumPy arrays start, has a head
 // and a tail line shared with its neighbours, written by plain or masked stores after
@@ -65,12 +58,9 @@ constexpr int64_t kStreamRowMinBytes = 512;
 // so the width only sets how the work is shared; it never changes a lane's bits.
 constexpr int64_t kPanelCallLanes = 4096;
 
-enum Opnd { X = 0, Y = 1, M = 2, B = 3, SG = 4, kNumOpnds = 5 };
-
-struct Dim {
-  int64_t size;
-  int64_t st[kNumOpnds];  // byte strides
-};
+// Operand slots (Dim::st): x, y, where, b, sign.
+enum Opnd { X = 0, Y = 1, M = 2, B = 3, SG = 4 };
+static_assert(SG < kMaxOperands, "engine/layout.h: one slot per operand");
 
 struct Layout {
   DimVec<Dim> outer;  // kept dims, outermost first
@@ -89,58 +79,22 @@ const Operand& operand(const Problem& p, int k) {
   }
 }
 
-void sort_and_merge(DimVec<Dim>& dims) {
-  std::stable_sort(dims.begin(), dims.end(), [](const Dim& a, const Dim& b) {
-    return std::llabs(a.st[X]) > std::llabs(b.st[X]);
-  });
-  DimVec<Dim> merged;
-  for (const Dim& d : dims) {
-    if (!merged.empty()) {
-      Dim& o = merged.back();
-      bool ok = true;
-      for (int k = 0; k < kNumOpnds; ++k) ok &= (o.st[k] == d.st[k] * d.size);
-      if (ok) {
-        o.size *= d.size;
-        for (int k = 0; k < kNumOpnds; ++k) o.st[k] = d.st[k];
-        continue;
-      }
-    }
-    merged.push_back(d);
-  }
-  dims = merged;
-}
-
 Layout normalize(const Problem& p) {
   Layout L;
   for (size_t d = 0; d < p.shape.size(); ++d) {
     if (p.shape[d] == 1) continue;
     Dim dim{p.shape[d], {}};
-    for (int k = 0; k < kNumOpnds; ++k) {
+    for (int k = 0; k < kMaxOperands; ++k) {
       const Operand& o = operand(p, k);
       dim.st[k] = o.data ? o.strides[d] : 0;
     }
     (p.reduced[d] ? L.red : L.outer).push_back(dim);
   }
-  sort_and_merge(L.outer);
-  sort_and_merge(L.red);
-  for (const Dim& d : L.outer) L.rows *= d.size;
-  for (const Dim& d : L.red) L.n *= d.size;
+  collapse(L.outer, true);
+  collapse(L.red, true);
+  L.rows = product(L.outer);
+  L.n = product(L.red);
   return L;
-}
-
-// Byte offsets of every operand for outer row r (parallel.h).
-using OuterWalk = nd::OuterWalk<DimVec<Dim>, kNumOpnds>;
-
-// Merge of block partials, in block order (merge.h).
-struct Merged {
-  double max;   // NaN, +inf, -inf (special rows) or finite
-  double sum;   // valid when max is finite
-  double rest;  // sum - 1, the max's own term set apart (SPEC: log1p)
-};
-
-Merged merge(const Partial* parts, int64_t nb) {
-  const Partial r = merge_partials(parts, nb);
-  return {r.max, r.sum, r.rest};
 }
 
 // S: the output's storage type. Results that end in float32 or float16 take the
@@ -151,20 +105,16 @@ double lse_value(const Merged& r) {
   return std::isfinite(r.max) ? r.max + l : r.max;  // NaN/+inf/-inf as is
 }
 
-Merged merged_of(const Partial& p) { return {p.max, p.sum, rest_of(p)}; }
-
 // Value a special (non-finite max) row takes everywhere.
 double special_value(double max, Op op) {
   if (max == -kInf) return op == Op::log_softmax ? -kInf : 0.0;
   return kNaN;
 }
 
-int64_t num_blocks(int64_t n) { return (n + kBlock - 1) / kBlock; }
-
 // ---- one contiguous row, any length (ROW mode and gathered rows) --------------
 // `nt` > 1 splits the blocks of a long row across threads (same bits).
 template <class S, class C>
-void row_contiguous(const KernelSet<S, C>& k, Op op, const S* x, S* y, int64_t n, int nt,
+void row_contiguous(const SoftmaxKernels<S, C>& k, Op op, const S* x, S* y, int64_t n, int nt,
                     double* lse_out) {
   if (n <= kBlock) {
     if (op == Op::softmax) {
@@ -178,9 +128,8 @@ void row_contiguous(const KernelSet<S, C>& k, Op op, const S* x, S* y, int64_t n
   }
   const int64_t nb = num_blocks(n);
   std::unique_ptr<Partial[]> parts(new Partial[nb]);
-  auto block_len = [&](int64_t b) { return std::min(kBlock, n - b * kBlock); };
   parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) parts[b] = k.reduce(x + b * kBlock, block_len(b));
+    for (int64_t b = b0; b < b1; ++b) parts[b] = k.reduce(x + b * kBlock, block_len(n, b));
   });
   const Merged r = merge(parts.get(), nb);
   if (op == Op::logsumexp) {
@@ -203,7 +152,7 @@ void row_contiguous(const KernelSet<S, C>& k, Op op, const S* x, S* y, int64_t n
     for (int64_t b = 0; b < nb; ++b) mn = std::min(mn, parts[b].min);
     parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b)
-        k.softmax_finish_min(x + b * kBlock, y + b * kBlock, block_len(b), m, a, C(mn));
+        k.softmax_finish_min(x + b * kBlock, y + b * kBlock, block_len(n, b), m, a, C(mn));
     });
     return;
   }
@@ -212,31 +161,14 @@ void row_contiguous(const KernelSet<S, C>& k, Op op, const S* x, S* y, int64_t n
                     : (k.log_softmax_finish_stream ? k.log_softmax_finish_stream
                                                    : k.log_softmax_finish);
   parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) finish(x + b * kBlock, y + b * kBlock, block_len(b), m, a);
+    for (int64_t b = b0; b < b1; ++b) finish(x + b * kBlock, y + b * kBlock, block_len(n, b), m, a);
   });
 }
 
 template <class S, class C>
-void run_rows(const Problem& p, const Layout& L, const KernelSet<S, C>& k) {
+void run_rows(const Problem& p, const Layout& L, const SoftmaxKernels<S, C>& k) {
   const int64_t n = L.n, rows = L.rows;
   const int nt = threads_for(rows * n, p.threads);
-  auto row_ptrs = [&](const OuterWalk& w, const S*& x, S*& y) {
-    x = reinterpret_cast<const S*>(p.x.data + w.off[X]);
-    y = reinterpret_cast<S*>(p.y.data + w.off[Y]);
-  };
-  if (n > kBlock && rows < nt) {  // few long rows: split each row's blocks
-    OuterWalk w(L.outer);
-    w.seek(0);
-    for (int64_t r = 0; r < rows; ++r, w.next()) {
-      const S* x;
-      S* y;
-      row_ptrs(w, x, y);
-      double lse;
-      row_contiguous(k, p.op, x, y, n, nt, &lse);
-      if (p.op == Op::logsumexp) store(y, lse);
-    }
-    return;
-  }
   // Rows at one constant stride (a single outer dim): the batch kernels, in chunks
   // so logsumexp's partials stay on the stack. Same bits as one row at a time.
   const bool batch = n <= kBlock && L.outer.size() == 1 && k.softmax_rows && k.log_softmax_rows &&
@@ -250,7 +182,7 @@ void run_rows(const Problem& p, const Layout& L, const KernelSet<S, C>& k) {
     // Outputs this large are not re-read from cache: streaming stores, no
     // read-for-ownership of y (see softmax_impl.h), unless the ISA keeps plain stores
     // for rows this long (avx2.cpp).
-    const bool stream = rows * n * int64_t(sizeof(S)) >= kStreamOutputBytes &&
+    const bool stream = streams_output(rows * n * int64_t(sizeof(S))) &&
                         n * int64_t(sizeof(S)) >= kStreamRowMinBytes &&
                         n * int64_t(sizeof(S)) < k.stream_rows_below_bytes;
     auto softmax_rows = stream && k.softmax_rows_stream ? k.softmax_rows_stream : k.softmax_rows;
@@ -270,23 +202,20 @@ void run_rows(const Problem& p, const Layout& L, const KernelSet<S, C>& k) {
     });
     return;
   }
-  parallel_chunks(rows, nt, [&](int64_t r0, int64_t r1) {
-    OuterWalk w(L.outer);
-    w.seek(r0);
-    for (int64_t r = r0; r < r1; ++r, w.next()) {
-      const S* x;
-      S* y;
-      row_ptrs(w, x, y);
-      double lse;
-      row_contiguous(k, p.op, x, y, n, 1, &lse);
-      if (p.op == Op::logsumexp) store(y, lse);
-    }
+  // One row at a time (a few long rows: in turn, their blocks split across threads).
+  struct NoScratch {};
+  for_rows<NoScratch>(L.outer, rows, n, p.threads, [&](int64_t, const int64_t* off, NoScratch*, int nt_row) {
+    const S* x = reinterpret_cast<const S*>(p.x.data + off[X]);
+    S* y = reinterpret_cast<S*>(p.y.data + off[Y]);
+    double lse;
+    row_contiguous(k, p.op, x, y, n, nt_row, &lse);
+    if (p.op == Op::logsumexp) store(y, lse);
   });
 }
 
 // ---- PANEL mode ----------------------------------------------------------------
 template <class S, class C>
-void run_panels(const Problem& p, const Layout& L, const KernelSet<S, C>& k, size_t lane_dim) {
+void run_panels(const Problem& p, const Layout& L, const SoftmaxKernels<S, C>& k, size_t lane_dim) {
   const int64_t isz = int64_t(sizeof(S));
   DimVec<Dim> outer = L.outer;
   const Dim lanes = outer[lane_dim];
@@ -332,44 +261,6 @@ void run_panels(const Problem& p, const Layout& L, const KernelSet<S, C>& k, siz
 }
 
 // ---- GATHER mode -----------------------------------------------------------------
-// Walks the elements [e0, e0 + cnt) of one row (row-major over the reduced dims),
-// calling f(i, off) with the byte offsets of every operand (relative to the row).
-struct RowWalk {
-  const DimVec<Dim>& dims;
-  explicit RowWalk(const DimVec<Dim>& d) : dims(d) {}
-  template <class F>
-  void for_range(int64_t e0, int64_t cnt, F&& f) const {
-    const int nd = int(dims.size());
-    int64_t idx[kMaxDims];
-    int64_t off[kNumOpnds] = {};
-    int64_t rem = e0;
-    for (int d = nd - 1; d >= 0; --d) {
-      idx[d] = rem % dims[d].size;
-      rem /= dims[d].size;
-      for (int k = 0; k < kNumOpnds; ++k) off[k] += idx[d] * dims[d].st[k];
-    }
-    const Dim& in = dims[nd - 1];
-    int64_t i = 0;
-    while (true) {
-      const int64_t run = std::min(in.size - idx[nd - 1], cnt - i);
-      for (int64_t j = 0; j < run; ++j, ++i) {
-        f(i, off);
-        for (int k = 0; k < kNumOpnds; ++k) off[k] += in.st[k];
-      }
-      if (i >= cnt) return;
-      // The innermost dim is exhausted: rewind it and carry into the outer ones.
-      for (int k = 0; k < kNumOpnds; ++k) off[k] -= in.size * in.st[k];
-      idx[nd - 1] = 0;
-      for (int d = nd - 2; d >= 0; --d) {
-        for (int k = 0; k < kNumOpnds; ++k) off[k] += dims[d].st[k];
-        if (++idx[d] < dims[d].size) break;
-        for (int k = 0; k < kNumOpnds; ++k) off[k] -= dims[d].size * dims[d].st[k];
-        idx[d] = 0;
-      }
-    }
-  }
-};
-
 // The gathered span is read from memory while the kernels that follow compute with
 // memory idle: the loop also prefetches (into L2) as many bytes ahead as it reads,
 // which is the next row's span where rows are adjacent (x[:, ::2]), so the next
@@ -399,7 +290,7 @@ struct GatherKernels {
 };
 
 template <class S, class C>
-void gather_block(const Problem& p, const RowWalk& walk, const int64_t base[kNumOpnds],
+void gather_block(const Problem& p, const RowWalk& walk, const int64_t base[kMaxOperands],
                   int64_t e0, int64_t cnt, C* buf, const GatherKernels<S, C>& g) {
   const char* xb = p.x.data + base[X];
   const bool scale = p.temperature != 1.0;
@@ -439,7 +330,7 @@ void gather_block(const Problem& p, const RowWalk& walk, const int64_t base[kNum
 }
 
 template <class S, class C>
-void scatter_block(const Problem& p, const RowWalk& walk, const int64_t base[kNumOpnds],
+void scatter_block(const Problem& p, const RowWalk& walk, const int64_t base[kMaxOperands],
                    int64_t e0, int64_t cnt, const C* buf, const GatherKernels<S, C>& g) {
   char* yb = p.y.data + base[Y];
   if (walk.dims.size() == 1) {
@@ -456,14 +347,23 @@ void scatter_block(const Problem& p, const RowWalk& walk, const int64_t base[kNu
   });
 }
 
+// A thread's buffers for gathered rows: the row (or one block of a long row) in the
+// compute type, and a long row's block partials (the first thread's, shared).
+template <class C>
+struct GatherScratch {
+  Buf<C> buf;
+  Buf<Partial> parts;
+};
+
 template <class S, class C>
-void gathered_row(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
-                  const GatherKernels<S, C>& g, const int64_t base[kNumOpnds], C* buf,
-                  Partial* parts, int nt) {
+void gathered_row(const Problem& p, const Layout& L, const SoftmaxKernels<C, C>& k,
+                  const GatherKernels<S, C>& g, const int64_t base[kMaxOperands],
+                  GatherScratch<C>* pool, int nt) {
   const RowWalk walk(L.red);
   const int64_t n = L.n;
   S* yrow = reinterpret_cast<S*>(p.y.data + base[Y]);
   if (n <= kBlock) {
+    C* buf = pool[0].buf.get(n);
     gather_block<S, C>(p, walk, base, 0, n, buf, g);
     if (p.op == Op::logsumexp) {
       store(yrow, lse_value<S>(merged_of(k.reduce(buf, n))));
@@ -482,15 +382,15 @@ void gathered_row(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
   }
   // Long row: reduce block by block, merge in order, then finish block by block.
   const int64_t nb = num_blocks(n);
-  auto block_len = [&](int64_t b) { return std::min(kBlock, n - b * kBlock); };
   const int nt_eff = int(std::min<int64_t>(nt, nb));
-  const int64_t stride = kBlock;  // each thread t uses buf + t * kBlock
-  auto tid = []() { return int64_t(nd::thread_id()); };
+  Partial* parts = pool[0].parts.get(nb);
+  // each thread's own block buffer (for_rows: one scratch per thread sharing the row)
+  auto block_buf = [&]() { return pool[nt_eff > 1 ? thread_id() : 0].buf.get(kBlock); };
   parallel_chunks(nb, nt_eff, [&](int64_t b0, int64_t b1) {
-    C* tb = buf + (nt_eff > 1 ? tid() : 0) * stride;
+    C* tb = block_buf();
     for (int64_t b = b0; b < b1; ++b) {
-      gather_block<S, C>(p, walk, base, b * kBlock, block_len(b), tb, g);
-      parts[b] = k.reduce(tb, block_len(b));
+      gather_block<S, C>(p, walk, base, b * kBlock, block_len(n, b), tb, g);
+      parts[b] = k.reduce(tb, block_len(n, b));
     }
   });
   const Merged r = merge(parts, nb);
@@ -503,9 +403,9 @@ void gathered_row(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
   const C m = C(r.max);
   const C a = special ? C(0) : p.op == Op::softmax ? C(1.0 / r.sum) : C(std::log1p(r.rest));
   parallel_chunks(nb, nt_eff, [&](int64_t b0, int64_t b1) {
-    C* tb = buf + (nt_eff > 1 ? tid() : 0) * stride;
+    C* tb = block_buf();
     for (int64_t b = b0; b < b1; ++b) {
-      const int64_t len = block_len(b);
+      const int64_t len = block_len(n, b);
       if (special) {
         std::fill(tb, tb + len, C(sv));
       } else {
@@ -521,29 +421,12 @@ void gathered_row(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
 }
 
 template <class S, class C>
-void run_gather(const Problem& p, const Layout& L, const KernelSet<C, C>& k,
+void run_gather(const Problem& p, const Layout& L, const SoftmaxKernels<C, C>& k,
                 const GatherKernels<S, C>& g) {
-  const int64_t n = L.n, rows = L.rows;
-  const int nt = threads_for(rows * n, p.threads);
-  const int64_t buf_len = std::min(n, kBlock);
-  const int64_t nb = num_blocks(n);
-  if (n > kBlock && rows < nt) {  // few long rows: threads share each row's blocks
-    std::unique_ptr<C[]> buf(new C[buf_len * nt]);
-    std::unique_ptr<Partial[]> parts(new Partial[nb]);
-    OuterWalk w(L.outer);
-    w.seek(0);
-    for (int64_t r = 0; r < rows; ++r, w.next())
-      gathered_row<S, C>(p, L, k, g, w.off, buf.get(), parts.get(), nt);
-    return;
-  }
-  parallel_chunks(rows, nt, [&](int64_t r0, int64_t r1) {
-    std::unique_ptr<C[]> buf(new C[buf_len]);
-    std::unique_ptr<Partial[]> parts(new Partial[nb]);
-    OuterWalk w(L.outer);
-    w.seek(r0);
-    for (int64_t r = r0; r < r1; ++r, w.next())
-      gathered_row<S, C>(p, L, k, g, w.off, buf.get(), parts.get(), 1);
-  });
+  for_rows<GatherScratch<C>>(L.outer, L.rows, L.n, p.threads,
+                             [&](int64_t, const int64_t* off, GatherScratch<C>* pool, int nt) {
+                               gathered_row<S, C>(p, L, k, g, off, pool, nt);
+                             });
 }
 
 // ---- logsumexp with b= (and return_sign): in double, scipy's semantics ----------
@@ -559,7 +442,7 @@ template <class S>
 void run_lse_weighted(const Problem& p, const Layout& L) {
   const int64_t n = L.n, rows = L.rows;
   const int nt = threads_for(rows * n, p.threads);
-  const auto wsum = kernels().f64.weighted_exp_sum;
+  const auto wsum = kernels().softmax.f64.weighted_exp_sum;
   parallel_chunks(rows, nt, [&](int64_t r0, int64_t r1) {
     std::unique_ptr<double[]> dbuf, wbuf;
     if (wsum) {
@@ -650,19 +533,10 @@ void run_lse_weighted(const Problem& p, const Layout& L) {
 }
 
 template <class S, class C>
-const KernelSet<S, C>& set_for(const KernelTable& t);
-template <>
-const KernelSet<float, float>& set_for(const KernelTable& t) { return t.f32; }
-template <>
-const KernelSet<double, double>& set_for(const KernelTable& t) { return t.f64; }
-template <>
-const KernelSet<uint16_t, float>& set_for(const KernelTable& t) { return t.f16; }
-
-template <class S, class C>
 void run_kernels(const Problem& p, const Layout& L) {
   const KernelTable& table = kernels();
-  const KernelSet<S, C>& ks = set_for<S, C>(table);
-  const KernelSet<C, C>& kc = set_for<C, C>(table);
+  const SoftmaxKernels<S, C>& ks = softmax_set<S, C>(table);
+  const SoftmaxKernels<C, C>& kc = softmax_set<C, C>(table);
   const int64_t isz = int64_t(sizeof(S));
   const bool lse = p.op == Op::logsumexp;
   const bool plain = p.temperature == 1.0 && !p.mask.data && ks.reduce != nullptr;

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "driver.h"
+#include "numpy_view.h"
 #include "fastsoftmax/common.h"
 #include "fastsoftmax/kernels.h"
 
@@ -28,14 +29,12 @@ using namespace pybind11::literals;
 
 namespace fastsoftmax {
 void register_testing(py::module_& m);
-void register_xent(py::module_& m);
+void register_training(py::module_& m);
 
 namespace {
 
 static_assert(sizeof(void*) == 8, "64-bit only");
 
-constexpr int kNpyBool = 0, kNpyHalf = 23, kNpyFloat = 11, kNpyDouble = 12;
-constexpr int kFlagC = 0x1, kFlagF = 0x2, kFlagAligned = 0x100, kFlagWriteable = 0x400;
 
 // ---- threads -------------------------------------------------------------------
 std::atomic<int> g_thread_override{0};  // 0: follow OpenMP (OMP_NUM_THREADS, threadpoolctl)
@@ -89,31 +88,6 @@ PyObject* g_fallback[3] = {nullptr, nullptr, nullptr};
 py::handle fallback(Op op) {
   if (!g_fallback[int(op)]) throw std::runtime_error("fastsoftmax: fallbacks not registered");
   return g_fallback[int(op)];
-}
-
-struct ArrayView {
-  char* data;
-  int nd;
-  const Py_intptr_t* shape;
-  const Py_intptr_t* strides;
-  int type_num;
-  char byteorder;
-  int flags;
-};
-
-ArrayView view_of(py::handle h) {
-  auto* a = py::detail::array_proxy(h.ptr());
-  auto* d = py::detail::array_descriptor_proxy(a->descr);
-  return {a->data, a->nd, a->dimensions, a->strides, d->type_num, d->byteorder, a->flags};
-}
-
-bool dtype_of(int type_num, DType& out) {
-  switch (type_num) {
-    case kNpyHalf: out = DType::f16; return true;
-    case kNpyFloat: out = DType::f32; return true;
-    case kNpyDouble: out = DType::f64; return true;
-    default: return false;
-  }
 }
 
 // An ndarray the kernels can read directly: native float16/32/64, aligned.
@@ -417,7 +391,7 @@ void widen_f16(py::array x, py::array out) {
   const auto* src = reinterpret_cast<const uint16_t*>(v.data);
   auto* dst = reinterpret_cast<float*>(o.data);
   const int64_t n = int64_t(x.size());
-  const auto gather = kernels().f16.gather_row;
+  const auto gather = kernels().softmax.f16.gather_row;
   py::gil_scoped_release release;
   for (int64_t i = 0; i < n; i += kBlock) {
     const int64_t cnt = std::min(kBlock, n - i);
@@ -619,7 +593,7 @@ PYBIND11_MODULE(_core, m) {
       PyErr_SetString(PyExc_ValueError, e.what());
     }
   });
-  register_xent(m);
+  register_training(m);
   py::module_ t = m.def_submodule("_testing", "test hooks (not public API)");
   register_testing(t);
 }

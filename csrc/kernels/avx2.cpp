@@ -22,7 +22,7 @@
 #include <type_traits>
 
 #include "fastsoftmax/common.h"
-#include "fastsoftmax/merge.h"  // xent_impl.h
+#include "fastsoftmax/merge.h"  // generic/training_rows.h
 #include "kernels/simd_common.h"
 
 #if defined(__clang__)
@@ -478,7 +478,10 @@ struct F16Exp : F32 {
 };
 
 #include "kernels/softmax_impl.h"
-#include "kernels/xent_impl.h"
+#define FASTSOFTMAX_TRAIN_VEC 256
+#include "kernels/generic/training_loops.h"
+#undef FASTSOFTMAX_TRAIN_VEC
+#include "kernels/generic/training_rows.h"
 #include "kernels/isa_table.h"
 
 }  // namespace

@@ -6,11 +6,11 @@
 
 inline void fill_table(KernelTable& t, Isa isa) {
   t.isa = isa;
-  fill_set<F32>(t.f32);
-  fill_set<F64>(t.f64);
-  fill_set<F16>(t.f16);
-  fill_xent<F32Train>(t.f32);
-  fill_xent<F64>(t.f64);
+  fill_set<F32>(t.softmax.f32);
+  fill_set<F64>(t.softmax.f64);
+  fill_set<F16>(t.softmax.f16);
+  fill_training<F32Train>(t.training.f32);
+  fill_training<F64>(t.training.f64);
 }
 
 inline void fill_exp_hooks(ExpHooks& h) {

@@ -21,7 +21,7 @@
 #include <type_traits>
 
 #include "fastsoftmax/common.h"
-#include "fastsoftmax/merge.h"  // xent_impl.h
+#include "fastsoftmax/merge.h"  // generic/training_rows.h
 #include "kernels/simd_common.h"
 
 namespace fastsoftmax {
@@ -290,7 +290,10 @@ using F32Train = F32;
 using F16Exp = F32;
 
 #include "kernels/softmax_impl.h"
-#include "kernels/xent_impl.h"
+#define FASTSOFTMAX_TRAIN_VEC 0
+#include "kernels/generic/training_loops.h"
+#undef FASTSOFTMAX_TRAIN_VEC
+#include "kernels/generic/training_rows.h"
 #include "kernels/isa_table.h"
 
 }  // namespace

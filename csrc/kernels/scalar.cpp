@@ -5,11 +5,21 @@
 // computes e_i = exp(x_i - max) and accumulates their sum in double (float32) or
 // compensated double (float64), then y_i = e_i * (1 / sum) (softmax) or
 // y_i = (x_i - max) - log(sum) (log_softmax).
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 
 #include "fastsoftmax/common.h"
 #include "fastsoftmax/kernels.h"
+#include "kernels/simd_common.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>  // SSE2, the x86-64 baseline: the training loops' stores
+#define FASTSOFTMAX_TRAIN_VEC 128
+#else
+#define FASTSOFTMAX_TRAIN_VEC 0
+#endif
 
 namespace fastsoftmax {
 namespace scalar {
@@ -271,11 +281,21 @@ void log_softmax_backward_row(const C* g, const C* y, C* out, int64_t n, C s, bo
   for (int64_t i = 0; i < n; ++i) out[i] = g[i] - std::exp(y[i]) * s;
 }
 
+// The training family's row loops, the same generic code as the SIMD ISAs' (for the
+// baseline vectors: SSE2 on x86-64, plain loops elsewhere).
+#include "kernels/generic/training_loops.h"
+#undef FASTSOFTMAX_TRAIN_VEC
+
 template <class C>
-void fill_set(KernelSet<C, C>& k) {
-  k.reduce_xent = reduce<C>;
-  k.xent_grad_row = xent_grad_row<C>;
+void fill_training(TrainingKernels<C>& k) {
+  k.reduce = reduce<C>;
+  k.grad_row = xent_grad_row<C>;
   k.log_softmax_backward_row = log_softmax_backward_row<C>;
+  fill_training_loops(k);
+}
+
+template <class C>
+void fill_set(SoftmaxKernels<C, C>& k) {
   k.softmax_row = softmax_row<C>;
   k.log_softmax_row = log_softmax_row<C>;
   k.reduce = reduce<C>;
@@ -291,9 +311,11 @@ void fill_set(KernelSet<C, C>& k) {
 
 bool fill_scalar(KernelTable& t) {
   t.isa = Isa::scalar;
-  scalar::fill_set(t.f32);
-  scalar::fill_set(t.f64);
-  t.f16 = KernelSet<uint16_t, float>{};  // float16 goes through float32 buffers
+  scalar::fill_set(t.softmax.f32);
+  scalar::fill_set(t.softmax.f64);
+  t.softmax.f16 = SoftmaxKernels<uint16_t, float>{};  // float16 goes through float32 buffers
+  scalar::fill_training(t.training.f32);
+  scalar::fill_training(t.training.f64);
   return true;
 }
 

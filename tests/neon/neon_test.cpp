@@ -56,7 +56,7 @@ struct Elem<float> {
   static constexpr const char* name = "f32";
   static float from(double v) { return float(v); }
   static double to(float v) { return v; }
-  static KernelSet<float, float> set(const KernelTable& t) { return t.f32; }
+  static SoftmaxKernels<float, float> set(const KernelTable& t) { return t.softmax.f32; }
 };
 template <>
 struct Elem<double> {
@@ -67,7 +67,7 @@ struct Elem<double> {
   static constexpr const char* name = "f64";
   static double from(double v) { return v; }
   static double to(double v) { return v; }
-  static KernelSet<double, double> set(const KernelTable& t) { return t.f64; }
+  static SoftmaxKernels<double, double> set(const KernelTable& t) { return t.softmax.f64; }
 };
 template <>
 struct Elem<uint16_t> {
@@ -78,7 +78,7 @@ struct Elem<uint16_t> {
   static constexpr const char* name = "f16";
   static uint16_t from(double v) { return float_to_half(float(v)); }
   static double to(uint16_t v) { return half_to_float(v); }
-  static KernelSet<uint16_t, float> set(const KernelTable& t) { return t.f16; }
+  static SoftmaxKernels<uint16_t, float> set(const KernelTable& t) { return t.softmax.f16; }
 };
 
 template <class S>
@@ -221,7 +221,7 @@ std::vector<int64_t> row_lengths() {
 // ---- rows -------------------------------------------------------------------------
 
 template <class S>
-void check_row(const KernelSet<S, typename Elem<S>::C>& k, const KernelSet<S, typename Elem<S>::C>* ks,
+void check_row(const SoftmaxKernels<S, typename Elem<S>::C>& k, const SoftmaxKernels<S, typename Elem<S>::C>* ks,
                const std::vector<S>& x, int64_t n, const std::string& tag) {
   using E = Elem<S>;
   const Ref r = reference(x.data(), n);
@@ -531,7 +531,7 @@ template <class S>
 void test_row_batches(const KernelTable& t, const char* isa) {
   using E = Elem<S>;
   const auto k = E::set(t);
-  const auto& b = k;  // the batch entries live in the same KernelSet
+  const auto& b = k;  // the batch entries live in the same SoftmaxKernels
   if (!b.softmax_rows || !k.softmax_row) return;
   const std::string tag = std::string(isa) + " " + E::name + " row batches";
   std::vector<int64_t> ns;

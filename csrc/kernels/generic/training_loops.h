@@ -1,95 +1,86 @@
-// Inner loops of the cross-entropy and backward kernels (csrc/xent.cpp), on
-// contiguous rows of the compute type (float or double).
+// The training family's row loops (fastsoftmax/training_kernels.h): sums, label
+// terms and write loops on contiguous rows of the compute type (float or double).
 //
-// This file has no include guard and no includes on purpose: xent.cpp includes it
-// once per instruction set, inside a namespace of that ISA's name and a
-// `#pragma GCC target` region, so GCC vectorizes the same plain C++ for SSE2,
-// AVX2+FMA and AVX-512 and the copies can never be merged by the linker (the ODR
-// trap of inline functions compiled for different targets). FASTSOFTMAX_XENT_VEC
-// (0, 128, 256 or 512) says which x86 vectors the explicit store loops below use.
-// The headers it needs (<algorithm>, <cmath>, <cstdint>, <immintrin.h>,
-// fastsoftmax/common.h) are included by xent.cpp above every region.
+// Like the other generic headers, included INSIDE an ISA's namespace and target
+// region (kernels/<isa>.cpp), so GCC vectorizes the same plain C++ for that ISA and
+// the copies can never be merged by the linker. The including file defines
+// FASTSOFTMAX_TRAIN_VEC (0, 128, 256 or 512): which x86 vectors the explicit loops
+// below use (128: the x86-64 baseline, SSE2; 0: plain loops, e.g. aarch64).
 //
 // Accuracy. float data: products of two floats are exact in double, so sums run in
-// double with kLanes independent accumulators (relative error ~n * 2^-53, far below
-// float's epsilon). double data: kLanes lanes of Knuth's TwoSum (sum + carry) folded
+// double with kSumLanes independent accumulators (relative error ~n * 2^-53, far below
+// float's epsilon). double data: kSumLanes lanes of Knuth's TwoSum (sum + carry) folded
 // by a compensated sum, so the error is ~2 eps |sum| + eps * sum |term rounding|,
 // independent of the row length. A lane that meets +-inf or NaN keeps it in its
 // sum (the carry goes NaN); finals return the plain sum when it is not finite.
 
-constexpr int kLanes = 16;
+constexpr int kSumLanes = 16;
 
-// Fold kLanes lane sums (and carries) in a fixed order.
+// Fold kSumLanes lane sums (and carries) in a fixed order.
 inline double fold(const double* s, const double* c) {
   CompensatedSum acc;
   double plain = 0.0;
-  for (int j = 0; j < kLanes; ++j) {
+  for (int j = 0; j < kSumLanes; ++j) {
     acc.add(s[j]);
     plain += s[j];
   }
   if (!std::isfinite(plain)) return plain;
-  for (int j = 0; j < kLanes; ++j) acc.add(c[j]);
+  for (int j = 0; j < kSumLanes; ++j) acc.add(c[j]);
   return acc.value();
 }
 
-inline void two_sum_add(double& s, double& c, double v) {
-  const double t = s + v;
-  const double bp = t - s;
-  c += (s - (t - bp)) + (v - bp);
-  s = t;
-}
 
 // ---- sums ----------------------------------------------------------------------
 // sum of (x_i - ref), in double (ref = 0 for a plain sum).
 inline double sum_minus(const float* x, int64_t n, double ref) {
-  double s[kLanes] = {}, c[kLanes] = {};
+  double s[kSumLanes] = {}, c[kSumLanes] = {};
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) s[j] += double(x[i + j]) - ref;
-  for (int j = 0; j < kLanes && i < n; ++i, ++j) s[j] += double(x[i]) - ref;
+  for (; i + kSumLanes <= n; i += kSumLanes)
+    for (int j = 0; j < kSumLanes; ++j) s[j] += double(x[i + j]) - ref;
+  for (int j = 0; j < kSumLanes && i < n; ++i, ++j) s[j] += double(x[i]) - ref;
   return fold(s, c);
 }
 inline double sum_minus(const double* x, int64_t n, double ref) {
-  double s[kLanes] = {}, c[kLanes] = {};
+  double s[kSumLanes] = {}, c[kSumLanes] = {};
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) two_sum_add(s[j], c[j], x[i + j] - ref);
-  for (int j = 0; j < kLanes && i < n; ++i, ++j) two_sum_add(s[j], c[j], x[i] - ref);
+  for (; i + kSumLanes <= n; i += kSumLanes)
+    for (int j = 0; j < kSumLanes; ++j) simd::two_sum(s[j], c[j], x[i + j] - ref);
+  for (int j = 0; j < kSumLanes && i < n; ++i, ++j) simd::two_sum(s[j], c[j], x[i] - ref);
   return fold(s, c);
 }
 
 // sum of a_i * b_i.
 inline double dot(const float* a, const float* b, int64_t n) {
-  double s[kLanes] = {}, c[kLanes] = {};
+  double s[kSumLanes] = {}, c[kSumLanes] = {};
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) s[j] += double(a[i + j]) * double(b[i + j]);
-  for (int j = 0; j < kLanes && i < n; ++i, ++j) s[j] += double(a[i]) * double(b[i]);
+  for (; i + kSumLanes <= n; i += kSumLanes)
+    for (int j = 0; j < kSumLanes; ++j) s[j] += double(a[i + j]) * double(b[i + j]);
+  for (int j = 0; j < kSumLanes && i < n; ++i, ++j) s[j] += double(a[i]) * double(b[i]);
   return fold(s, c);
 }
 inline double dot(const double* a, const double* b, int64_t n) {
-  double s[kLanes] = {}, c[kLanes] = {};
+  double s[kSumLanes] = {}, c[kSumLanes] = {};
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) two_sum_add(s[j], c[j], a[i + j] * b[i + j]);
-  for (int j = 0; j < kLanes && i < n; ++i, ++j) two_sum_add(s[j], c[j], a[i] * b[i]);
+  for (; i + kSumLanes <= n; i += kSumLanes)
+    for (int j = 0; j < kSumLanes; ++j) simd::two_sum(s[j], c[j], a[i + j] * b[i + j]);
+  for (int j = 0; j < kSumLanes && i < n; ++i, ++j) simd::two_sum(s[j], c[j], a[i] * b[i]);
   return fold(s, c);
 }
 
 // sum of g_i, and whether every y_i <= 0 (false on NaN), for log_softmax_backward.
-// sum_check_acc continues the kLanes lane sums s[] (and carries c[], float64) over
-// the next n elements: lane j takes element i = j mod kLanes, so consecutive calls
-// on chunks whose lengths are multiples of kLanes (the last one excepted) give the
+// sum_check_acc continues the kSumLanes lane sums s[] (and carries c[], float64) over
+// the next n elements: lane j takes element i = j mod kSumLanes, so consecutive calls
+// on chunks whose lengths are multiples of kSumLanes (the last one excepted) give the
 // bits of one call over the whole row; sum_check folds them. Returns whether every
 // y_i <= 0. x86 builds spell the vectors out (GCC turned the y test into one scalar
 // compare per element, a third of the backward pass's time); same lanes, same bits.
-#if FASTSOFTMAX_XENT_VEC == 512
+#if FASTSOFTMAX_TRAIN_VEC == 512
 inline bool sum_check_acc(const float* g, const float* y, int64_t n, double* s, double*) {
   __m512d s0 = _mm512_loadu_pd(s), s1 = _mm512_loadu_pd(s + 8);
   __mmask16 bad = 0;
   const __m512 zero = _mm512_setzero_ps();
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
+  for (; i + kSumLanes <= n; i += kSumLanes) {
     const __m512 gv = _mm512_loadu_ps(g + i);
     s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(gv)));
     s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(gv, 1)));
@@ -98,7 +89,7 @@ inline bool sum_check_acc(const float* g, const float* y, int64_t n, double* s, 
   _mm512_storeu_pd(s, s0);
   _mm512_storeu_pd(s + 8, s1);
   int bad_tail = 0;
-  for (int j = 0; j < kLanes && i < n; ++i, ++j) {
+  for (int j = 0; j < kSumLanes && i < n; ++i, ++j) {
     s[j] += double(g[i]);
     bad_tail |= !(y[i] <= 0.0f);
   }
@@ -110,7 +101,7 @@ inline bool sum_check_acc(const double* g, const double* y, int64_t n, double* s
   __mmask8 bad = 0;
   const __m512d zero = _mm512_setzero_pd();
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
+  for (; i + kSumLanes <= n; i += kSumLanes)
     for (int h = 0; h < 2; ++h) {  // two_sum_add, lane by lane
       const __m512d v = _mm512_loadu_pd(g + i + 8 * h);
       const __m512d t = _mm512_add_pd(sv[h], v);
@@ -125,20 +116,20 @@ inline bool sum_check_acc(const double* g, const double* y, int64_t n, double* s
     _mm512_storeu_pd(c + 8 * h, cv[h]);
   }
   int bad_tail = 0;
-  for (int j = 0; j < kLanes && i < n; ++i, ++j) {
-    two_sum_add(s[j], c[j], g[i]);
+  for (int j = 0; j < kSumLanes && i < n; ++i, ++j) {
+    simd::two_sum(s[j], c[j], g[i]);
     bad_tail |= !(y[i] <= 0.0);
   }
   return bad == 0 && bad_tail == 0;
 }
-#elif FASTSOFTMAX_XENT_VEC == 256
+#elif FASTSOFTMAX_TRAIN_VEC == 256
 inline bool sum_check_acc(const float* g, const float* y, int64_t n, double* s, double*) {
   __m256d sv[4];
   for (int q = 0; q < 4; ++q) sv[q] = _mm256_loadu_pd(s + 4 * q);
   __m256 bad = _mm256_setzero_ps();
   const __m256 zero = _mm256_setzero_ps();
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
+  for (; i + kSumLanes <= n; i += kSumLanes)
     for (int h = 0; h < 2; ++h) {
       const __m256 gv = _mm256_loadu_ps(g + i + 8 * h);
       sv[2 * h] = _mm256_add_pd(sv[2 * h], _mm256_cvtps_pd(_mm256_castps256_ps128(gv)));
@@ -147,7 +138,7 @@ inline bool sum_check_acc(const float* g, const float* y, int64_t n, double* s, 
     }
   for (int q = 0; q < 4; ++q) _mm256_storeu_pd(s + 4 * q, sv[q]);
   int bad_tail = 0;
-  for (int j = 0; j < kLanes && i < n; ++i, ++j) {
+  for (int j = 0; j < kSumLanes && i < n; ++i, ++j) {
     s[j] += double(g[i]);
     bad_tail |= !(y[i] <= 0.0f);
   }
@@ -162,7 +153,7 @@ inline bool sum_check_acc(const double* g, const double* y, int64_t n, double* s
   __m256d bad = _mm256_setzero_pd();
   const __m256d zero = _mm256_setzero_pd();
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
+  for (; i + kSumLanes <= n; i += kSumLanes)
     for (int q = 0; q < 4; ++q) {  // two_sum_add, lane by lane
       const __m256d v = _mm256_loadu_pd(g + i + 4 * q);
       const __m256d t = _mm256_add_pd(sv[q], v);
@@ -177,8 +168,8 @@ inline bool sum_check_acc(const double* g, const double* y, int64_t n, double* s
     _mm256_storeu_pd(c + 4 * q, cv[q]);
   }
   int bad_tail = 0;
-  for (int j = 0; j < kLanes && i < n; ++i, ++j) {
-    two_sum_add(s[j], c[j], g[i]);
+  for (int j = 0; j < kSumLanes && i < n; ++i, ++j) {
+    simd::two_sum(s[j], c[j], g[i]);
     bad_tail |= !(y[i] <= 0.0);
   }
   return _mm256_movemask_pd(bad) == 0 && bad_tail == 0;
@@ -187,12 +178,12 @@ inline bool sum_check_acc(const double* g, const double* y, int64_t n, double* s
 inline bool sum_check_acc(const float* g, const float* y, int64_t n, double* s, double*) {
   int bad = 0;
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) {
+  for (; i + kSumLanes <= n; i += kSumLanes)
+    for (int j = 0; j < kSumLanes; ++j) {
       s[j] += double(g[i + j]);
       bad |= !(y[i + j] <= 0.0f);
     }
-  for (int j = 0; j < kLanes && i < n; ++i, ++j) {
+  for (int j = 0; j < kSumLanes && i < n; ++i, ++j) {
     s[j] += double(g[i]);
     bad |= !(y[i] <= 0.0f);
   }
@@ -201,13 +192,13 @@ inline bool sum_check_acc(const float* g, const float* y, int64_t n, double* s, 
 inline bool sum_check_acc(const double* g, const double* y, int64_t n, double* s, double* c) {
   int bad = 0;
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) {
-      two_sum_add(s[j], c[j], g[i + j]);
+  for (; i + kSumLanes <= n; i += kSumLanes)
+    for (int j = 0; j < kSumLanes; ++j) {
+      simd::two_sum(s[j], c[j], g[i + j]);
       bad |= !(y[i + j] <= 0.0);
     }
-  for (int j = 0; j < kLanes && i < n; ++i, ++j) {
-    two_sum_add(s[j], c[j], g[i]);
+  for (int j = 0; j < kSumLanes && i < n; ++i, ++j) {
+    simd::two_sum(s[j], c[j], g[i]);
     bad |= !(y[i] <= 0.0);
   }
   return bad == 0;
@@ -228,10 +219,10 @@ inline void prefetch_pair_chunk(const C* a, const C* b) {
   }
 }
 
-// Chunks are multiples of kLanes: the bits of one sum_check_acc over the row.
+// Chunks are multiples of kSumLanes: the bits of one sum_check_acc over the row.
 template <class C>
 inline double sum_check_t(const C* g, const C* y, int64_t n, bool* nonpos) {
-  double s[kLanes] = {}, c[kLanes] = {};
+  double s[kSumLanes] = {}, c[kSumLanes] = {};
   constexpr int64_t kStep = kPairChunkBytes / int64_t(sizeof(C));
   bool ok = true;
   for (int64_t i = 0; i < n; i += kStep) {
@@ -252,16 +243,16 @@ inline double sum_check(const double* g, const double* y, int64_t n, bool* nonpo
 // *sum_lx = sum over l_i != 0 of l_i * (x_i - ref)   (0 * -inf := 0, as xlogy).
 inline void label_terms(const float* l, const float* x, int64_t n, double ref, double* sum_l,
                         double* sum_lx) {
-  double s[kLanes] = {}, t[kLanes] = {}, c[kLanes] = {};
+  double s[kSumLanes] = {}, t[kSumLanes] = {}, c[kSumLanes] = {};
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) {
+  for (; i + kSumLanes <= n; i += kSumLanes)
+    for (int j = 0; j < kSumLanes; ++j) {
       const double lv = l[i + j];
       const double p = lv * (double(x[i + j]) - ref);
       s[j] += lv;
       t[j] += lv != 0.0 ? p : 0.0;
     }
-  for (int j = 0; j < kLanes && i < n; ++i, ++j) {
+  for (int j = 0; j < kSumLanes && i < n; ++i, ++j) {
     const double lv = l[i];
     s[j] += lv;
     t[j] += lv != 0.0 ? lv * (double(x[i]) - ref) : 0.0;
@@ -271,19 +262,19 @@ inline void label_terms(const float* l, const float* x, int64_t n, double ref, d
 }
 inline void label_terms(const double* l, const double* x, int64_t n, double ref, double* sum_l,
                         double* sum_lx) {
-  double s[kLanes] = {}, cs[kLanes] = {}, t[kLanes] = {}, ct[kLanes] = {};
+  double s[kSumLanes] = {}, cs[kSumLanes] = {}, t[kSumLanes] = {}, ct[kSumLanes] = {};
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) {
+  for (; i + kSumLanes <= n; i += kSumLanes)
+    for (int j = 0; j < kSumLanes; ++j) {
       const double lv = l[i + j];
       const double p = lv * (x[i + j] - ref);
-      two_sum_add(s[j], cs[j], lv);
-      two_sum_add(t[j], ct[j], lv != 0.0 ? p : 0.0);
+      simd::two_sum(s[j], cs[j], lv);
+      simd::two_sum(t[j], ct[j], lv != 0.0 ? p : 0.0);
     }
-  for (int j = 0; j < kLanes && i < n; ++i, ++j) {
+  for (int j = 0; j < kSumLanes && i < n; ++i, ++j) {
     const double lv = l[i];
-    two_sum_add(s[j], cs[j], lv);
-    two_sum_add(t[j], ct[j], lv != 0.0 ? lv * (x[i] - ref) : 0.0);
+    simd::two_sum(s[j], cs[j], lv);
+    simd::two_sum(t[j], ct[j], lv != 0.0 ? lv * (x[i] - ref) : 0.0);
   }
   *sum_l = fold(s, cs);
   *sum_lx = fold(t, ct);
@@ -299,7 +290,7 @@ inline void label_terms(const double* l, const double* x, int64_t n, double ref,
 // scalar head (up to the store alignment) or in the tail: explicit FMA on both
 // sides where the ISA has it, none where it does not (GCC cannot contract without
 // it), so a row's bits never depend on its alignment or on streaming.
-#if FASTSOFTMAX_XENT_VEC == 512
+#if FASTSOFTMAX_TRAIN_VEC == 512
 struct VecF {
   using T = float;
   using V = __m512;
@@ -325,7 +316,7 @@ struct VecD {
   static void stream(T* p, V v) { _mm512_stream_pd(p, v); }
 };
 #define FASTSOFTMAX_XENT_HAS_FMA 1
-#elif FASTSOFTMAX_XENT_VEC == 256
+#elif FASTSOFTMAX_TRAIN_VEC == 256
 struct VecF {
   using T = float;
   using V = __m256;
@@ -351,7 +342,7 @@ struct VecD {
   static void stream(T* p, V v) { _mm256_stream_pd(p, v); }
 };
 #define FASTSOFTMAX_XENT_HAS_FMA 1
-#elif FASTSOFTMAX_XENT_VEC == 128
+#elif FASTSOFTMAX_TRAIN_VEC == 128
 struct VecF {
   using T = float;
   using V = __m128;
@@ -519,3 +510,16 @@ inline bool all_nonpositive(const float* y, int64_t n) { return all_nonpositive_
 inline bool all_nonpositive(const double* y, int64_t n) { return all_nonpositive_t(y, n); }
 
 #undef FASTSOFTMAX_XENT_HAS_FMA
+
+template <class Set>
+void fill_training_loops(Set& k) {
+  k.sum_minus = sum_minus;
+  k.dot = dot;
+  k.label_terms = label_terms;
+  k.store_sub = store_sub;
+  k.store_sub_affine = store_sub_affine;
+  k.softmax_bwd = softmax_bwd;
+  k.log_softmax_bwd = log_softmax_bwd;
+  k.all_nonpositive = all_nonpositive;
+  k.sum_check = sum_check;
+}

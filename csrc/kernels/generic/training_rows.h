@@ -1,16 +1,13 @@
-// ISA-generic bodies of the training-side kernels (kernels.h: the entries after the
-// panels): the fused sparse cross-entropy gradient row (xent_grad_row) and the
-// log_softmax backward row (log_softmax_backward_row).
+// The training family's SIMD row kernels (fastsoftmax/training_kernels.h): the fused
+// sparse cross-entropy gradient of a one-block row (grad_row) and the log_softmax
+// backward row, plus fill_training, which fills the family's set.
 //
-// Like softmax_impl.h, this file is included INSIDE an ISA's namespace and target
-// region (avx512.cpp, avx2.cpp, neon.cpp), right after softmax_impl.h, whose row
-// passes (rows_max, rows_sum_exp, special_max, finite, HasStream, kPrefetchRow) it
-// reuses, so a row's max, sum and exps are exactly those of reduce / softmax_row.
-// Beyond softmax_impl.h's Ops interface it needs T::fma(a, b, c) = a * b + c with one
-// rounding (each ISA's Ops define it). It includes nothing itself. Only the S == C
-// sets (float32, float64) are filled: the cross-entropy core converts float16 rows
-// to float32 buffers. The including file provides fastsoftmax/merge.h (outside its
-// target region).
+// Included INSIDE an ISA's namespace and target region after the softmax family's
+// headers, whose row passes (rows_max, rows_sum_exp, special_max, finite, HasStream,
+// kPrefetchRow) it reuses, so a row's max, sum and exps are exactly those of reduce /
+// softmax_row; and after training_loops.h. Beyond the Ops interface (row_passes.h) it
+// needs T::fma(a, b, c) = a * b + c with one rounding. Only the S == C Ops (float32,
+// float64) are used: the training driver converts float16 rows to float32 buffers.
 
 // Products and sums here use T::fma (one rounding) explicitly, never mul then sub:
 // the compiler may contract the latter into an FMA in one copy of the code and not in
@@ -243,9 +240,11 @@ void log_softmax_backward_row(const typename T::S* g, const typename T::S* y,
   if (i < n) T::store_n(out + i, n - i, lsm_bwd_n<T>(g + i, y + i, n - i, vs));
 }
 
+// The training family's set for Ops T (its loops from training_loops.h).
 template <class T, class Set>
-void fill_xent(Set& k) {
-  k.reduce_xent = reduce_train<T>;
-  k.xent_grad_row = xent_grad_row<T>;
+void fill_training(Set& k) {
+  k.reduce = reduce_train<T>;
+  k.grad_row = xent_grad_row<T>;
   k.log_softmax_backward_row = log_softmax_backward_row<T>;
+  fill_training_loops(k);
 }

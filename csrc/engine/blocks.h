@@ -1,0 +1,63 @@
+// The rules every driver shares for the data of one row: rows longer than kBlock are
+// cut into blocks of exactly kBlock elements whose partials merge in block order (so
+// a row's bits never depend on threads or on the batch around it), outputs large
+// enough to leave the cache are streamed, and storage types convert to compute types
+// one way. See docs/contract.md §6 (determinism).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+
+#include "fastsoftmax/common.h"
+#include "fastsoftmax/kernels.h"
+#include "fastsoftmax/merge.h"
+
+namespace fastsoftmax {
+
+inline int64_t num_blocks(int64_t n) { return (n + kBlock - 1) / kBlock; }
+inline int64_t block_len(int64_t n, int64_t b) { return std::min(kBlock, n - b * kBlock); }
+
+// A row's partials merged in block order (merge.h).
+struct Merged {
+  double max;   // NaN, +inf, -inf (special rows) or finite
+  double sum;   // valid when max is finite
+  double rest;  // sum - 1, the max's own term set apart (log1p; docs/contract.md §5)
+};
+
+inline Merged merge(const Partial* parts, int64_t nb) {
+  const Partial r = merge_partials(parts, nb);
+  return {r.max, r.sum, r.rest};
+}
+inline Merged merged_of(const Partial& p) { return {p.max, p.sum, rest_of(p)}; }
+
+// An op whose output is at least this large writes it with non-temporal stores where
+// its kernels can: with the inputs it reads, it would fill a 16-32 MiB last-level
+// cache anyway, and skipping the read-for-ownership of every output line saves a
+// third of the memory traffic.
+constexpr int64_t kStreamOutputBytes = int64_t(8) << 20;
+inline bool streams_output(int64_t bytes) { return bytes >= kStreamOutputBytes; }
+
+// Storage <-> compute conversions (float16 is stored as its bits).
+inline float load(const uint16_t* p) { return half_to_float(*p); }
+inline float load(const float* p) { return *p; }
+inline double load(const double* p) { return *p; }
+inline void store(uint16_t* p, double v) { *p = float_to_half(float(v)); }
+inline void store(float* p, double v) { *p = float(v); }
+inline void store(double* p, double v) { *p = v; }
+
+// A per-thread buffer of T, grown on first use and kept for the call.
+template <class T>
+struct Buf {
+  std::unique_ptr<T[]> p;
+  int64_t cap = 0;
+  T* get(int64_t n) {
+    if (n > cap) {
+      p.reset(new T[size_t(n)]);
+      cap = n;
+    }
+    return p.get();
+  }
+};
+
+}  // namespace fastsoftmax
