@@ -8,7 +8,7 @@
 // float16 — always the same vector code, so a lane's bits never depend on its
 // position.
 #include "fastsoftmax/kernels.h"
-#include "kernels/exp_hooks.h"
+#include "testing/exp_hooks.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define FASTSOFTMAX_AVX2_COMPILED 1
@@ -480,6 +480,7 @@ struct F16Exp : F32 {
 #include "kernels/softmax_impl.h"
 #include "kernels/xent_impl.h"
 #include "kernels/isa_table.h"
+#include "testing/isa_exp_hooks.h"
 
 }  // namespace
 

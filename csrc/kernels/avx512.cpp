@@ -6,7 +6,7 @@
 // with the Ops classes below; tails use masked loads/stores (masked-off lanes load
 // -inf), so a lane's result never depends on its position.
 #include "fastsoftmax/kernels.h"
-#include "kernels/exp_hooks.h"
+#include "testing/exp_hooks.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define FASTSOFTMAX_AVX512_COMPILED 1
@@ -366,6 +366,7 @@ struct F16Exp : F32 {
 #include "kernels/softmax_impl.h"
 #include "kernels/xent_impl.h"
 #include "kernels/isa_table.h"
+#include "testing/isa_exp_hooks.h"
 
 }  // namespace
 

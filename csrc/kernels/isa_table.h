@@ -12,19 +12,3 @@ inline void fill_table(KernelTable& t, Isa isa) {
   fill_xent<F32Train>(t.f32);
   fill_xent<F64>(t.f64);
 }
-
-inline void fill_exp_hooks(ExpHooks& h) {
-  h.exp_f32 = exp_array<F32, false>;
-  h.exp_f64 = exp_array<F64, false>;
-  h.exp_f32_le0 = exp_array<F32, true>;
-  h.exp_f64_le0 = exp_array<F64, true>;
-  h.exp_f16 = exp_array<F16Exp, false>;
-  h.exp_f16_le0 = exp_array<F16Exp, true>;
-  h.exp_train = exp_array<F32Train, false>;
-  h.exp_train_le0 = exp_array<F32Train, true>;
-  if constexpr (HasExpNf<F32>::value) h.exp_f32_le0_nf = exp_array<F32, true, true>;
-  if constexpr (HasExpNf<F64>::value) h.exp_f64_le0_nf = exp_array<F64, true, true>;
-  if constexpr (HasExpNf<F16Exp>::value) h.exp_f16_le0_nf = exp_array<F16Exp, true, true>;
-  if constexpr (HasExpNf<F32Train>::value) h.exp_train_le0_nf = exp_array<F32Train, true, true>;
-  h.log1p_rest_f32 = log1p_rest_array<F32>;
-}

@@ -7,7 +7,7 @@
 // stack buffer padded with -inf and run the same vector code, so a lane's bits never
 // depend on its position. Tested under qemu-aarch64 by tests/test_neon_qemu.py.
 #include "fastsoftmax/kernels.h"
-#include "kernels/exp_hooks.h"
+#include "testing/exp_hooks.h"
 
 #if defined(__aarch64__)
 #define FASTSOFTMAX_NEON_COMPILED 1
@@ -292,6 +292,7 @@ using F16Exp = F32;
 #include "kernels/softmax_impl.h"
 #include "kernels/xent_impl.h"
 #include "kernels/isa_table.h"
+#include "testing/isa_exp_hooks.h"
 
 }  // namespace
 

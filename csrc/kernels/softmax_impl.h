@@ -2097,31 +2097,3 @@ void fill_set(Set& k) {
   if constexpr (!std::is_same_v<typename T::S, typename T::C>) k.narrow_row = narrow_row<T>;
   if constexpr (std::is_same_v<typename T::S, double>) k.weighted_exp_sum = weighted_exp_sum<T>;
 }
-
-// exp over an array with the ISA's vector exp (test hook; tails via load_n/store_n).
-// kNf (with kLe0): the no-flush form, on Ops that have it.
-template <class T, bool kLe0, bool kNf>
-typename T::V exp_variant(typename T::V v) {
-  static_assert(!kNf || (kLe0 && HasExpNf<T>::value), "no-flush: x <= 0 Ops that have it");
-  if constexpr (kNf)
-    return T::exp_le0_nf(v);
-  else if constexpr (kLe0)
-    return T::exp_le0(v);
-  else
-    return T::exp(v);
-}
-
-template <class T>
-void log1p_rest_array(const double* r, double* y, int64_t n) {
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4) log1p_rest4<T>(r + i, y + i);
-  for (; i < n; ++i) y[i] = log1p_rest<T>(r[i]);
-}
-
-template <class T, bool kLe0, bool kNf = false>
-void exp_array(const typename T::C* x, typename T::C* y, int64_t n) {
-  constexpr int64_t W = T::W;
-  int64_t i = 0;
-  for (; i + W <= n; i += W) T::store(y + i, exp_variant<T, kLe0, kNf>(T::load(x + i)));
-  if (i < n) T::store_n(y + i, n - i, exp_variant<T, kLe0, kNf>(T::load_n(x + i, n - i)));
-}

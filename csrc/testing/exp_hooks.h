@@ -1,5 +1,5 @@
 // Test hooks into each ISA's vector exp and row-batch kernels (used by
-// csrc/testing.cpp and the C++ kernel tests). Plain declarations, no ISA code.
+// csrc/testing/testing.cpp and the C++ kernel tests). Plain declarations, no ISA code.
 #pragma once
 
 #include <cstdint>
