@@ -2,7 +2,7 @@
 //
 // Compiled in a target region (no -m flags: the rest of the build stays generic
 // x86-64); dispatch.cpp only hands this table out when the CPU and OS support it.
-// The kernel bodies are the ISA-generic templates of softmax_impl.h, instantiated
+// The kernel bodies are the ISA-generic templates of generic/*.h, instantiated
 // with the Ops classes below. Tails: vmaskmov loads/stores for float32/float64
 // (masked-off lanes read as -inf), a padded copy through a small stack buffer for
 // float16 — always the same vector code, so a lane's bits never depend on its
@@ -269,7 +269,7 @@ struct F32 {
   static constexpr bool kOneAcc = true;  // acc_add4 sums into a[0] alone
   static constexpr bool kStoreExp = true;
   static constexpr int kPanelV = 2;  // 16 ymm registers: exp constants + accumulators
-  // Batches of rows of 64 KiB and more with plain stores (softmax_impl.h
+  // Batches of rows of 64 KiB and more with plain stores (generic/row_batches.h
   // StreamRowsBelow): with 8 lanes the exps are slow enough that y's reads for
   // ownership hide under them, where streaming leaves a write pass of its own.
   // Measured on a Zen 3 (AVX2 only), same process, x copy, streamed -> plain:
@@ -303,7 +303,7 @@ struct F32 {
   static V exp(V v) { return exp_ps(v); }
   static V exp_le0(V v) { return exp_ps<true>(v); }
   // exp_le0 for x >= kExpLe0NfMin (or NaN): the same bits, no clamp and no flush
-  // (softmax_impl.h HasExpNf: the row kernels check a row's range first)
+  // (generic/row_passes.h HasExpNf: the row kernels check a row's range first)
   static constexpr C kExpLe0NfMin = kExpPsMinArg;
   static V exp_le0_nf(V v) { return exp_ps<true, 0, true>(v); }
   static V min(V a, V b) { return _mm256_min_ps(a, b); }
@@ -477,7 +477,7 @@ struct F16Exp : F32 {
   static V exp_le0_nf(V v) { return F16::exp_le0_nf(v); }
 };
 
-#include "kernels/softmax_impl.h"
+#include "kernels/generic/softmax_family.h"
 #include "kernels/xent_impl.h"
 #include "kernels/isa_table.h"
 #include "testing/isa_exp_hooks.h"

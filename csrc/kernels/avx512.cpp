@@ -2,7 +2,7 @@
 //
 // Compiled in a target region (no -m flags: the rest of the build stays generic
 // x86-64); dispatch.cpp only hands this table out when the CPU and OS support it.
-// The kernel bodies are the ISA-generic templates of softmax_impl.h, instantiated
+// The kernel bodies are the ISA-generic templates of generic/*.h, instantiated
 // with the Ops classes below; tails use masked loads/stores (masked-off lanes load
 // -inf), so a lane's result never depends on its position.
 #include "fastsoftmax/kernels.h"
@@ -363,7 +363,7 @@ struct F16Exp : F32 {
   static V exp_le0(V v) { return exp_ps<true, kExpF16>(v); }
 };
 
-#include "kernels/softmax_impl.h"
+#include "kernels/generic/softmax_family.h"
 #include "kernels/xent_impl.h"
 #include "kernels/isa_table.h"
 #include "testing/isa_exp_hooks.h"

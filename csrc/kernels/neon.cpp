@@ -2,7 +2,7 @@
 // 4 float / 2 double lanes. On any other architecture this file only reports "not
 // compiled".
 //
-// The kernel bodies are the ISA-generic templates of softmax_impl.h, instantiated
+// The kernel bodies are the ISA-generic templates of generic/*.h, instantiated
 // with the Ops classes below. NEON has no masked loads: tails go through a small
 // stack buffer padded with -inf and run the same vector code, so a lane's bits never
 // depend on its position. Tested under qemu-aarch64 by tests/test_neon_qemu.py.
@@ -289,7 +289,7 @@ struct F64 {
 using F32Train = F32;
 using F16Exp = F32;
 
-#include "kernels/softmax_impl.h"
+#include "kernels/generic/softmax_family.h"
 #include "kernels/xent_impl.h"
 #include "kernels/isa_table.h"
 #include "testing/isa_exp_hooks.h"

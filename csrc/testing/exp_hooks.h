@@ -24,7 +24,7 @@ struct ExpHooks {
   void (*exp_train)(const float* x, float* y, int64_t n) = nullptr;
   void (*exp_train_le0)(const float* x, float* y, int64_t n) = nullptr;
   // The no-flush forms of the four x <= 0 variants, where the ISA has them
-  // (softmax_impl.h HasExpNf), else null: for x >= the ISA's kExpLe0NfMin (or NaN)
+  // (generic/row_passes.h HasExpNf), else null: for x >= the ISA's kExpLe0NfMin (or NaN)
   // they must give exactly the bits of their x <= 0 variant.
   void (*exp_f32_le0_nf)(const float* x, float* y, int64_t n) = nullptr;
   void (*exp_f64_le0_nf)(const double* x, double* y, int64_t n) = nullptr;

@@ -2,10 +2,10 @@
 // over arrays, and the float32 row kernels' log1p of a row's rest. Test-only code,
 // used by testing/testing.cpp and tests/neon/neon_test.cpp through exp_hooks_<isa>().
 //
-// Included, like kernels/softmax_impl.h, INSIDE the ISA's namespace and target
-// region, after softmax_impl.h, xent_impl.h and isa_table.h: it relies on
-// softmax_impl.h's HasExpNf, log1p_rest and log1p_rest4, and on the Ops classes the
-// ISA file defines: F32, F64, F16Exp and F32Train (see isa_table.h).
+// Included, like kernels/generic/softmax_family.h, INSIDE the ISA's namespace and
+// target region, after the family, xent_impl.h and isa_table.h: it relies on the
+// family's HasExpNf, log1p_rest and log1p_rest4, and on the Ops classes the ISA file
+// defines: F32, F64, F16Exp and F32Train (see isa_table.h).
 
 // exp over an array with the ISA's vector exp (test hook; tails via load_n/store_n).
 // kNf (with kLe0): the no-flush form, on Ops that have it.
