@@ -7,7 +7,7 @@
 //    ROW    one reduced dim, contiguous in x (and y): row kernels straight on memory.
 //    PANEL  one reduced dim, strided, and a kept dim contiguous in x (and y): panel
 //           kernels across that dim (column tiles whose exps stay in cache, or a
-//           sweep for very long reduced dims: softmax_impl.h).
+//           sweep for very long reduced dims: kernels/generic/panel_*.h).
 //    GATHER anything else, or where=/temperature, or a dtype without kernels: each
 //           row (or kBlock block of a long row) is gathered into a per-thread buffer
 //           in the compute type (contiguous rows by the ISA's vector gather_row),
@@ -54,7 +54,7 @@ constexpr int64_t kStreamRowMinBytes = 512;
 
 // Panels are cut into this many lanes per call (fewer where the threads need more
 // pieces): the panel kernels cut a call into their own column tiles, or sweep it row
-// by row (see softmax_impl.h), the same way for every lane whatever the call's width,
+// by row (kernels/generic/panel_tiles.h, panel_sweep.h), the same way for every lane whatever the call's width,
 // so the width only sets how the work is shared; it never changes a lane's bits.
 constexpr int64_t kPanelCallLanes = 4096;
 
@@ -180,7 +180,7 @@ void run_rows(const Problem& p, const Layout& L, const SoftmaxKernels<S, C>& k) 
     const S* x0 = reinterpret_cast<const S*>(p.x.data);
     S* y0 = reinterpret_cast<S*>(p.y.data);
     // Outputs this large are not re-read from cache: streaming stores, no
-    // read-for-ownership of y (see softmax_impl.h), unless the ISA keeps plain stores
+    // read-for-ownership of y (kernels/generic/row_batches.h), unless the ISA keeps plain stores
     // for rows this long (avx2.cpp).
     const bool stream = streams_output(rows * n * int64_t(sizeof(S))) &&
                         n * int64_t(sizeof(S)) >= kStreamRowMinBytes &&

@@ -85,7 +85,7 @@ def test_exp_variants_agree_for_nonpositive_x(isa):
     assert np.array_equal(a.view(np.uint64), b.view(np.uint64))
 
 
-# The ISAs whose Ops have a no-flush exp (softmax_impl.h HasExpNf), which the row
+# The ISAs whose Ops have a no-flush exp (generic/row_passes.h HasExpNf), which the row
 # kernels take for rows whose every x - max is >= its bound; the others offer no hook.
 NO_FLUSH_ISAS = {"avx2"}
 

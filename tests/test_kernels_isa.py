@@ -219,7 +219,7 @@ def test_panel_column_bits_independent_of_width_and_position(name, dtype, rng):
 @pytest.mark.parametrize("name", FUNCS)
 def test_short_rows_across_rows(name, dtype, rng):
     # Rows of up to 15 elements go through a transposed buffer a vector of rows at a
-    # time (softmax_impl.h "short rows"; logsumexp: their partials): each row is a lane,
+    # time (generic/short_rows.h; logsumexp: their partials): each row is a lane,
     # whatever its place among the vector's rows, a batch of any size, the thread split,
     # rows of specials beside it, strided rows or outputs, in place; 16 is the first
     # length the row kernels take. A row of only +inf and finite values: logsumexp +inf.

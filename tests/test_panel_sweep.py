@@ -1,4 +1,5 @@
-"""The panel kernels' tiles and sweep (softmax_impl.h "panels"), once per available ISA.
+"""The panel kernels' tiles and sweep (csrc/kernels/generic/panel_tiles.h, panel_sweep.h),
+once per available ISA.
 
 A panel (reduced axis strided, lanes contiguous: axis=0 of a C-contiguous (n, w)) goes
 two ways:

@@ -102,7 +102,7 @@ def test_sparse_grad_block_edges(rng, n):
     assert_close(g, rg, gs, np.float32)
 
 
-SUB = 1 << 14  # reduce_train's sub-block (xent_impl.h kTrainSub)
+SUB = 1 << 14  # reduce_train's sub-block (kernels/generic/training_rows.h kTrainSub)
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)

@@ -2,16 +2,16 @@
 //
 // Compiled in a target region (no -m flags: the rest of the build stays generic
 // x86-64); dispatch.cpp only hands this table out when the CPU and OS support it.
-// The kernel bodies are the ISA-generic templates of softmax_impl.h, instantiated
+// The kernel bodies are the ISA-generic templates of generic/*.h, instantiated
 // with the Ops classes below. Tails: vmaskmov loads/stores for float32/float64
 // (masked-off lanes read as -inf), a padded copy through a small stack buffer for
 // float16 — always the same vector code, so a lane's bits never depend on its
 // position.
 #include "fastsoftmax/kernels.h"
-#include "kernels/exp_hooks.h"
+#include "kernels/isa_entries.h"
+#include "testing/exp_hooks.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
-#define FASTSOFTMAX_AVX2_COMPILED 1
 #include <immintrin.h>
 
 #include <algorithm>
@@ -269,7 +269,7 @@ struct F32 {
   static constexpr bool kOneAcc = true;  // acc_add4 sums into a[0] alone
   static constexpr bool kStoreExp = true;
   static constexpr int kPanelV = 2;  // 16 ymm registers: exp constants + accumulators
-  // Batches of rows of 64 KiB and more with plain stores (softmax_impl.h
+  // Batches of rows of 64 KiB and more with plain stores (generic/row_batches.h
   // StreamRowsBelow): with 8 lanes the exps are slow enough that y's reads for
   // ownership hide under them, where streaming leaves a write pass of its own.
   // Measured on a Zen 3 (AVX2 only), same process, x copy, streamed -> plain:
@@ -303,7 +303,7 @@ struct F32 {
   static V exp(V v) { return exp_ps(v); }
   static V exp_le0(V v) { return exp_ps<true>(v); }
   // exp_le0 for x >= kExpLe0NfMin (or NaN): the same bits, no clamp and no flush
-  // (softmax_impl.h HasExpNf: the row kernels check a row's range first)
+  // (generic/row_passes.h HasExpNf: the row kernels check a row's range first)
   static constexpr C kExpLe0NfMin = kExpPsMinArg;
   static V exp_le0_nf(V v) { return exp_ps<true, 0, true>(v); }
   static V min(V a, V b) { return _mm256_min_ps(a, b); }
@@ -462,7 +462,7 @@ struct F64 {
   static bool s_is_nan(S v) { return v != v; }
 };
 
-// The float32 Ops of the cross-entropy and backward kernels (xent_impl.h): the
+// The float32 Ops of the cross-entropy and backward kernels (generic/training_rows.h): the
 // shorter exp their SPEC bound allows.
 struct F32Train : F32 {
   static V exp(V v) { return exp_ps<false, kExpTrain>(v); }
@@ -477,20 +477,10 @@ struct F16Exp : F32 {
   static V exp_le0_nf(V v) { return F16::exp_le0_nf(v); }
 };
 
-#include "kernels/softmax_impl.h"
 #define FASTSOFTMAX_TRAIN_VEC 256
-#include "kernels/generic/training_loops.h"
-#undef FASTSOFTMAX_TRAIN_VEC
-#include "kernels/generic/training_rows.h"
-#include "kernels/isa_table.h"
+#include "kernels/isa_table.h"  // every family for these Ops; fill_table
 
 }  // namespace
-
-// Inside the region, so every template above is instantiated for AVX2.
-void fill(KernelTable& t) { fill_table(t, Isa::avx2); }
-
-void exp_hooks(ExpHooks& h) { fill_exp_hooks(h); }
-
 }  // namespace avx2
 }  // namespace fastsoftmax
 
@@ -499,20 +489,8 @@ void exp_hooks(ExpHooks& h) { fill_exp_hooks(h); }
 #else
 #pragma GCC pop_options
 #endif
-#endif  // x86-64
 
-namespace fastsoftmax {
-#ifdef FASTSOFTMAX_AVX2_COMPILED
-bool fill_avx2(KernelTable& t) {
-  avx2::fill(t);
-  return true;
-}
-bool exp_hooks_avx2(ExpHooks& h) {
-  avx2::exp_hooks(h);
-  return true;
-}
+FASTSOFTMAX_ISA_ENTRIES(avx2)
 #else
-bool fill_avx2(KernelTable&) { return false; }
-bool exp_hooks_avx2(ExpHooks&) { return false; }
+FASTSOFTMAX_ISA_MISSING(avx2)
 #endif
-}  // namespace fastsoftmax

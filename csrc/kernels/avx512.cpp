@@ -2,14 +2,14 @@
 //
 // Compiled in a target region (no -m flags: the rest of the build stays generic
 // x86-64); dispatch.cpp only hands this table out when the CPU and OS support it.
-// The kernel bodies are the ISA-generic templates of softmax_impl.h, instantiated
+// The kernel bodies are the ISA-generic templates of generic/*.h, instantiated
 // with the Ops classes below; tails use masked loads/stores (masked-off lanes load
 // -inf), so a lane's result never depends on its position.
 #include "fastsoftmax/kernels.h"
-#include "kernels/exp_hooks.h"
+#include "kernels/isa_entries.h"
+#include "testing/exp_hooks.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
-#define FASTSOFTMAX_AVX512_COMPILED 1
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
 // GCC 12's AVX-512 intrinsics initialize their "undefined" operands with
 // `__Y = __Y` and then warn about it (GCC PR 105593) wherever they are inlined.
@@ -316,7 +316,7 @@ struct F64 {
   static bool s_is_nan(S v) { return v != v; }
 };
 
-// The float32 Ops of the cross-entropy and backward kernels (xent_impl.h): the
+// The float32 Ops of the cross-entropy and backward kernels (generic/training_rows.h): the
 // shorter exp their SPEC bound allows.
 // Its sums of exps: float partial sums (each group of four vectors added as a tree,
 // then into one float vector) flushed into AccF's double lanes every kTrainFlush
@@ -363,20 +363,10 @@ struct F16Exp : F32 {
   static V exp_le0(V v) { return exp_ps<true, kExpF16>(v); }
 };
 
-#include "kernels/softmax_impl.h"
 #define FASTSOFTMAX_TRAIN_VEC 512
-#include "kernels/generic/training_loops.h"
-#undef FASTSOFTMAX_TRAIN_VEC
-#include "kernels/generic/training_rows.h"
-#include "kernels/isa_table.h"
+#include "kernels/isa_table.h"  // every family for these Ops; fill_table
 
 }  // namespace
-
-// Inside the region, so every template above is instantiated for AVX-512.
-void fill(KernelTable& t) { fill_table(t, Isa::avx512); }
-
-void exp_hooks(ExpHooks& h) { fill_exp_hooks(h); }
-
 }  // namespace avx512
 }  // namespace fastsoftmax
 
@@ -385,20 +375,8 @@ void exp_hooks(ExpHooks& h) { fill_exp_hooks(h); }
 #else
 #pragma GCC pop_options
 #endif
-#endif  // x86-64
 
-namespace fastsoftmax {
-#ifdef FASTSOFTMAX_AVX512_COMPILED
-bool fill_avx512(KernelTable& t) {
-  avx512::fill(t);
-  return true;
-}
-bool exp_hooks_avx512(ExpHooks& h) {
-  avx512::exp_hooks(h);
-  return true;
-}
+FASTSOFTMAX_ISA_ENTRIES(avx512)
 #else
-bool fill_avx512(KernelTable&) { return false; }
-bool exp_hooks_avx512(ExpHooks&) { return false; }
+FASTSOFTMAX_ISA_MISSING(avx512)
 #endif
-}  // namespace fastsoftmax

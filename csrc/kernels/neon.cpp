@@ -2,15 +2,15 @@
 // 4 float / 2 double lanes. On any other architecture this file only reports "not
 // compiled".
 //
-// The kernel bodies are the ISA-generic templates of softmax_impl.h, instantiated
+// The kernel bodies are the ISA-generic templates of generic/*.h, instantiated
 // with the Ops classes below. NEON has no masked loads: tails go through a small
 // stack buffer padded with -inf and run the same vector code, so a lane's bits never
 // depend on its position. Tested under qemu-aarch64 by tests/test_neon_qemu.py.
 #include "fastsoftmax/kernels.h"
-#include "kernels/exp_hooks.h"
+#include "kernels/isa_entries.h"
+#include "testing/exp_hooks.h"
 
 #if defined(__aarch64__)
-#define FASTSOFTMAX_NEON_COMPILED 1
 #include <arm_neon.h>
 
 #include <algorithm>
@@ -289,35 +289,14 @@ struct F64 {
 using F32Train = F32;
 using F16Exp = F32;
 
-#include "kernels/softmax_impl.h"
 #define FASTSOFTMAX_TRAIN_VEC 0
-#include "kernels/generic/training_loops.h"
-#undef FASTSOFTMAX_TRAIN_VEC
-#include "kernels/generic/training_rows.h"
-#include "kernels/isa_table.h"
+#include "kernels/isa_table.h"  // every family for these Ops; fill_table
 
 }  // namespace
-
-void fill(KernelTable& t) { fill_table(t, Isa::neon); }
-
-void exp_hooks(ExpHooks& h) { fill_exp_hooks(h); }
-
 }  // namespace neon
 }  // namespace fastsoftmax
-#endif  // __aarch64__
 
-namespace fastsoftmax {
-#ifdef FASTSOFTMAX_NEON_COMPILED
-bool fill_neon(KernelTable& t) {
-  neon::fill(t);
-  return true;
-}
-bool exp_hooks_neon(ExpHooks& h) {
-  neon::exp_hooks(h);
-  return true;
-}
+FASTSOFTMAX_ISA_ENTRIES(neon)
 #else
-bool fill_neon(KernelTable&) { return false; }
-bool exp_hooks_neon(ExpHooks&) { return false; }
+FASTSOFTMAX_ISA_MISSING(neon)
 #endif
-}  // namespace fastsoftmax

@@ -24,8 +24,8 @@
 
 #include "fastsoftmax/common.h"
 #include "fastsoftmax/kernels.h"
-#include "kernels/exp_check.h"
-#include "kernels/exp_hooks.h"
+#include "testing/exp_check.h"
+#include "testing/exp_hooks.h"
 
 using namespace fastsoftmax;
 

@@ -1,6 +1,6 @@
 // The merge of a row's block partials (kernels.h Partial), in block order: shared by
 // the N-D driver (blocks of kBlock), the cross-entropy core, and the training
-// kernels' sub-blocks (kernels/xent_impl.h). Plain scalar code: SIMD files include it
+// kernels' sub-blocks (kernels/generic/training_rows.h). Plain scalar code: SIMD files include it
 // at their top, outside their target regions, so that the one inline copy the linker
 // keeps runs on any x86-64/aarch64.
 #pragma once

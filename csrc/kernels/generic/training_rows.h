@@ -70,7 +70,7 @@ Partial reduce_train(const typename T::S* x, int64_t n) {
 }
 
 // Streamed gradients (`stream`: a large output): rows of at least this many bytes
-// keep their exps in the thread's row buffer (row_buffer, softmax_impl.h) instead of
+// keep their exps in the thread's row buffer (row_buffer, generic/row_batches.h) instead of
 // y, and the affine pass writes y once with non-temporal stores: y then crosses the
 // memory bus once instead of three times (read for ownership, written back, read and
 // written again): -11% to -23% time on (64, 128256) and (256, 32000). Shorter rows

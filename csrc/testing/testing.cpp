@@ -37,8 +37,8 @@
 #include <string>
 
 #include "fastsoftmax/kernels.h"
-#include "kernels/exp_check.h"
-#include "kernels/exp_hooks.h"
+#include "testing/exp_check.h"
+#include "testing/exp_hooks.h"
 #include "kernels/simd_common.h"
 
 namespace py = pybind11;

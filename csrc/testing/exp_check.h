@@ -1,6 +1,7 @@
 // Accuracy measurement of a vector exp against a correctly rounded reference.
 // Plain C++ (OpenMP when compiled with it); used by the Python test hooks
-// (csrc/testing.cpp) and by the stand-alone kernel test (tests/neon/neon_test.cpp).
+// (csrc/testing/testing.cpp) and by the stand-alone kernel test
+// (tests/neon/neon_test.cpp).
 //
 // float32: every float whose bit pattern lies in [lo_bits, hi_bits] (a stride may
 // thin the sweep); reference = exp in double (glibc, < 1 ULP of double) rounded to

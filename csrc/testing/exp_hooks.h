@@ -1,5 +1,5 @@
 // Test hooks into each ISA's vector exp and row-batch kernels (used by
-// csrc/testing.cpp and the C++ kernel tests). Plain declarations, no ISA code.
+// csrc/testing/testing.cpp and the C++ kernel tests). Plain declarations, no ISA code.
 #pragma once
 
 #include <cstdint>
@@ -20,11 +20,11 @@ struct ExpHooks {
   // exp where the ISA has no shorter one for float16 results.
   void (*exp_f16)(const float* x, float* y, int64_t n) = nullptr;
   void (*exp_f16_le0)(const float* x, float* y, int64_t n) = nullptr;
-  // The float32 exp of the cross-entropy and backward kernels (xent_impl.h).
+  // The float32 exp of the cross-entropy and backward kernels (generic/training_rows.h).
   void (*exp_train)(const float* x, float* y, int64_t n) = nullptr;
   void (*exp_train_le0)(const float* x, float* y, int64_t n) = nullptr;
   // The no-flush forms of the four x <= 0 variants, where the ISA has them
-  // (softmax_impl.h HasExpNf), else null: for x >= the ISA's kExpLe0NfMin (or NaN)
+  // (generic/row_passes.h HasExpNf), else null: for x >= the ISA's kExpLe0NfMin (or NaN)
   // they must give exactly the bits of their x <= 0 variant.
   void (*exp_f32_le0_nf)(const float* x, float* y, int64_t n) = nullptr;
   void (*exp_f64_le0_nf)(const double* x, double* y, int64_t n) = nullptr;
