@@ -752,6 +752,11 @@ void backward_run(const BackwardArgs& a) {
 }
 
 // ---- Python arrays ---------------------------------------------------------------------
+// _xent_sparse, _xent_dense and _softmax_backward are internal entries: fastsoftmax._xent
+// owns every argument rule and raises the user's errors. The checks here ("internal:
+// ...") only keep a wrong internal call from crashing or writing out of bounds. The one
+// user-facing error raised here is a rule about the data, not the arguments: a sparse
+// label out of [0, C), found in the pass over the labels that counts the rows.
 constexpr int kNpyHalf = 23, kNpyFloat = 11, kNpyDouble = 12;
 constexpr int kNpyLong = 7, kNpyLongLong = 9, kNpyInt = 5, kNpyBool = 0;
 constexpr int kFlagAligned = 0x100, kFlagWriteable = 0x400;
