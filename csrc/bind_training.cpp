@@ -1,9 +1,11 @@
 // pybind11 binding of the training family (training.h): `_core._xent_sparse`,
 // `_core._xent_dense`, `_core._softmax_backward`. They are internal entries:
-// fastsoftmax._xent is the one place that checks and normalizes the user's arguments
-// (docs/contract.md §4, §9) and hands over native aligned arrays with the classes
-// last. What is checked here is only what keeps a wrong internal call from reading or
-// writing out of bounds ("internal: ..." errors).
+// fastsoftmax._xent owns every argument rule and raises the user's errors
+// (docs/contract.md §4, §9), handing over native aligned arrays with the classes last.
+// The checks here ("internal: ...") only keep a wrong internal call from crashing or
+// writing out of bounds. The one user-facing error raised here is a rule about the
+// data, not the arguments: a sparse label out of [0, C), found in the pass over the
+// labels that counts the rows.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 

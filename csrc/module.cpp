@@ -2,10 +2,17 @@
 // native float16/32/64 ndarray and an int axis, with or without a temperature, a bool
 // where= that broadcasts to x and a matching out= (logsumexp: where=, out= and
 // keepdims) — reaches the driver with almost no Python work
-// (about 0.8 µs for a (1, 1000) float32 call here). Everything else (lists, casts,
+// (about 0.6 µs for a (1, 1000) float32 call here). Everything else (lists, casts,
 // tuple axes, where= lists or scalars, b=, an out= that needs a temporary, ...) is normalized by
 // fastsoftmax._api and comes back through `_compute` with arrays the driver can take
 // as they are.
+//
+// Ownership of the argument rules: Python (fastsoftmax._api, ._xent) is the one place
+// that validates and raises. The fast entries here only *recognize* calls that are
+// already valid and simple; anything else, including every error, even a malformed
+// call, is declined to the Python function, which raises. `_compute` and `_xent_*` are
+// internal entries for normalized arguments: their checks ("internal: ...") only keep a
+// wrong internal call from crashing or writing out of bounds.
 #include <pybind11/pybind11.h>
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
@@ -63,13 +70,13 @@ namespace {
 
 int get_num_threads() { return current_num_threads(); }
 
+// Internal: fastsoftmax._api._thread_count owns the rule and raises the user's errors.
 int validate_threads(py::handle n) {
   if (!PyLong_Check(n.ptr()) || PyBool_Check(n.ptr()))
-    throw py::value_error("n must be an int >= 1, or -1 for all cores");
+    throw py::value_error("internal: _set_num_threads: n must be an int");
   const long long v = n.cast<long long>();
   if (v == -1) return num_procs();
-  if (v < 1 || v > (1 << 16))
-    throw py::value_error("n must be >= 1, or -1 for all cores; got " + std::to_string(v));
+  if (v < 1 || v > (1 << 16)) throw py::value_error("internal: _set_num_threads: bad n");
   return int(v);
 }
 
@@ -91,6 +98,7 @@ py::handle fallback(Op op) {
 }
 
 // An ndarray the kernels can read directly: native float16/32/64, aligned.
+// Declines; _api._prepare / _api._compute_dtype own the rules for x.
 bool fast_array(py::handle x, DType& dt) {
   if (Py_TYPE(x.ptr()) != g_ndarray_type) return false;
   const ArrayView v = view_of(x);
@@ -188,6 +196,7 @@ int overlap(py::handle x, py::handle out) {
 // out= the fast path can take: an exact ndarray of the result's shape and x's dtype,
 // writable, aligned, and either disjoint from x or x itself. Anything else: the
 // Python path (which raises the errors or computes through a temporary).
+// Declines; _api._out owns the rule (and shares `overlap`, as _core._overlap).
 bool fast_out(py::handle x, py::handle out, const int64_t* shape, int nd) {
   if (Py_TYPE(out.ptr()) != g_ndarray_type) return false;
   const ArrayView v = view_of(x), o = view_of(out);
@@ -203,6 +212,7 @@ bool fast_out(py::handle x, py::handle out, const int64_t* shape, int nd) {
 // (any strides), as the operand the driver reads (broadcast dims: stride 0, as
 // np.broadcast_to). Anything else (lists, other dtypes, shapes that do not
 // broadcast): the Python path, which converts or raises.
+// Declines; _api._where owns the rule.
 bool fast_where(py::handle x, py::handle where, Operand& mask) {
   if (where.is_none()) return true;
   if (Py_TYPE(where.ptr()) != g_ndarray_type) return false;
@@ -221,18 +231,20 @@ bool fast_where(py::handle x, py::handle where, Operand& mask) {
 }
 
 // ---- the fast entry points -------------------------------------------------------
-// Defaults are compared by identity: a default argument object is shared.
+// An exact int in [-nd, nd) (not a bool, not a NumPy integer, not a tuple).
+// Declines; _api._axes owns the rule.
 bool int_axis(py::handle axis, int nd, int& out) {
   if (!PyLong_CheckExact(axis.ptr())) return false;
   int overflow = 0;
   const long a = PyLong_AsLongAndOverflow(axis.ptr(), &overflow);
-  if (overflow || a < -nd || a >= nd) return false;  // the Python path raises AxisError
+  if (overflow || a < -nd || a >= nd) return false;
   out = int(a < 0 ? a + nd : a);
   return true;
 }
 
 // A temperature the fast path can take: an exact float or int, finite and > 0 (bools,
 // other types and bad values go to the Python path, which raises).
+// Declines; _api._temperature owns the rule.
 bool fast_temperature(py::handle t, double& out) {
   if (PyFloat_CheckExact(t.ptr())) {
     out = PyFloat_AS_DOUBLE(t.ptr());
@@ -245,6 +257,10 @@ bool fast_temperature(py::handle t, double& out) {
   return !overflow && v > 0;
 }
 
+// The fast entries: compute a call the predicates above all recognize, else pass it
+// unchanged to the Python function (fallback), which normalizes or raises. They raise
+// nothing themselves. dtype= (and logsumexp's b=, return_sign=True, a keepdims that is
+// not a bool) always take the Python path.
 py::object softmax_like(Op op, py::handle x, py::handle axis, py::handle temperature,
                         py::handle where, py::handle dtype, py::handle out) {
   DType dt;
@@ -325,59 +341,107 @@ general:
 }
 
 // ---- the general entry, called by fastsoftmax._api with normalized arguments ------
+// Internal and trusted: fastsoftmax._api has validated every argument (and raised the
+// user's errors). The checks below are not argument rules: they only keep a wrong
+// internal call from crashing or writing out of bounds, and raise "internal: ...".
 // x: native aligned float16/32/64 ndarray; axes: sorted distinct non-negative ints;
-// out: writable, aligned, same dtype, shape of the result (logsumexp: kept dims, with
-// or without keepdims); where: bool array broadcast to x.shape or None; b: float64
-// array broadcast to x.shape or None; sign: like out or None.
-void compute(int op, py::array x, const std::vector<int>& axes, double temperature,
-             py::object where, py::array out, py::object b, py::object sign) {
+// out: None (softmax, log_softmax: allocated here, in empty_like_layout's order, as
+// the fast path does) or writable, aligned, native, of x's dtype and of the result's
+// shape (logsumexp: with or without keepdims); where: bool array of x's shape (any
+// strides) or None; b: float64 array of x's shape or None; sign: like out or None.
+// Returns out.
+void internal_check(bool ok, const char* what) {
+  if (!ok) throw py::value_error(std::string("internal: _compute: bad ") + what);
+}
+
+// A native aligned ndarray of `type_num` (any ndarray subclass).
+ArrayView internal_array(py::handle a, int type_num, const char* what) {
+  internal_check(PyObject_TypeCheck(a.ptr(), g_ndarray_type), what);
+  const ArrayView v = view_of(a);
+  internal_check(v.type_num == type_num && (v.flags & kFlagAligned) &&
+                     (v.byteorder == '=' || v.byteorder == '<' || v.byteorder == '|'),
+                 what);
+  return v;
+}
+
+py::object compute(int op, py::handle x, const std::vector<int>& axes, double temperature,
+                   py::handle where, py::handle out, py::handle b, py::handle sign) {
   DType dt;
+  internal_check(op >= 0 && op <= int(Op::logsumexp), "op");
+  internal_check(PyObject_TypeCheck(x.ptr(), g_ndarray_type), "x");
   const ArrayView v = view_of(x);
-  if (!fast_array(x, dt)) throw py::type_error("_compute: x must be a native float array");
-  const ArrayView ov = view_of(out);
-  if (ov.type_num != v.type_num || !(ov.flags & kFlagWriteable) || !(ov.flags & kFlagAligned))
-    throw py::type_error("_compute: out must be writable, aligned, of x's dtype");
+  internal_check(dtype_of(v.type_num, dt) && (v.flags & kFlagAligned) &&
+                     (v.byteorder == '=' || v.byteorder == '<'),
+                 "x");
   Problem p;
   p.op = Op(op);
   p.dtype = dt;
   p.shape.assign(v.shape, v.shape + v.nd);
   p.reduced.assign(v.nd, false);
   for (int a : axes) {
-    if (a < 0 || a >= v.nd) throw py::value_error("_compute: bad axis");
+    internal_check(a >= 0 && a < v.nd && !p.reduced[a], "axes");
     p.reduced[a] = true;
   }
+  // The shape of a result: x's (softmax), or kept dims (logsumexp, either form).
+  auto check_result = [&](const ArrayView& r, const char* what) {
+    if (p.op != Op::logsumexp) {
+      internal_check(r.nd == v.nd, what);
+      for (int d = 0; d < v.nd; ++d) internal_check(r.shape[d] == v.shape[d], what);
+      return;
+    }
+    const bool keep = r.nd == v.nd;
+    int j = 0;
+    for (int d = 0; d < v.nd; ++d) {
+      if (p.reduced[d] && !keep) continue;
+      internal_check(j < r.nd && r.shape[j] == (p.reduced[d] ? 1 : v.shape[d]), what);
+      ++j;
+    }
+    internal_check(j == r.nd, what);
+  };
   p.temperature = temperature;
   p.x = operand_of(x);
+  py::object y;
+  if (out.is_none()) {
+    internal_check(p.op != Op::logsumexp, "out");
+    const bool fortran = (v.flags & kFlagF) && !(v.flags & kFlagC);
+    y = empty_like_layout(v, dt, p.shape, fortran);
+  } else {
+    y = py::reinterpret_borrow<py::object>(out);
+  }
+  const ArrayView ov = internal_array(y, v.type_num, "out");
+  internal_check(ov.flags & kFlagWriteable, "out");
+  check_result(ov, "out");
   if (p.op == Op::logsumexp) {
     p.y.data = ov.data;
     p.y.strides = spread_strides(ov, p.reduced);
   } else {
-    if (ov.nd != v.nd) throw py::value_error("_compute: out shape");
-    p.y = operand_of(out);
+    p.y = operand_of(y);
   }
   auto check_full = [&](py::handle a, int type_num, const char* what) {
-    const ArrayView av = view_of(a);
-    if (av.nd != v.nd || av.type_num != type_num)
-      throw py::value_error(std::string("_compute: bad ") + what);
-    for (int d = 0; d < v.nd; ++d)
-      if (av.shape[d] != v.shape[d]) throw py::value_error(std::string("_compute: bad ") + what);
+    const ArrayView av = internal_array(a, type_num, what);
+    internal_check(av.nd == v.nd, what);
+    for (int d = 0; d < v.nd; ++d) internal_check(av.shape[d] == v.shape[d], what);
   };
   if (!where.is_none()) {
-    check_full(where, 0 /* NPY_BOOL */, "where");
+    check_full(where, kNpyBool, "where");
     p.mask = operand_of(where);
   }
   if (!b.is_none()) {
+    internal_check(p.op == Op::logsumexp, "b");
     check_full(b, kNpyDouble, "b");
     p.b = operand_of(b);
   }
   if (!sign.is_none()) {
-    const ArrayView sv = view_of(sign);
-    if (sv.type_num != v.type_num || sv.nd != ov.nd) throw py::value_error("_compute: sign");
+    internal_check(p.op == Op::logsumexp, "sign");
+    const ArrayView sv = internal_array(sign, v.type_num, "sign");
+    internal_check(sv.flags & kFlagWriteable, "sign");
+    check_result(sv, "sign");
     p.sign.data = sv.data;
     p.sign.strides = spread_strides(sv, p.reduced);
   }
   p.threads = get_num_threads();
   run_released(p);
+  return y;
 }
 
 // float16 -> float32 for the Python layer's dtype= casts (NumPy converts one element
@@ -433,16 +497,15 @@ void init_vectorcall_defaults() {
   for (ParamSpec& p : kLogsumexpParams) p.interned = PyUnicode_InternFromString(p.name);
 }
 
-// Fills out[0..np) from positional args (at most kPositional) and keywords.
+// Fills out[0..np) from positional args (at most kPositional) and keywords. Returns
+// false, setting no error, for a call it does not recognize (too many positional
+// arguments, an unknown or repeated keyword, x missing): the caller hands the call as
+// it is to the Python function, whose signature raises the TypeError.
 template <size_t NP>
-bool parse_args(const char* fname, ParamSpec (&spec)[NP], PyObject* const* args,
-                Py_ssize_t nargs, PyObject* kwnames, PyObject* (&out)[NP]) {
+bool parse_args(ParamSpec (&spec)[NP], PyObject* const* args, Py_ssize_t nargs,
+                PyObject* kwnames, PyObject* (&out)[NP]) {
   constexpr Py_ssize_t kPositional = 2;
-  if (nargs > kPositional) {
-    PyErr_Format(PyExc_TypeError, "%s() takes from 1 to 2 positional arguments but %zd were given",
-                 fname, nargs);
-    return false;
-  }
+  if (nargs > kPositional) return false;
   for (size_t i = 0; i < NP; ++i) out[i] = nullptr;
   for (Py_ssize_t i = 0; i < nargs; ++i) out[i] = args[i];
   const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
@@ -453,26 +516,24 @@ bool parse_args(const char* fname, ParamSpec (&spec)[NP], PyObject* const* args,
       if (key == spec[i].interned) found = i;
     for (size_t i = 0; i < NP && found == NP; ++i)
       if (PyUnicode_Compare(key, spec[i].interned) == 0) found = i;
-    if (found == NP) {
-      PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname, key);
-      return false;
-    }
-    if (out[found]) {
-      PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname,
-                   spec[found].name);
-      return false;
-    }
+    if (found == NP || out[found]) return false;
     out[found] = args[nargs + k];
   }
   for (size_t i = 0; i < NP; ++i) {
     if (out[i]) continue;
-    if (!spec[i].default_value) {
-      PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname, spec[i].name);
-      return false;
-    }
+    if (!spec[i].default_value) return false;
     out[i] = spec[i].default_value;
   }
   return true;
+}
+
+// A call parse_args declined, passed on unchanged to the Python function.
+PyObject* decline_call(Op op, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  if (!g_fallback[int(op)]) {
+    PyErr_SetString(PyExc_RuntimeError, "fastsoftmax: fallbacks not registered");
+    return nullptr;
+  }
+  return PyObject_Vectorcall(g_fallback[int(op)], args, size_t(nargs), kwnames);
 }
 
 template <class F>
@@ -496,15 +557,15 @@ PyObject* guarded(F&& f) {
 template <Op kOp>
 PyObject* softmax_vc(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   PyObject* a[6];
-  if (!parse_args(kOp == Op::softmax ? "softmax" : "log_softmax", kSoftmaxParams, args, nargs,
-                  kwnames, a))
-    return nullptr;
+  if (!parse_args(kSoftmaxParams, args, nargs, kwnames, a))
+    return decline_call(kOp, args, nargs, kwnames);
   return guarded([&] { return softmax_like(kOp, a[0], a[1], a[2], a[3], a[4], a[5]); });
 }
 
 PyObject* logsumexp_vc(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   PyObject* a[8];
-  if (!parse_args("logsumexp", kLogsumexpParams, args, nargs, kwnames, a)) return nullptr;
+  if (!parse_args(kLogsumexpParams, args, nargs, kwnames, a))
+    return decline_call(Op::logsumexp, args, nargs, kwnames);
   return guarded([&] { return logsumexp_entry(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]); });
 }
 

@@ -135,6 +135,19 @@ def test_logsumexp_out_overlapping_input(axis, dtype, rng):
     check_logsumexp(out, Ref(x0, axis), np.dtype(dtype))
 
 
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_logsumexp_out_overlapping_b(axis, rng):
+    # out= inside b=: the weights are read while the results are written, so the core
+    # must compute into a temporary (as for an out= inside x)
+    x = rng.standard_normal((6, 7))
+    b = rng.random((6, 7)) + 0.5
+    for out in ((b[::-1, 0], b[:, 3]) if axis == -1 else (b[-1, :], b[0, ::-1])):
+        b0 = b.copy()
+        expected = fs.logsumexp(x, axis=axis, b=b0)
+        assert fs.logsumexp(x, axis=axis, b=b, out=out) is out
+        assert_bits_equal(out, expected)
+
+
 def test_logsumexp_out_keepdims_and_scalar(rng):
     x = rng.standard_normal((4, 6))
     out = np.empty((4, 1))

@@ -4,6 +4,11 @@ The C++ entry points (``_core.softmax`` ...) handle a native float ndarray with 
 int axis directly; anything else lands here, is turned into arrays the driver can
 take as they are (native, aligned, right dtype; where/b broadcast as zero-stride
 views, never copied to full size), and goes back through ``_core._compute``.
+
+Ownership: this module (with ``_xent``) is the one place that validates arguments and
+raises. The C++ fast entries only recognize calls that are already valid and decline
+the rest to the functions here; ``_core._compute`` trusts what it is given (its checks
+only guard against crashes). tests/test_entry_points.py holds the two paths to one answer.
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ import numpy as np
 
 from . import _core
 
-try:  # NumPy >= 2.0
-    from numpy.lib.array_utils import normalize_axis_tuple
-except ImportError:  # pragma: no cover - NumPy 1.x
-    from numpy.core.numeric import normalize_axis_tuple  # type: ignore[no-redef]
+try:  # NumPy >= 1.25
+    from numpy.exceptions import AxisError
+except ImportError:  # pragma: no cover - older NumPy
+    from numpy import AxisError  # type: ignore[attr-defined,no-redef]
 
 _SOFTMAX, _LOG_SOFTMAX, _LOGSUMEXP = 0, 1, 2
 _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
@@ -71,30 +76,42 @@ def _prepare(x, dtype, name: str = "x") -> np.ndarray:
 
 
 def _axes(axis, ndim: int) -> tuple[int, ...]:
+    """The axes as sorted distinct non-negative ints (the rule; C++'s int_axis declines)."""
     if axis is None:
         return tuple(range(ndim))
-    if not isinstance(axis, tuple):
+    items = axis if isinstance(axis, tuple) else (axis,)
+    axes = []
+    for a in items:
         try:
-            axis = operator.index(axis)
-            if -ndim <= axis < ndim:
-                return (axis % ndim,)
+            if isinstance(a, (bool, np.bool_)):  # as NumPy's reductions: not an axis
+                raise TypeError
+            i = operator.index(a)
         except TypeError:
-            raise TypeError(
-                f"axis must be an int, a tuple of ints or None; got {type(axis).__name__}"
-            ) from None
-    return tuple(sorted(normalize_axis_tuple(axis, ndim, "axis")))
+            what = type(a).__name__ if a is axis else f"a tuple holding {type(a).__name__}"
+            raise TypeError(f"axis must be an int, a tuple of ints or None; got {what}") from None
+        if not -ndim <= i < ndim:
+            raise AxisError(i, ndim, "axis")
+        axes.append(i % ndim)
+    if len(set(axes)) != len(axes):
+        raise ValueError("repeated axis in `axis` argument")
+    return tuple(sorted(axes))
 
 
 def _temperature(t) -> float:
+    """The temperature as a float (the rule; C++'s fast_temperature declines)."""
     if isinstance(t, bool) or not isinstance(t, numbers.Real):
         raise TypeError(f"temperature must be a real number; got {type(t).__name__}")
-    tf = float(t)
+    try:
+        tf = float(t)
+    except OverflowError:  # an int beyond float's range
+        tf = math.inf
     if not (math.isfinite(tf) and tf > 0):
         raise ValueError(f"temperature must be finite and > 0; got {t!r}")
     return tf
 
 
 def _where(where, shape: tuple[int, ...]) -> np.ndarray | None:
+    """where= as a bool view of x's shape (the rule; C++'s fast_where declines)."""
     if where is None:
         return None
     w = np.asarray(where)
@@ -109,8 +126,13 @@ def _where(where, shape: tuple[int, ...]) -> np.ndarray | None:
     return np.broadcast_to(w, shape)
 
 
-def _out(out, shape: tuple[int, ...], rd: np.dtype, x: np.ndarray, name: str = "out"):
-    """(array the core writes, array to copy it into afterwards or None)."""
+def _out(out, shape: tuple[int, ...], rd: np.dtype, inputs: tuple, name: str = "out"):
+    """(array the core writes, array to copy it into afterwards or None).
+
+    The rule for out= of every function (C++'s fast_out declines); ``inputs`` are the
+    arrays the core reads, each as it is passed to the core. The overlap test is the
+    core's own (``_core._overlap``): out may be an input itself, not a part of one.
+    """
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray; got {type(out).__name__}")
     if out.shape != tuple(shape):
@@ -119,7 +141,9 @@ def _out(out, shape: tuple[int, ...], rd: np.dtype, x: np.ndarray, name: str = "
         raise TypeError(f"{name} has dtype {out.dtype}; expected {rd}")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
-    needs_temp = out.dtype != rd or not out.flags.aligned or _core._overlap(x, out) == 2
+    needs_temp = out.dtype != rd or not out.flags.aligned
+    for a in inputs:
+        needs_temp = needs_temp or _core._overlap(a, out) == 2
     if needs_temp:
         return np.empty(shape, rd), out
     return out, None
@@ -130,11 +154,11 @@ def _softmax_like(op, x, axis, temperature, where, dtype, out):
     axes = _axes(axis, x.ndim)
     t = _temperature(temperature)
     mask = _where(where, x.shape)
-    if out is None:
-        target, copy_to = np.empty_like(x, order="K"), None
+    if out is None:  # the core allocates, in the layout the fast path gives
+        target, copy_to = None, None
     else:
-        target, copy_to = _out(out, x.shape, x.dtype, x)
-    _core._compute(op, x, list(axes), t, mask, target, None, None)
+        target, copy_to = _out(out, x.shape, x.dtype, (x,))
+    target = _core._compute(op, x, list(axes), t, mask, target, None, None)
     if copy_to is not None:
         np.copyto(copy_to, target, casting="unsafe")
         return copy_to
@@ -181,7 +205,7 @@ def logsumexp(
     if out is None:
         target, copy_to = np.empty(oshape, x.dtype), None
     else:
-        target, copy_to = _out(out, oshape, x.dtype, x)
+        target, copy_to = _out(out, oshape, x.dtype, (x,) if bw is None else (x, bw))
     sign = np.empty(oshape, x.dtype) if return_sign else None
     _core._compute(_LOGSUMEXP, x, list(axes), 1.0, mask, target, bw, sign)
     if copy_to is not None:
@@ -199,9 +223,13 @@ def logsumexp(
 
 
 def _thread_count(n) -> int:
+    """The rule for a thread count (``_core._set_num_threads`` trusts it)."""
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise ValueError(f"n must be an int >= 1, or -1 for all cores; got {n!r}")
-    return int(n)
+    n = int(n)
+    if n != -1 and not 1 <= n <= 1 << 16:
+        raise ValueError(f"n must be >= 1, or -1 for all cores; got {n}")
+    return n
 
 
 def set_num_threads(n: int) -> None:

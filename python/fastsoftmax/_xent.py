@@ -261,32 +261,6 @@ def softmax_cross_entropy_with_logits(
 
 
 # ------------------------------------------------------------------------- backward
-def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
-    return (
-        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-        and a.strides == b.strides
-        and a.shape == b.shape
-    )
-
-
-def _out_target(out, shape, dt, inputs):
-    """(array the core writes, array to copy it into afterwards or None)."""
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray; got {type(out).__name__}")
-    if out.shape != shape:
-        raise ValueError(f"out has shape {out.shape}; expected {shape}")
-    if out.dtype.kind != "f" or out.dtype.itemsize != dt.itemsize:
-        raise TypeError(f"out has dtype {out.dtype}; expected {dt}")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
-    overlap = any(
-        out is not a and np.may_share_memory(out, a) and not _same_view(out, a) for a in inputs
-    )
-    if out.dtype != dt or not out.flags.aligned or overlap:
-        return np.empty(shape, dt), out
-    return out, None
-
-
 def _backward(log: bool, grad, y, axis, out):
     # Fast path: two native float arrays of one shape and dtype, an int axis.
     if _direct(grad) and _direct(y) and grad.dtype == y.dtype and grad.shape == y.shape:
@@ -296,7 +270,7 @@ def _backward(log: bool, grad, y, axis, out):
             if out is None:
                 target, copy_to = np.empty_like(grad), None
             else:
-                target, copy_to = _out_target(out, grad.shape, grad.dtype, (grad, y))
+                target, copy_to = _api._out(out, grad.shape, grad.dtype, (grad, y))
             if a == nd - 1:
                 _core._softmax_backward(log, grad, y, target)
             else:  # rows along `a`: swap it last (element-wise output, any row order)
@@ -323,7 +297,7 @@ def _backward(log: bool, grad, y, axis, out):
     if out is None:
         target, copy_to = np.empty(shape, dt), None
     else:
-        target, copy_to = _out_target(out, shape, dt, (g, yy))
+        target, copy_to = _api._out(out, shape, dt, (g, yy))
     if len(shape) == 0 and axis is None:
         axes = (0,)
         g, yy, tv = g.reshape(1), yy.reshape(1), target.reshape(1)
