@@ -6,13 +6,14 @@ float64 input, where long double is wider than double). Two numbers per result:
 - ``max_ulp``: |y - ref| / ulp(ref) in the output dtype; for softmax the ulp of the
   smallest normal stands in below it, for log_softmax the ulp of max(1, |ref|). A
   correctly rounded result scores <= 0.5.
-- ``spec_k``: SPEC's accuracy constant, the part of the error an implementation is
+- ``spec_k``: the accuracy constant K of docs/contract.md §5, the part of the error an
+  implementation is
   answerable for. softmax: max over elements of rel_err / eps - |x - max| / 2 (every
   float softmax pays up to |x - max| / 2 ULP for rounding x - max, so max_ulp alone is
   ~20 on logits spread over +-12 whatever the kernels do), with rel_err measured against
   1e-30 (float32) / 1e-290 (float64) below those; log_softmax: abs_err / (eps * max(1,
-  |ref|)). SPEC asks K <= 4 (float32), <= 16 (float64 softmax), <= 4 (log_softmax).
-  Not defined for float16 (SPEC: within 1 ULP of the correctly rounded value).
+  |ref|)). docs/contract.md §5 asks K <= 4 (float32), <= 16 (float64 softmax), <= 4 (log_softmax).
+  Not defined for float16 (docs/contract.md §5: within 1 ULP of the correctly rounded value).
 """
 
 from __future__ import annotations

@@ -103,8 +103,9 @@ def header_text(info: dict, cmd: str) -> str:
             "- columns: median µs per call; `vs numpy` and `x copy` are medians of same-round "
             "ratios (numpy recipe time / this, this / np.copyto time); GB/s counts x read + "
             "y written once; max ULP: error vs a float64 (f64 case: long double) reference; "
-            "K: SPEC's accuracy constant, i.e. max ULP less the |x-max|/2 every float softmax "
-            "pays (SPEC: K <= 4 float32, <= 16 float64 softmax, <= 4 log_softmax; see "
+            "K: the accuracy constant K of docs/contract.md §5, i.e. max ULP less the "
+            "|x-max|/2 every float softmax "
+            "pays (K <= 4 float32, <= 16 float64 softmax, <= 4 log_softmax; see "
             "bench/accuracy.py)"
         ),
     ]

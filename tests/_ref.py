@@ -1,11 +1,11 @@
-"""Extended-precision references and the SPEC "Accuracy" checks.
+"""Extended-precision references and the docs/contract.md §5 checks.
 
 Every reference here is computed by NumPy in ``np.longdouble`` (80-bit on x86-64,
 so 11 more mantissa bits than float64) with the row maximum subtracted first; it never
-calls fastsoftmax.  The special-value table of SPEC.md is applied explicitly, so a
+calls fastsoftmax.  The special-value table of docs/contract.md §3 is applied explicitly, so a
 reference row is either exact-to-longdouble or one of nan / 0 / -inf / +inf.
 
-The checkers implement SPEC "Accuracy" literally:
+The checkers implement docs/contract.md §5 literally:
 
 * softmax, float32/float64: ``|y - r| <= eps * (K + |x_i - max| / 2) * |r|`` with
   eps = 2**-23 / 2**-52 and K = 4 / 16; where ``|r|`` is below 1e-30 / 1e-290 an
@@ -61,7 +61,8 @@ class Ref:
     """Exact (long double) softmax family of one input along ``axis``.
 
     ``sm``, ``lsm``: same shape as the input; ``lse``: the reduced shape (keepdims=False);
-    ``dist``: |x_i - max| (the SPEC bound's second term); ``hard0``: where softmax must
+    ``dist``: |x_i - max| (the second term of docs/contract.md §5's bound); ``hard0``: where
+    softmax must
     be exactly 0 (a -inf entry of an ordinary row, or a masked entry); ``poisoned``:
     entries of rows that are all-nan by the special-value table (nan / +inf present).
     """
@@ -146,7 +147,7 @@ def ref_logsumexp(x, axis=-1, where=None, b=None):
 
 
 def compute_dtype(in_dtype, dtype=None):
-    """The output dtype SPEC prescribes."""
+    """The output dtype docs/contract.md §2.3 prescribes."""
     if dtype is not None:
         return np.dtype(dtype)
     in_dtype = np.dtype(in_dtype)
@@ -195,7 +196,7 @@ def ordered_int(a):
 
 
 def check_softmax(y, ref: Ref, dtype, allow_poisoned_masked=False):
-    """SPEC Accuracy for softmax against a precomputed reference."""
+    """docs/contract.md §5 for softmax against a precomputed reference."""
     dtype = np.dtype(dtype)
     _check_meta(y, ref.sm.shape, dtype)
     r = ref.sm
@@ -289,7 +290,7 @@ def check_logsumexp(y, ref: Ref, dtype, keepdims=False):
 
 # -------------------------------------------------------------- convenience asserts
 def assert_softmax_close(y, x, axis=-1, dtype=None, where=None, temperature=None):
-    """``y`` is softmax(x, axis) in output dtype ``dtype`` to the SPEC accuracy."""
+    """``y`` is softmax(x, axis) in output dtype ``dtype``, to docs/contract.md §5."""
     dt = compute_dtype(np.asarray(x).dtype, dtype)
     xv = scaled(x, temperature, dt) if temperature is not None else cast_input(x, dt)
     check_softmax(y, Ref(xv, axis, where), dt)

@@ -5,8 +5,8 @@ References, independent of fastsoftmax: the analytic formulas in long double
 of ``scipy.special.softmax`` / ``log_softmax`` in float64 (the VJP is
 ``d/dx sum(g * f(x))``).
 
-Accuracy bound (SPEC): absolute error <= 64 eps times the row's scale, the scale being
-max(1, max |g|, |sum|) (times max |y| for softmax, whose y is a probability).
+Accuracy bound (docs/contract.md §5): absolute error <= 64 eps times the row's scale, the
+scale being max(1, max |g|, |sum|) (times max |y| for softmax, whose y is a probability).
 """
 
 from __future__ import annotations

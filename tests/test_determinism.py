@@ -1,4 +1,4 @@
-"""SPEC "Determinism": a row's bits do not depend on the batch around it or on threads."""
+"""docs/contract.md §6: a row's bits do not depend on the batch around it or on threads."""
 
 import numpy as np
 import pytest

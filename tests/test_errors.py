@@ -1,4 +1,4 @@
-"""SPEC "Errors": every bad argument raises an exception that names it; nothing crashes."""
+"""docs/contract.md §9: every bad argument raises an exception that names it; nothing crashes."""
 
 import re
 

@@ -234,7 +234,7 @@ def test_exp_of_the_float16_kernels(isa, variant):
     rel = np.abs(y[normal] / ref[normal] - 1.0)
     assert rel.max() <= 6e-6, f"max relative error {rel.max():.3g} at x={x[normal][rel.argmax()]!r}"
     assert np.all(y[~normal] == 0.0)  # flushed, never subnormal
-    # exactly 1 at 0 (a row's max term: SPEC's log1p(rest) relies on it)
+    # exactly 1 at 0 (a row's max term: log1p(rest), docs/contract.md §5, relies on it)
     assert T.exp_f32(isa, np.array([0.0, -0.0], np.float32), variant=variant).tolist() == [1.0, 1.0]
     sp = T.exp_f32(isa, np.array([np.nan, -np.inf, -1000.0], np.float32), variant=variant)
     assert np.isnan(sp[0]) and sp[1] == 0.0 and sp[2] == 0.0
@@ -251,7 +251,7 @@ def test_exp_of_the_float16_kernels(isa, variant):
 @pytest.mark.parametrize("variant", ["train", "train_le0"])
 @pytest.mark.parametrize("isa", VECTOR_ISAS)
 def test_exp_of_the_training_kernels(isa, variant):
-    # The cross-entropy and backward kernels (SPEC bound: 64 eps times the row's scale)
+    # The cross-entropy and backward kernels (docs/contract.md §5: 64 eps times the row's scale)
     # use a shorter float32 exp on AVX-512/AVX2, documented at 4.5e-7 relative error;
     # NEON and scalar use the row kernels' exp. Every 7th float32 in [-88, 0], then the
     # range and specials of the float32 exp.

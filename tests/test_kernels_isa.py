@@ -5,7 +5,7 @@ and restores the previous one): row lengths around every vector width and tail
 (0..70, 127, 129, 255, 257, 1000) and around the block size (2^17 +- 1); panels
 (axis=0 of a C-contiguous (n, w): lanes contiguous, reduced axis strided) for
 w in 1..40, n in 1..20 and a few bigger; float16/32/64 — all against the
-extended-precision reference of tests/_ref.py (SPEC's bounds) and against the scalar
+extended-precision reference of tests/_ref.py (docs/contract.md §5) and against the scalar
 ISA. Special values at every position of a vector and its tail; determinism: a row or
 a panel column gives the same bits wherever it sits (offset, batch, panel width).
 """
@@ -59,7 +59,7 @@ def check(name, y, x, axis):
 
 def check_vs_scalar(name, y, x, axis):
     """The scalar ISA's result on the same input: same nan/inf pattern, and both within
-    SPEC's bounds (checked separately), so they differ by a few ULP at most."""
+    the bounds of docs/contract.md §5 (checked separately), so they differ by a few ULP at most."""
     with using_isa("scalar"):
         ys = run(name, x, axis)
     y, ys = np.asarray(y), np.asarray(ys)

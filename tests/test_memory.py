@@ -1,4 +1,4 @@
-"""SPEC "Memory": no temporary as large as the input for an int axis, whatever the strides.
+"""docs/contract.md §8: no temporary as large as the input for an int axis, whatever the strides.
 
 Each case runs in a fresh interpreter and reads the peak RSS (ru_maxrss) before and after
 one call on a 32 MiB float32 input.  The input (and out=, when given) is allocated and
@@ -85,7 +85,7 @@ def _measure(layout, func, use_out):
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_softmax_extra_memory_with_out(layout):
     extra = _measure(layout, "softmax", True)
-    # SPEC: under half the input's size (16 MiB), plus the output (here given by out=)
+    # docs/contract.md §8: under half the input's size (16 MiB), plus the output (out=)
     assert extra < 16 * MiB, f"{layout}: {extra / MiB:.1f} MiB extra"
 
 

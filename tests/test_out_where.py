@@ -1,4 +1,4 @@
-"""SPEC "out" and "where": any strides, identity, in place, overlap, masking."""
+"""docs/contract.md §2.4, §2.6: any strides, identity, in place, overlap, masking."""
 
 import numpy as np
 import pytest

@@ -21,7 +21,7 @@ wrong, against the extended-precision reference of tests/_ref.py:
 * a max that grows in every block (every sum rescaled), shrinks, or first appears in
   the last block; lanes of only -inf for several blocks before the first finite value;
 * a dominant entry in a late block (log_softmax / logsumexp keep it at full precision:
-  the largest term set apart, SPEC);
+  the largest term set apart, docs/contract.md §5);
 * NaN / +inf appearing in a late block only;
 * bits: a column is the same in a narrow panel, a wide (chunked) one, a streamed one,
   and in place;
@@ -104,7 +104,7 @@ def test_lanes_of_minus_inf_before_the_first_value(name, dtype, rng):
 @pytest.mark.parametrize("name", ["log_softmax", "logsumexp"])
 def test_dominant_entry_in_a_late_block(name, dtype, rng):
     # one entry far above the others: logsumexp = max + log1p(tiny); the tiny rest must
-    # not be lost to rounding around 1 (SPEC: the largest term set apart)
+    # not be lost to rounding around 1 (docs/contract.md §5: the largest term set apart)
     b = ROWS[np.dtype(dtype)]
     n, w = 3 * b + 2, 19
     gap = {np.dtype(np.float16): 6.0, np.dtype(np.float32): 12.0, np.dtype(np.float64): 30.0}

@@ -1,5 +1,5 @@
 """The references and checkers of _ref.py themselves: they agree with SciPy and they do
-reject results just outside the SPEC bounds (so the rest of the suite can fail)."""
+reject results just outside docs/contract.md §5 (so the rest of the suite can fail)."""
 
 import numpy as np
 import pytest

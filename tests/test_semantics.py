@@ -1,4 +1,4 @@
-"""SPEC "Functions": dtypes, axis forms, input kinds, temperature, dtype=."""
+"""docs/contract.md §1, §2: dtypes, axis forms, input kinds, temperature, dtype=."""
 
 import numpy as np
 import pytest
@@ -271,7 +271,7 @@ def test_matches_scipy_float64(axis, rng):
 
 
 def test_log_softmax_dominant_entry_loses_no_precision():
-    # SPEC: m + log1p(sum of the others), so a dominant entry keeps full precision
+    # docs/contract.md §5: m + log1p(sum of the others), so a dominant entry keeps full precision
     for dtype in (np.float32, np.float64):
         x = np.array([0.0, -30.0, -40.0, -25.0], dtype=dtype)
         ly = fs.log_softmax(x)

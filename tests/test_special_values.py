@@ -1,4 +1,4 @@
-"""SPEC "Special values": every row of the table, every function and dtype, several layouts.
+"""docs/contract.md §3: every row of the table, every function and dtype, several layouts.
 
 Warnings are errors (pytest config and explicitly here): no RuntimeWarning may escape.
 """

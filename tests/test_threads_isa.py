@@ -1,4 +1,4 @@
-"""SPEC "Threads" and the ISA choice: set_num_threads/threads/OMP_NUM_THREADS/threadpoolctl,
+"""docs/contract.md §7 and the ISA choice: set_num_threads/threads/OMP_NUM_THREADS/threadpoolctl,
 GIL release, isa()/available_isas()/_set_isa and FASTSOFTMAX_ISA."""
 
 import json

@@ -5,14 +5,14 @@ References, all independent of fastsoftmax:
 * TensorFlow's published semantics in NumPy: per-row loss
   ``-sum(labels * log_softmax(logits))`` with ``0 * -inf = 0`` (as scipy.special.xlogy),
   via ``scipy.special.log_softmax`` in float64, and an extended-precision (long double)
-  version of the same formula for the SPEC accuracy bound.
+  version of the same formula for the bound of docs/contract.md §5.
 * PyTorch's ``cross_entropy`` rules (ignore_index, label_smoothing, reductions) written
   in NumPy, and ``torch.nn.functional.cross_entropy`` itself when torch is importable.
 * Gradients: the analytic formula ``(softmax * sum(target) - target) * scale`` in long
   double, and central finite differences of the float64 reference loss.
 
-Accuracy bound (SPEC): absolute error <= 64 eps times the row's scale, the scale being
-max(1, |loss|, the largest |target_j * log_softmax_j| it sums); for the gradient
+Accuracy bound (docs/contract.md §5): absolute error <= 64 eps times the row's scale, the
+scale being max(1, |loss|, the largest |target_j * log_softmax_j| it sums); for the gradient
 max(1, |sum target|, max |target_j|) times the reduction's factor (1 or 1/count).
 """
 
@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover - torch is optional
 
 # ------------------------------------------------------------------------- references
 def ld_log_softmax(x, axis=-1):
-    """log_softmax in long double with SPEC's special-value table (rows: -inf / nan)."""
+    """log_softmax in long double, special rows (-inf / nan) as docs/contract.md §3."""
     x = np.asarray(x, dtype=LD)
     with np.errstate(all="ignore"):
         m = np.max(x, axis=axis, keepdims=True)
@@ -59,7 +59,7 @@ def ld_softmax(x, axis=-1):
 
 
 def xlogy_terms(t, lsm):
-    """t * lsm with 0 * anything = 0 (the xlogy rule of the SPEC)."""
+    """t * lsm with 0 * anything = 0 (the xlogy rule of docs/contract.md §4.1)."""
     with np.errstate(all="ignore"):
         return np.where(t == 0, 0, t * lsm)
 
@@ -552,7 +552,7 @@ def test_strided_logits(rng, dtype):
         s = sparse(lab, v, label_smoothing=0.1, return_grad=True)
         d = dense(soft, v, label_smoothing=0.1, return_grad=True)
         for got, base in ((s, base_s), (d, base_d)):
-            # strided may differ from contiguous by a few ULP (SPEC Determinism)
+            # strided may differ from contiguous by a few ULP (docs/contract.md §6)
             np.testing.assert_allclose(got[0], base[0], rtol=0, atol=64 * EPS[np.dtype(dtype)] * 20,
                                        err_msg=name)
             np.testing.assert_allclose(got[1], base[1], rtol=0, atol=64 * EPS[np.dtype(dtype)],

@@ -7,8 +7,8 @@ fixture switching the active table: row lengths around every vector width and ta
 (1..65, 127..129, 255..257, 1000) and around the block size (2^17 - 1, 2^17, and
 2^17 + 1, which takes the multi-block path), labels at the first, last and a middle
 position (the lane the kernel patches), float32/float64; against float64/long-double
-NumPy references that do not use fastsoftmax (SPEC: absolute error <= 64 eps times the
-row's scale). Also: the loss with the gradient has the bits of the loss without it
+NumPy references that do not use fastsoftmax (docs/contract.md §5: absolute error <= 64 eps
+times the row's scale). Also: the loss with the gradient has the bits of the loss without it
 (the fused kernel returns `reduce`'s partial), special rows, and streamed outputs
 (large batches, misaligned out) have the bits of the same rows computed alone.
 """

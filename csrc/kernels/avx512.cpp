@@ -69,7 +69,7 @@ constexpr int kExpTrain = 2;
 //   and the same range handling (tests/test_exp.py bounds both over [-88, 0]):
 //   kExpF16, results rounded to float16 (the F16 kernels: 11-bit significand): q of
 //   degree 2, fitted to 5.4e-6 relative error (0.006 float16 ULP), three operations
-//   fewer; kExpTrain, the cross-entropy and backward kernels, whose SPEC bound is 64 ε
+//   fewer; kExpTrain, the cross-entropy and backward kernels, whose docs/contract.md §5 bound is 64 ε
 //   times the row's scale: q of degree 3, 4.5e-7 relative (about 4 ULP), two fewer.
 template <bool kLe0 = false, int kShort = 0>
 inline __m512 exp_ps(__m512 x) {
@@ -279,7 +279,7 @@ struct F64 {
   }
   // Four vectors of exps (each <= 1): ((e0 + e1) + (e2 + e3)) first, two roundings
   // of relative 2^-53 at most on positive terms, then one compensated add: 8 vector
-  // ops per four vectors instead of 20 (the sum stays within 2 ULP; SPEC's float64
+  // ops per four vectors instead of 20 (the sum stays within 2 ULP; docs/contract.md §5's float64
   // budget is 16). Into a[0] alone (kOneAcc).
   static constexpr bool kOneAcc = true;
   static void acc_add4(Acc* a, V e0, V e1, V e2, V e3) {
@@ -317,7 +317,7 @@ struct F64 {
 };
 
 // The float32 Ops of the cross-entropy and backward kernels (generic/training_rows.h): the
-// shorter exp their SPEC bound allows.
+// shorter exp their docs/contract.md §5 bound allows.
 // Its sums of exps: float partial sums (each group of four vectors added as a tree,
 // then into one float vector) flushed into AccF's double lanes every kTrainFlush
 // groups, so a float lane never holds more than 64 exps (each <= 1): relative error

@@ -142,7 +142,7 @@ inline constexpr float kExpQTrain[] = {0x1.1061fep-7f, 0x1.5729acp-5f, 0x1.5557a
 struct SumExp {
   double sum;   // the sum (>= 1: the max's own term is exp(0) = 1 exactly)
   double rest;  // sum - 1, accurate to the sum's low-order bits: log_softmax and
-                // logsumexp use log1p(rest), the largest term set apart (SPEC)
+                // logsumexp use log1p(rest), the largest term set apart (docs/contract.md §5)
 };
 
 }  // namespace simd

@@ -2,7 +2,7 @@
 
 softmax, log_softmax and logsumexp are implemented in C++ (SIMD kernels for AVX-512,
 AVX2+FMA, NEON and a scalar fallback, chosen at run time; OpenMP across rows).
-See the README for the contract; ``isa()`` tells which kernels are in use.
+See docs/contract.md for the contract; ``isa()`` tells which kernels are in use.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 // Stand-alone kernel test (no Python): every SIMD kernel table this binary and CPU
 // support (neon on aarch64; avx512/avx2 on x86-64) against the scalar table and an
-// extended-precision reference, within SPEC.md's accuracy bounds, plus special
+// extended-precision reference, within docs/contract.md's accuracy bounds, plus special
 // values at every position of a vector and its tail, blocked long rows (reduce +
 // finish as the driver uses them), panels, determinism, the vector exp and the
 // driver's gather helpers.
@@ -137,7 +137,7 @@ Ref reference(const S* x, int64_t n, int64_t stride = 1) {
   return r;
 }
 
-// Checks one softmax / log_softmax output element against SPEC's bounds.
+// Checks one softmax / log_softmax output element against the bounds of docs/contract.md §5.
 template <class S>
 bool check_elem(S xv, S yv, const Ref& r, bool log, std::string* why) {
   using E = Elem<S>;
@@ -318,7 +318,7 @@ void test_rows(const KernelTable& t, const KernelTable& sc, const char* isa) {
     if (sizeof(S) != 2) check_row<S>(k, have_scalar ? &ksc : nullptr, x, n, tag + " near-underflow");
   }
   // A dominant entry: log_softmax there is -log1p(tiny) and must keep its relative
-  // precision (SPEC: the largest term set apart), in rows and in panel lanes.
+  // precision (docs/contract.md §5: the largest term set apart), in rows and in panel lanes.
   if (sizeof(S) == 8 && k.log_softmax_row) {
     for (int64_t n : {4, 19, 40}) {
       std::vector<S> x(static_cast<size_t>(n));

@@ -21,7 +21,7 @@ inline double rest_of(const Partial& p) { return std::isnan(p.rest) ? p.sum - 1.
 // max: NaN if any partial's is NaN, else the largest; when it is not finite the row is
 // special and sum = rest = 0. Otherwise sum = the partials' sums rescaled by
 // exp(max_b - max) (compensated), and rest = the rest of the first partial holding
-// the max plus every other partial's whole rescaled sum (SPEC: log1p, the largest
+// the max plus every other partial's whole rescaled sum (docs/contract.md §5: log1p, the largest
 // term set apart).
 inline Partial merge_partials(const Partial* p, int64_t nb) {
   constexpr double kInf = std::numeric_limits<double>::infinity();

@@ -18,7 +18,7 @@ constexpr int64_t kBlock = int64_t(1) << 17;
 //        (float32 data: accumulate in double; float64: compensated/blocked).
 //        Unspecified when max is not finite.
 //   rest: sum - 1 with the max's own term (exactly 1) set apart, accurate to the
-//        low-order bits of the other terms (SPEC: logsumexp = max + log1p(rest), so a
+//        low-order bits of the other terms (docs/contract.md §5: logsumexp = max + log1p(rest), so a
 //        dominant entry loses no precision). NaN means "not provided": the driver
 //        then uses sum - 1.
 struct Partial {

@@ -35,7 +35,7 @@
 //
 // Accuracy: the max's own term is exactly 1 in its block's sum (x - mu = 0) and is
 // never rescaled afterwards (mu no longer moves), so rest = (sum - 1) + compensation
-// keeps SPEC's "largest term set apart"; a rescaled partial sum carries the rounding
+// keeps the "largest term set apart" of docs/contract.md §5; a rescaled partial sum carries the rounding
 // of mu_old - mu_new, the same |x - max| / 2 ULP every float softmax pays per term.
 
 // Lanes per chunk: a 16 KiB float32 row segment. Narrower segments at a large stride

@@ -100,7 +100,7 @@ FASTSOFTMAX_PASS void prefetch_rows(const typename T::S* x, int64_t ldx, int64_t
 // short row is a chain of dependent steps (max, its horizontal reduction, exps, sum,
 // division, scale): side by side, R rows' chains overlap. Four rather than two:
 // float32 rows of 16-64 elements 3-15% faster (hot, Zen 3, AVX2); longer rows gain
-// nothing. Each row takes the same arithmetic whatever R (SPEC's determinism).
+// nothing. Each row takes the same arithmetic whatever R (determinism, docs/contract.md §6).
 template <class T, bool kQuads, class F>
 FASTSOFTMAX_PASS int64_t grouped_rows(const typename T::S* x, int64_t ldx, int64_t n, int64_t rows,
                                       F&& f) {

@@ -36,7 +36,7 @@
 //
 // Row plan (n <= kBlock): pass 1 max; pass 2 e = exp(x - max) stored in y and summed
 // in double lanes; pass 3 y *= 1 / sum. log_softmax: max, sum (no store), then
-// y = (x - max) - log1p(rest), rest = sum - 1 (SPEC: the largest term set apart, so
+// y = (x - max) - log1p(rest), rest = sum - 1 (docs/contract.md §5: the largest term set apart, so
 // a dominant entry keeps full precision). NaN handling: a max pass cannot see NaN
 // reliably (vector max drops it depending on operand order), but exp(NaN - max) = NaN
 // makes the sum NaN whenever the max is finite, and a non-finite max sends the row to
@@ -520,7 +520,7 @@ bool row_has_nan(const typename T::S* x, int64_t n) {
   return false;
 }
 
-// The careful path for a row whose max is not finite (rare): the SPEC table decides.
+// The careful path for a row whose max is not finite (rare): the table of docs/contract.md §3 decides.
 // Returns what the row's max "is": NaN if any NaN, else +inf or -inf.
 template <class T>
 typename T::C special_max(const typename T::S* x, int64_t n, typename T::C m) {

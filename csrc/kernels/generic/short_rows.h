@@ -51,7 +51,7 @@ FASTSOFTMAX_PASS void lane_factors(const LanesC<T>& m, const double* s, const do
 // other lanes hold (padding lanes repeat the last row) and wherever the row sits in the
 // batch, and every kernel entry that takes a contiguous row this short comes here
 // (softmax_row, log_softmax_row, reduce and the batches, streamed or not): a row's bits
-// are its own (SPEC). float16 rows keep the row kernels. Measured on a Zen 3 (AVX2), float32 out of cache,
+// are its own (docs/contract.md §6). float16 rows keep the row kernels. Measured on a Zen 3 (AVX2), float32 out of cache,
 // x copy, row kernels -> here: n = 2 51 -> 13 (onnxruntime 23), 5 23 -> 6.9 (12),
 // 10 13 -> 6.0 (6.6), 15 7.8 -> 4.6 (5.0); n = 16 and 24 were faster in the row
 // kernels (no masked tails), n = 32 much faster (in cache 0.85 against 1.5 ns per
