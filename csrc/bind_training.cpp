@@ -68,46 +68,70 @@ DimVec<Dim> outer_dims(const ArrayView& x, const Py_intptr_t* const st[4], int64
   return dims;
 }
 
+// The logits, loss and grad of a cross-entropy call, checked (the labels are the
+// caller's): loss of the batch shape for "none", else 0-d; grad like the logits.
+struct XentViews {
+  ArrayView x, loss, grad;
+  DType dt;
+  int red;
+  bool has_grad;
+};
+
+XentViews xent_views(const py::array& logits, const py::array& loss, const py::object& grad,
+                     int reduction) {
+  XentViews v{};
+  v.x = checked_view(logits, "logits");
+  v.dt = float_dtype(v.x, "logits");
+  if (v.x.nd < 1) throw py::value_error("internal: logits must have a class axis");
+  v.red = reduction_of(reduction);
+  v.loss = checked_view(loss, "loss");
+  check_output(v.loss, v.dt, "loss");
+  check_shape(v.loss, v.x, v.red == kNone ? v.x.nd - 1 : 0, "loss");
+  v.has_grad = !grad.is_none();
+  if (v.has_grad) {
+    v.grad = checked_view(grad.cast<py::array>(), "grad");
+    check_output(v.grad, v.dt, "grad");
+    check_shape(v.grad, v.x, v.x.nd, "grad");
+  }
+  return v;
+}
+
+// The fields both cross-entropy problems share (label_strides: the labels' strides
+// over the outer dims).
+template <class Problem>
+void fill_xent(Problem& a, const XentViews& v, const Py_intptr_t* label_strides, double eps) {
+  a.dt = v.dt;
+  a.n = v.x.shape[v.x.nd - 1];
+  a.x = v.x.data;
+  a.xs = v.x.strides[v.x.nd - 1];
+  a.eps = eps;
+  a.red = v.red;
+  a.loss = v.loss.data;
+  a.grad = v.has_grad ? v.grad.data : nullptr;
+  a.gs = v.has_grad ? v.grad.strides[v.grad.nd - 1] : 0;
+  a.threads = current_num_threads();
+  const Py_intptr_t* const st[4] = {v.x.strides, label_strides,
+                                    v.red == kNone ? v.loss.strides : nullptr,
+                                    v.has_grad ? v.grad.strides : nullptr};
+  a.outer = outer_dims(v.x, st, &a.rows);
+}
+
 // sparse: logits (..., C); labels (...) int32/int64; loss (...) or (); grad like logits.
 void xent_sparse(py::array logits, py::array labels, py::object ignore_index, double eps,
                  int reduction, py::array loss, py::object grad) {
-  const ArrayView xv = checked_view(logits, "logits");
-  const DType dt = float_dtype(xv, "logits");
-  if (xv.nd < 1) throw py::value_error("internal: logits must have a class axis");
+  const XentViews v = xent_views(logits, loss, grad, reduction);
   const ArrayView lv = checked_view(labels, "labels");
   const int64_t lsize = int64_t(labels.itemsize());
   const bool is_int64 = lsize == 8 && (lv.type_num == kNpyLong || lv.type_num == kNpyLongLong);
   const bool is_int32 = lsize == 4 && (lv.type_num == kNpyInt || lv.type_num == kNpyLong);
   if (!is_int64 && !is_int32) throw py::type_error("internal: labels must be int32 or int64");
-  check_shape(lv, xv, xv.nd - 1, "labels");
-  const int red = reduction_of(reduction);
-  const ArrayView ov = checked_view(loss, "loss");
-  check_output(ov, dt, "loss");
-  check_shape(ov, xv, red == kNone ? xv.nd - 1 : 0, "loss");
-  ArrayView gv{};
-  if (!grad.is_none()) {
-    gv = checked_view(grad.cast<py::array>(), "grad");
-    check_output(gv, dt, "grad");
-    check_shape(gv, xv, xv.nd, "grad");
-  }
+  check_shape(lv, v.x, v.x.nd - 1, "labels");
   SparseXent a{};
-  a.dt = dt;
-  a.n = xv.shape[xv.nd - 1];
-  a.x = xv.data;
-  a.xs = xv.strides[xv.nd - 1];
+  fill_xent(a, v, lv.strides, eps);
   a.lab = lv.data;
   a.lab64 = is_int64;
   a.has_ignore = !ignore_index.is_none();
   a.ignore = a.has_ignore ? ignore_index.cast<int64_t>() : 0;
-  a.eps = eps;
-  a.red = red;
-  a.loss = ov.data;
-  a.grad = grad.is_none() ? nullptr : gv.data;
-  a.gs = grad.is_none() ? 0 : gv.strides[gv.nd - 1];
-  a.threads = current_num_threads();
-  const Py_intptr_t* const st[4] = {xv.strides, lv.strides, red == kNone ? ov.strides : nullptr,
-                                    a.grad ? gv.strides : nullptr};
-  a.outer = outer_dims(xv, st, &a.rows);
 
   // Every label is checked before anything is written; the error names the first
   // bad one in row-major order of the labels' shape.
@@ -118,9 +142,9 @@ void xent_sparse(py::array logits, py::array labels, py::object ignore_index, do
   }
   if (bad >= 0) {
     std::string pos;
-    for (int d = xv.nd - 2, first = 1; d >= 0; --d, first = 0) {
-      pos = std::to_string(bad % xv.shape[d]) + (first ? "" : ", ") + pos;
-      bad /= xv.shape[d];
+    for (int d = v.x.nd - 2, first = 1; d >= 0; --d, first = 0) {
+      pos = std::to_string(bad % v.x.shape[d]) + (first ? "" : ", ") + pos;
+      bad /= v.x.shape[d];
     }
     throw py::value_error("labels" + (pos.empty() ? std::string() : "[" + pos + "]") + " = " +
                           std::to_string(bad_value) + " is out of range [0, " +
@@ -133,9 +157,7 @@ void xent_sparse(py::array logits, py::array labels, py::object ignore_index, do
 // dense: labels and logits (..., C) (labels any float dtype, zero strides allowed).
 void xent_dense(py::array labels, py::array logits, double eps, int reduction, py::array loss,
                 py::object grad) {
-  const ArrayView xv = checked_view(logits, "logits");
-  const DType dt = float_dtype(xv, "logits");
-  if (xv.nd < 1) throw py::value_error("internal: logits must have a class axis");
+  const XentViews v = xent_views(logits, loss, grad, reduction);
   const ArrayView lv = checked_view(labels, "labels");
   const int64_t lsize = int64_t(labels.itemsize());
   Elem ldt;
@@ -147,34 +169,12 @@ void xent_dense(py::array labels, py::array logits, double eps, int reduction, p
     ldt = Elem::i32;
   else
     ldt = elem_of(float_dtype(lv, "labels"));
-  check_shape(lv, xv, xv.nd, "labels");
-  const int red = reduction_of(reduction);
-  const ArrayView ov = checked_view(loss, "loss");
-  check_output(ov, dt, "loss");
-  check_shape(ov, xv, red == kNone ? xv.nd - 1 : 0, "loss");
-  ArrayView gv{};
-  if (!grad.is_none()) {
-    gv = checked_view(grad.cast<py::array>(), "grad");
-    check_output(gv, dt, "grad");
-    check_shape(gv, xv, xv.nd, "grad");
-  }
+  check_shape(lv, v.x, v.x.nd, "labels");
   DenseXent a{};
-  a.dt = dt;
+  fill_xent(a, v, lv.strides, eps);
   a.ldt = ldt;
-  a.n = xv.shape[xv.nd - 1];
-  a.x = xv.data;
-  a.xs = xv.strides[xv.nd - 1];
   a.lab = lv.data;
   a.ls = lv.strides[lv.nd - 1];
-  a.eps = eps;
-  a.red = red;
-  a.loss = ov.data;
-  a.grad = grad.is_none() ? nullptr : gv.data;
-  a.gs = grad.is_none() ? 0 : gv.strides[gv.nd - 1];
-  a.threads = current_num_threads();
-  const Py_intptr_t* const st[4] = {xv.strides, lv.strides, red == kNone ? ov.strides : nullptr,
-                                    a.grad ? gv.strides : nullptr};
-  a.outer = outer_dims(xv, st, &a.rows);
   py::gil_scoped_release release;
   run_dense_xent(a);
 }

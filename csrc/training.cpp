@@ -100,6 +100,13 @@ struct Scratch {
   }
 };
 
+// A row of storage type S read (or written) in place as compute type C: contiguous,
+// and S == C (float16 rows go through float32 buffers).
+template <class S, class C>
+bool in_place(int64_t stride) {
+  return std::is_same<S, C>::value && stride == int64_t(sizeof(C));
+}
+
 // One operand's row: base pointer and byte stride along the classes.
 struct RowRef {
   char* p;
@@ -192,9 +199,7 @@ void sparse_run(const SparseXent& a, int64_t count, double* total) {
   const SoftmaxKernels<C, C>& k = softmax_set<C, C>(table);
   const TrainingKernels<C>& tk = training_set<C>(table);
   const int64_t n = a.n, nb = num_blocks(n);
-  const bool same = std::is_same<S, C>::value;
-  const bool direct_x = same && a.xs == int64_t(sizeof(C));
-  const bool direct_g = same && a.gs == int64_t(sizeof(C));
+  const bool direct_x = in_place<S, C>(a.xs), direct_g = in_place<S, C>(a.gs);
   const double eps = a.eps, keep = 1.0 - eps;
   const double scale = a.red == kMean ? 1.0 / double(count) : 1.0;
   const bool stream = streams_output(a.rows * n * int64_t(sizeof(S)));
@@ -306,9 +311,7 @@ void dense_run(const DenseXent& a, double* total) {
   const SoftmaxKernels<C, C>& k = softmax_set<C, C>(table);
   const TrainingKernels<C>& tk = training_set<C>(table);
   const int64_t n = a.n, nb = num_blocks(n);
-  const bool same = std::is_same<S, C>::value;
-  const bool direct_x = same && a.xs == int64_t(sizeof(C));
-  const bool direct_g = same && a.gs == int64_t(sizeof(C));
+  const bool direct_x = in_place<S, C>(a.xs), direct_g = in_place<S, C>(a.gs);
   const bool direct_l = a.ldt == elem_of(dtype_of<C>()) && a.ls == int64_t(sizeof(C));
   const double eps = a.eps, keep = 1.0 - eps;
   const double scale = a.red == kMean ? 1.0 / double(a.rows) : 1.0;
@@ -413,10 +416,8 @@ void backward_run(const SoftmaxBackward& a) {
   const TrainingKernels<C>& tk = training_set<C>(table);
   const int64_t n = a.n, nb = num_blocks(n);
   if (n == 0) return;
-  const bool same = std::is_same<S, C>::value;
-  const bool direct_g = same && a.gs == int64_t(sizeof(C));
-  const bool direct_y = same && a.ys == int64_t(sizeof(C));
-  const bool direct_o = same && a.os == int64_t(sizeof(C));
+  const bool direct_g = in_place<S, C>(a.gs), direct_y = in_place<S, C>(a.ys);
+  const bool direct_o = in_place<S, C>(a.os);
   const bool stream = streams_output(a.rows * n * int64_t(sizeof(S)));
 
   auto row = [&](int64_t, const int64_t* off, Scratch<C>* pool, int nt) {

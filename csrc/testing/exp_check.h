@@ -21,6 +21,8 @@
 namespace fastsoftmax {
 namespace expcheck {
 
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
 struct Report {
   int64_t checked = 0;     // inputs compared
   int64_t max_ulp = 0;     // max |bits(result) - bits(correctly rounded)|
@@ -46,6 +48,18 @@ struct Report {
     if (o.bad && (bad == 0 || std::fabs(o.first_bad_input) < std::fabs(first_bad_input)))
       first_bad_input = o.first_bad_input;
     bad += o.bad;
+  }
+  // One finite, non-flushed result at input x: its distance in bits from the correctly
+  // rounded value, and its error in ULPs of it (NaN where that is not finite).
+  void note(double x, int64_t ulp_dist, double err) {
+    if (ulp_dist > max_ulp) {
+      max_ulp = ulp_dist;
+      worst_input = x;
+    }
+    if (err > max_err) {
+      max_err = err;
+      max_err_input = x;
+    }
   }
   void note_bad(double x) {
     if (bad == 0 || std::fabs(x) < std::fabs(first_bad_input)) first_bad_input = x;
@@ -176,18 +190,8 @@ Report check_f32_range(ExpFn fn, uint32_t lo_bits, uint32_t hi_bits, uint32_t st
           continue;
         }
         const int64_t d = int64_t(bits_of(y)) - int64_t(bits_of(ref));
-        const int64_t ad = d < 0 ? -d : d;
-        if (ad > local.max_ulp) {
-          local.max_ulp = ad;
-          local.worst_input = x;
-        }
-        if (std::isfinite(ref)) {
-          const double err = std::fabs(double(y) - exact) / ulp_f32(ref);
-          if (err > local.max_err) {
-            local.max_err = err;
-            local.max_err_input = x;
-          }
-        }
+        local.note(x, d < 0 ? -d : d,
+                   std::isfinite(ref) ? std::fabs(double(y) - exact) / ulp_f32(ref) : kNaN);
       }
     }
 #if defined(_OPENMP)
@@ -277,20 +281,11 @@ Report check_f64_random(ExpFn fn, double lo, double hi, int64_t count, uint64_t 
           local.note_bad(x);
           continue;
         }
-        int64_t d = int64_t(bits_of(y) - bits_of(ref));
-        if (d < 0) d = -d;
-        if (d > local.max_ulp) {
-          local.max_ulp = d;
-          local.worst_input = x;
-        }
-        if (std::isfinite(ref)) {
-          const long double ulp = std::ldexp(1.0L, std::ilogb(ref) - 52);
-          const double err = double(std::fabs((long double)y - exact) / ulp);
-          if (err > local.max_err) {
-            local.max_err = err;
-            local.max_err_input = x;
-          }
-        }
+        const int64_t d = int64_t(bits_of(y) - bits_of(ref));
+        local.note(x, d < 0 ? -d : d,
+                   std::isfinite(ref) ? double(std::fabs((long double)y - exact) /
+                                               std::ldexp(1.0L, std::ilogb(ref) - 52))
+                                      : kNaN);
       }
     }
 #if defined(_OPENMP)

@@ -105,6 +105,13 @@ constexpr typename T::C kNaNC = std::numeric_limits<typename T::C>::quiet_NaN();
 // The per-row arithmetic is the same whatever R — same accumulators, same order — so
 // a row's bits never depend on the batch around it.
 
+// v[r] = a vector of c[r], for each of the R rows.
+template <class T, int R>
+FASTSOFTMAX_PASS void set1_rows(const typename T::C* c, typename T::V* v) {
+  FASTSOFTMAX_UNROLL
+  for (int r = 0; r < R; ++r) v[r] = T::set1(c[r]);
+}
+
 // Max of each row (exact when the row holds no NaN). Four accumulators hide latency.
 template <class T, int R>
 FASTSOFTMAX_PASS void rows_max(const typename T::S* const* x, int64_t n, typename T::C* m) {
@@ -376,8 +383,7 @@ FASTSOFTMAX_PASS void rows_scale(typename T::S* const* y_in, int64_t n, const ty
   using V = typename T::V;
   constexpr int64_t W = T::W;
   V vs[R];
-  FASTSOFTMAX_UNROLL
-  for (int r = 0; r < R; ++r) vs[r] = T::set1(scale[r]);
+  set1_rows<T, R>(scale, vs);
   int64_t i = 0;
   for (; i + 4 * W <= n; i += 4 * W) {
     FASTSOFTMAX_UNROLL
@@ -408,8 +414,7 @@ FASTSOFTMAX_PASS void rows_scale_from(const typename T::C* const* buf_in, typena
   using V = typename T::V;
   constexpr int64_t W = T::W;
   V vs[R];
-  FASTSOFTMAX_UNROLL
-  for (int r = 0; r < R; ++r) vs[r] = T::set1(scale[r]);
+  set1_rows<T, R>(scale, vs);
   int64_t i = 0;
   for (; i + 2 * W <= n; i += 2 * W) {
     FASTSOFTMAX_UNROLL
@@ -438,11 +443,8 @@ FASTSOFTMAX_PASS void rows_exp_scale(const typename T::S* const* x_in, typename 
   using V = typename T::V;
   constexpr int64_t W = T::W;
   V vm[R], vs[R];
-  FASTSOFTMAX_UNROLL
-  for (int r = 0; r < R; ++r) {
-    vm[r] = T::set1(m[r]);
-    vs[r] = T::set1(scale[r]);
-  }
+  set1_rows<T, R>(m, vm);
+  set1_rows<T, R>(scale, vs);
   int64_t i = 0;
   for (; i + 2 * W <= n; i += 2 * W) {
     FASTSOFTMAX_UNROLL
@@ -476,11 +478,8 @@ FASTSOFTMAX_PASS void rows_log_finish(const typename T::S* const* x_in, typename
   using V = typename T::V;
   constexpr int64_t W = T::W;
   V vm[R], vl[R];
-  FASTSOFTMAX_UNROLL
-  for (int r = 0; r < R; ++r) {
-    vm[r] = T::set1(m[r]);
-    vl[r] = T::set1(log_sum[r]);
-  }
+  set1_rows<T, R>(m, vm);
+  set1_rows<T, R>(log_sum, vl);
   int64_t i = 0;
   for (; i + 4 * W <= n; i += 4 * W) {
     FASTSOFTMAX_UNROLL
