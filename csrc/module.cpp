@@ -37,6 +37,7 @@ using namespace pybind11::literals;
 namespace fastsoftmax {
 void register_testing(py::module_& m);
 void register_training(py::module_& m);
+void register_select(py::module_& m);
 
 namespace {
 
@@ -655,6 +656,7 @@ PYBIND11_MODULE(_core, m) {
     }
   });
   register_training(m);
+  register_select(m);
   py::module_ t = m.def_submodule("_testing", "test hooks (not public API)");
   register_testing(t);
 }

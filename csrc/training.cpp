@@ -100,13 +100,6 @@ struct Scratch {
   }
 };
 
-// A row of storage type S read (or written) in place as compute type C: contiguous,
-// and S == C (float16 rows go through float32 buffers).
-template <class S, class C>
-bool in_place(int64_t stride) {
-  return std::is_same<S, C>::value && stride == int64_t(sizeof(C));
-}
-
 // One operand's row: base pointer and byte stride along the classes.
 struct RowRef {
   char* p;

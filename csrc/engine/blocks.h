@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 
 #include "fastsoftmax/common.h"
 #include "fastsoftmax/kernels.h"
@@ -45,6 +46,13 @@ inline double load(const double* p) { return *p; }
 inline void store(uint16_t* p, double v) { *p = float_to_half(float(v)); }
 inline void store(float* p, double v) { *p = float(v); }
 inline void store(double* p, double v) { *p = v; }
+
+// A row of storage type S read (or written) in place as compute type C: contiguous,
+// and S == C (float16 rows go through float32 buffers).
+template <class S, class C>
+bool in_place(int64_t stride) {
+  return std::is_same<S, C>::value && stride == int64_t(sizeof(C));
+}
 
 // A per-thread buffer of T, grown on first use and kept for the call.
 template <class T>

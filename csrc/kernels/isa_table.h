@@ -10,6 +10,7 @@
 #include "kernels/generic/training_loops.h"
 #undef FASTSOFTMAX_TRAIN_VEC
 #include "kernels/generic/training_rows.h"
+#include "kernels/generic/select_rows.h"
 
 inline void fill_table(KernelTable& t, Isa isa) {
   t.isa = isa;
@@ -18,6 +19,8 @@ inline void fill_table(KernelTable& t, Isa isa) {
   fill_set<F16>(t.softmax.f16);
   fill_training<F32Train>(t.training.f32);
   fill_training<F64>(t.training.f64);
+  fill_select(t.select.f32);
+  fill_select(t.select.f64);
 }
 
 #include "testing/isa_exp_hooks.h"

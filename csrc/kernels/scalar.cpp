@@ -294,6 +294,9 @@ void fill_training(TrainingKernels<C>& k) {
   fill_training_loops(k);
 }
 
+// The selection family: the same generic code as the SIMD ISAs'.
+#include "kernels/generic/select_rows.h"
+
 template <class C>
 void fill_set(SoftmaxKernels<C, C>& k) {
   k.softmax_row = softmax_row<C>;
@@ -316,6 +319,8 @@ bool fill_scalar(KernelTable& t) {
   t.softmax.f16 = SoftmaxKernels<uint16_t, float>{};  // float16 goes through float32 buffers
   scalar::fill_training(t.training.f32);
   scalar::fill_training(t.training.f64);
+  scalar::fill_select(t.select.f32);
+  scalar::fill_select(t.select.f64);
   return true;
 }
 

@@ -1,7 +1,8 @@
 """fastsoftmax: the fastest correct softmax a CPU can run, for NumPy arrays.
 
-softmax, log_softmax and logsumexp are implemented in C++ (SIMD kernels for AVX-512,
-AVX2+FMA, NEON and a scalar fallback, chosen at run time; OpenMP across rows).
+softmax, log_softmax, logsumexp, the cross-entropies and top_k are implemented in C++
+(SIMD kernels for AVX-512, AVX2+FMA, NEON and a scalar fallback, chosen at run time;
+OpenMP across rows).
 See docs/contract.md for the contract; ``isa()`` tells which kernels are in use.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from . import _api, _core
 from ._api import set_num_threads, threads
 from ._core import available_isas, get_num_threads, isa, log_softmax, logsumexp, softmax
+from ._select import TopK, top_k
 from ._xent import (
     log_softmax_backward,
     softmax_backward,
@@ -25,6 +27,8 @@ __all__ = [
     "sparse_softmax_cross_entropy_with_logits",
     "softmax_backward",
     "log_softmax_backward",
+    "top_k",
+    "TopK",
     "set_num_threads",
     "get_num_threads",
     "threads",

@@ -1,5 +1,5 @@
 from contextlib import AbstractContextManager
-from typing import Any, Literal, overload
+from typing import Any, Literal, NamedTuple, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -105,6 +105,18 @@ def log_softmax_backward(
     *,
     out: NDArray[np.floating[Any]] | None = None,
 ) -> NDArray[np.floating[Any]]: ...
+class TopK(NamedTuple):
+    values: NDArray[Any]
+    indices: NDArray[np.int64]
+
+def top_k(
+    x: ArrayLike,
+    k: int,
+    axis: int = -1,
+    *,
+    largest: bool = True,
+    transform: Literal["softmax", "log_softmax"] | None = None,
+) -> TopK: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def threads(n: int) -> AbstractContextManager[None]: ...

@@ -3,9 +3,9 @@
 // Every ISA file (csrc/kernels/<isa>.cpp) provides `bool fill_<isa>(KernelTable& t)`,
 // which writes its kernels into `t` and returns false when it was compiled without
 // that ISA (e.g. avx512 on an aarch64 build). dispatch.cpp decides which table runs;
-// the drivers (driver.cpp: softmax family, training.cpp: training family) only ever
-// call through it. A new family (selection / sampling next) is one more member
-// here, its kernels filled by the same fill_<isa> (ARCHITECTURE.md, "Adding an op").
+// the drivers (driver.cpp: softmax, training.cpp: training, select.cpp: selection) only ever
+// call through it. A new family is one more member here, its kernels filled by the
+// same fill_<isa> (ARCHITECTURE.md, "Adding an op").
 //
 // Rules every kernel keeps (the scalar ISA is the readable reference):
 //  * Inputs and outputs are contiguous along the row (panels: along the lanes);
@@ -23,6 +23,7 @@
 #include <cstdint>
 
 #include "fastsoftmax/partial.h"
+#include "fastsoftmax/select_kernels.h"
 #include "fastsoftmax/softmax_kernels.h"
 #include "fastsoftmax/training_kernels.h"
 
@@ -46,10 +47,17 @@ struct TrainingFamily {
   TrainingKernels<double> f64;
 };
 
+// top_k (and the sampler): compute types only.
+struct SelectFamily {
+  SelectKernels<float> f32;
+  SelectKernels<double> f64;
+};
+
 struct KernelTable {
   Isa isa = Isa::scalar;
   SoftmaxFamily softmax;
   TrainingFamily training;
+  SelectFamily select;
 };
 
 // The set of a family for storage type S (compute type C).
@@ -63,6 +71,11 @@ template <class C>
 const TrainingKernels<C>& training_set(const KernelTable& t) {
   if constexpr (sizeof(C) == 4) return t.training.f32;
   else return t.training.f64;
+}
+template <class C>
+const SelectKernels<C>& select_set(const KernelTable& t) {
+  if constexpr (sizeof(C) == 4) return t.select.f32;
+  else return t.select.f64;
 }
 
 // Provided by csrc/kernels/<isa>.cpp. Return false if not compiled for this target.

@@ -1,0 +1,43 @@
+// The selection family's kernels: the k best entries of a row (top_k; the sampler
+// builds on it), on contiguous rows of the compute type (float32, float64; float16
+// rows are converted to float32 by the driver).
+//   what      the k largest (or smallest) entries of x[0..n), ordered best first:
+//             ties broken by the lower index first; NaN ranks above +inf (largest:
+//             first; smallest: last), -0.0 ties with +0.0 (docs/contract.md §11)
+//   accuracy  exact: values are compared, never computed
+//   specials  as above; no entry is special otherwise
+//   method    one scan in chunks against the running k-th best (a chunk with no
+//             better entry costs one vectorized compare), candidates kept in a buffer
+//             pruned by selection when full: O(n) per row whatever the order of x;
+//             the k survivors sorted at the end (O(k log k))
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+namespace fastsoftmax {
+
+// One candidate: a value and its index in the row.
+template <class C>
+struct Ranked {
+  C v;
+  int64_t i;
+};
+
+// Entries scanned per compare against the running k-th best.
+constexpr int64_t kSelectChunk = 64;
+
+// Room the top_k kernel needs in `work` for a row of n entries and k results.
+inline int64_t select_work_size(int64_t n, int64_t k) {
+  return std::min(n, std::max<int64_t>(2 * k, 256)) + kSelectChunk;
+}
+
+template <class C>
+struct SelectKernels {
+  // The k (1 <= k <= n) best entries of x[0..n): their indices in idx[0..k) and their
+  // values in vals[0..k), best first. work: select_work_size(n, k) entries.
+  void (*top_k)(const C* x, int64_t n, int64_t k, bool largest, int64_t* idx, C* vals,
+                Ranked<C>* work) = nullptr;
+};
+
+}  // namespace fastsoftmax

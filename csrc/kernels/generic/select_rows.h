@@ -1,0 +1,114 @@
+// The selection family's kernel (fastsoftmax/select_kernels.h): top_k of a row.
+//
+// Plain C++ written once and included INSIDE each ISA's namespace and target region
+// (and by scalar.cpp), so the chunk test below is vectorized for that ISA. Needs
+// <algorithm> and <cstdint> above the region.
+//
+// Order (largest): a before b iff key(a) > key(b), or the keys are equal and a's index
+// is lower; key(NaN) is above +inf and -0.0 equals +0.0. Smallest: the keys reversed,
+// the index rule kept (NaN last). The scan visits the row in index order, so an entry
+// that only ties the running k-th best can never enter: "better" is strict.
+
+// a before b in the order above.
+template <bool kLargest, class C>
+inline bool ranks_before(const Ranked<C>& a, const Ranked<C>& b) {
+  const bool an = a.v != a.v, bn = b.v != b.v;
+  if (an || bn) {
+    if (an && bn) return a.i < b.i;
+    return kLargest ? an : bn;  // NaN is the largest key
+  }
+  if (a.v != b.v) return kLargest ? a.v > b.v : a.v < b.v;
+  return a.i < b.i;
+}
+
+// Whether x[0..len) holds an entry strictly better than the running k-th best t (not
+// NaN); one vectorized pass of compares, no branch per entry.
+template <bool kLargest, class C>
+inline bool chunk_has_better(const C* x, int64_t len, C t) {
+  int any = 0;
+  if (kLargest) {
+    for (int64_t j = 0; j < len; ++j) any |= (x[j] > t) | (x[j] != x[j]);
+  } else {
+    for (int64_t j = 0; j < len; ++j) any |= (x[j] < t);
+  }
+  return any != 0;
+}
+
+// A chunk that holds a better entry is searched in sub-chunks of this many entries
+// (one vector of float32 on AVX-512): the scalar test runs on 16 entries, not 64.
+constexpr int64_t kSelectSub = 16;
+
+// Keeps the k best of work[0..count): they end in work[0..k), the k-th best at k - 1.
+template <bool kLargest, class C>
+inline void keep_best(Ranked<C>* work, int64_t count, int64_t k) {
+  std::nth_element(work, work + (k - 1), work + count, ranks_before<kLargest, C>);
+}
+
+template <bool kLargest, class C>
+void top_k_impl(const C* x, int64_t n, int64_t k, int64_t* idx, C* vals, Ranked<C>* work) {
+  const int64_t cap = select_work_size(n, k) - kSelectChunk;  // prune when reached
+  int64_t count = 0;
+  bool have_t = false;  // the running k-th best, once k candidates were pruned to
+  Ranked<C> t{};
+  for (int64_t s = 0; s < n; s += kSelectChunk) {
+    const int64_t len = std::min(kSelectChunk, n - s);
+    if (!have_t) {
+      for (int64_t j = 0; j < len; ++j) work[count++] = {x[s + j], s + j};
+    } else {
+      if (!chunk_has_better<kLargest>(x + s, len, t.v)) continue;
+      // a later entry beats the k-th best only strictly: a plain compare (NaN: largest)
+      for (int64_t q = 0; q < len; q += kSelectSub) {
+        const int64_t ql = std::min(kSelectSub, len - q);
+        const C* xq = x + s + q;
+        if (!chunk_has_better<kLargest>(xq, ql, t.v)) continue;
+        for (int64_t j = 0; j < ql; ++j) {
+          const C v = xq[j];
+          if (kLargest ? (v > t.v) | (v != v) : v < t.v) work[count++] = {v, s + q + j};
+        }
+      }
+    }
+    if (count >= cap) {
+      keep_best<kLargest>(work, count, k);
+      count = k;
+      t = work[k - 1];
+      have_t = true;
+      // largest: a NaN k-th best cannot be beaten by a later entry (ties lose)
+      if (t.v != t.v) {
+        if (kLargest) break;
+      }
+    }
+    if (have_t && t.v != t.v && !kLargest) {
+      // smallest with a NaN k-th best: every later non-NaN entry is better; the
+      // chunk test cannot express it, so take the rest of the row as candidates
+      for (int64_t j = s + len; j < n; ++j)
+        if (x[j] == x[j]) {
+          work[count++] = {x[j], j};
+          if (count >= cap) {
+            keep_best<kLargest>(work, count, k);
+            count = k;
+          }
+        }
+      break;
+    }
+  }
+  if (count > k) keep_best<kLargest>(work, count, k);
+  std::sort(work, work + k, ranks_before<kLargest, C>);
+  for (int64_t j = 0; j < k; ++j) {
+    idx[j] = work[j].i;
+    vals[j] = work[j].v;
+  }
+}
+
+template <class C>
+void top_k_row(const C* x, int64_t n, int64_t k, bool largest, int64_t* idx, C* vals,
+               Ranked<C>* work) {
+  if (largest)
+    top_k_impl<true>(x, n, k, idx, vals, work);
+  else
+    top_k_impl<false>(x, n, k, idx, vals, work);
+}
+
+template <class Set>
+void fill_select(Set& k) {
+  k.top_k = top_k_row;
+}
