@@ -85,8 +85,17 @@ void top_k_rows(const TopK& a) {
       for (int64_t j = 0; j < kk; ++j) std::memcpy(vb + j * a.vs, xb + idx[j] * a.xs, sizeof(S));
       return;
     }
+    // The row's (max, sum): for largest, the best entry is the max (or says the row is
+    // special: NaN, +inf, or only -inf), and one sum pass is left (reduce_max).
+    Merged m;
+    if (a.largest && !std::isfinite(double(vals[0])))
+      m = {double(vals[0]), 0.0, 0.0};
+    else if (a.largest && n <= kBlock)
+      m = merged_of(sm.reduce_max(row, n, vals[0]));
+    else
+      m = reduce_row(sm, row, n, s.parts);
     C* out = s.out.get(kk);
-    transform_values(sm, a.transform, reduce_row(sm, row, n, s.parts), vals, kk, out);
+    transform_values(sm, a.transform, m, vals, kk, out);
     for (int64_t j = 0; j < kk; ++j) store(reinterpret_cast<S*>(vb + j * a.vs), double(out[j]));
   });
 }

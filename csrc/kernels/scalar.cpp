@@ -80,6 +80,13 @@ Partial reduce(const C* x, int64_t n) {
   return {m, s.sum, s.rest};
 }
 
+// reduce given the row's exact, finite max.
+template <class C>
+Partial reduce_max(const C* x, int64_t n, C m) {
+  const SumRest s = sum_exp(x, n, m);
+  return {double(m), s.sum, s.rest};
+}
+
 template <class C>
 void fill(C* y, int64_t n, C v) {
   for (int64_t i = 0; i < n; ++i) y[i] = v;
@@ -302,6 +309,7 @@ void fill_set(SoftmaxKernels<C, C>& k) {
   k.softmax_row = softmax_row<C>;
   k.log_softmax_row = log_softmax_row<C>;
   k.reduce = reduce<C>;
+  k.reduce_max = reduce_max<C>;
   k.softmax_finish = softmax_finish<C>;
   k.log_softmax_finish = log_softmax_finish<C>;
   k.softmax_panel = softmax_panel<C>;

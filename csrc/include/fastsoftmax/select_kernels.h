@@ -7,9 +7,10 @@
 //   accuracy  exact: values are compared, never computed
 //   specials  as above; no entry is special otherwise
 //   method    one scan in chunks against the running k-th best (a chunk with no
-//             better entry costs one vectorized compare), candidates kept in a buffer
-//             pruned by selection when full: O(n) per row whatever the order of x;
-//             the k survivors sorted at the end (O(k log k))
+//             better entry costs one vectorized compare); small k keep the best in a
+//             heap (the threshold always exact), larger k in a buffer pruned by
+//             selection when full (O(n) whatever the order of x); the k survivors
+//             sorted at the end (O(k log k))
 #pragma once
 
 #include <algorithm>

@@ -27,6 +27,9 @@ struct SoftmaxKernels {
   void (*log_softmax_row)(const S* x, S* y, int64_t n) = nullptr;
   // One block (1 <= n <= kBlock): its Partial. Also the logsumexp of short rows.
   Partial (*reduce)(const S* x, int64_t n) = nullptr;
+  // reduce given the block's exact, finite max m (another kernel found it: top_k):
+  // the same Partial as reduce, without the max pass.
+  Partial (*reduce_max)(const S* x, int64_t n, C m) = nullptr;
   // Second pass of a long row, given the merged max (finite) and scale = 1 / total sum:
   // y = exp(x - max) * scale.
   void (*softmax_finish)(const S* x, S* y, int64_t n, C max, C scale) = nullptr;

@@ -40,6 +40,19 @@ Partial reduce_entry(const typename T::S* x, int64_t n) {
   return reduce<T>(x, n);
 }
 
+// reduce_entry given the row's exact, finite max: the sum pass alone (short rows: the
+// whole reduce). The sum takes the plain exp, whose bits the no-flush exp repeats.
+template <class T>
+Partial reduce_max(const typename T::S* x, int64_t n, typename T::C m) {
+  if constexpr (kShortRows<T>)
+    if (n <= kShortRowMax) return reduce_entry<T>(x, n);
+  SumExp s;
+  typename T::S* none = nullptr;
+  rows_sum_exp_rt<T, 1, false>(&x, &none, n, &m, &s, prefetch_row<T, 1>(n), false);
+  if (s.sum != s.sum) return {std::numeric_limits<double>::quiet_NaN(), 0.0, 0.0};
+  return {double(m), s.sum, s.rest};
+}
+
 template <class T>
 void softmax_finish(const typename T::S* x, typename T::S* y, int64_t n, typename T::C m,
                     typename T::C scale) {

@@ -26,8 +26,8 @@ inline bool ranks_before(const Ranked<C>& a, const Ranked<C>& b) {
 template <bool kLargest, class C>
 inline bool chunk_has_better(const C* x, int64_t len, C t) {
   int any = 0;
-  if (kLargest) {
-    for (int64_t j = 0; j < len; ++j) any |= (x[j] > t) | (x[j] != x[j]);
+  if (kLargest) {  // x > t or NaN: one unordered compare
+    for (int64_t j = 0; j < len; ++j) any |= !(x[j] <= t);
   } else {
     for (int64_t j = 0; j < len; ++j) any |= (x[j] < t);
   }
@@ -63,7 +63,7 @@ void top_k_impl(const C* x, int64_t n, int64_t k, int64_t* idx, C* vals, Ranked<
         if (!chunk_has_better<kLargest>(xq, ql, t.v)) continue;
         for (int64_t j = 0; j < ql; ++j) {
           const C v = xq[j];
-          if (kLargest ? (v > t.v) | (v != v) : v < t.v) work[count++] = {v, s + q + j};
+          if (kLargest ? !(v <= t.v) : v < t.v) work[count++] = {v, s + q + j};
         }
       }
     }
@@ -99,9 +99,64 @@ void top_k_impl(const C* x, int64_t n, int64_t k, int64_t* idx, C* vals, Ranked<
   }
 }
 
+// Small k: the k best so far in a heap whose root is the k-th best, so the running
+// threshold is always exact (about k ln(n / k) entries ever enter on data in random
+// order; O(n log k) at worst, for every entry entering).
+constexpr int64_t kSelectHeapMax = 128;
+
+// Restores the heap below `at` (the root: the worst of the k; children are better).
+template <bool kLargest, class C>
+inline void sift_down(Ranked<C>* h, int64_t k, int64_t at) {
+  const Ranked<C> v = h[at];
+  while (true) {
+    int64_t c = 2 * at + 1;
+    if (c >= k) break;
+    if (c + 1 < k && ranks_before<kLargest>(h[c], h[c + 1])) ++c;  // the worse child
+    if (!ranks_before<kLargest>(v, h[c])) break;
+    h[at] = h[c];
+    at = c;
+  }
+  h[at] = v;
+}
+
+template <bool kLargest, class C>
+void top_k_heap(const C* x, int64_t n, int64_t k, int64_t* idx, C* vals, Ranked<C>* h) {
+  for (int64_t j = 0; j < k; ++j) h[j] = {x[j], j};
+  for (int64_t j = k / 2; j-- > 0;) sift_down<kLargest>(h, k, j);
+  // largest: nothing beats a NaN k-th best (ties lose); smallest: a NaN k-th best is
+  // beaten by every non-NaN entry, which the chunk test below cannot express
+  for (int64_t s = k; s < n && !(kLargest && h[0].v != h[0].v); s += kSelectChunk) {
+    const int64_t len = std::min(kSelectChunk, n - s);
+    if (h[0].v == h[0].v && !chunk_has_better<kLargest>(x + s, len, h[0].v)) continue;
+    for (int64_t q = 0; q < len; q += kSelectSub) {
+      const int64_t ql = std::min(kSelectSub, len - q);
+      const C* xq = x + s + q;
+      if (h[0].v == h[0].v && !chunk_has_better<kLargest>(xq, ql, h[0].v)) continue;
+      for (int64_t j = 0; j < ql; ++j) {
+        // strictly better than the root (a later index loses ties): a plain compare;
+        // a NaN root is beaten by nothing (largest) or by every non-NaN entry (smallest)
+        const C v = xq[j], t = h[0].v;
+        const bool better = t == t ? (kLargest ? !(v <= t) : v < t) : (!kLargest && v == v);
+        if (better) {
+          h[0] = {v, s + q + j};
+          sift_down<kLargest>(h, k, 0);
+        }
+      }
+    }
+  }
+  std::sort(h, h + k, ranks_before<kLargest, C>);
+  for (int64_t j = 0; j < k; ++j) {
+    idx[j] = h[j].i;
+    vals[j] = h[j].v;
+  }
+}
+
 template <class C>
 void top_k_row(const C* x, int64_t n, int64_t k, bool largest, int64_t* idx, C* vals,
                Ranked<C>* work) {
+  if (k <= kSelectHeapMax)
+    return largest ? top_k_heap<true>(x, n, k, idx, vals, work)
+                   : top_k_heap<false>(x, n, k, idx, vals, work);
   if (largest)
     top_k_impl<true>(x, n, k, idx, vals, work);
   else

@@ -7,6 +7,7 @@ void fill_set(Set& k) {
   k.softmax_row = softmax_row<T>;
   k.log_softmax_row = log_softmax_row<T>;
   k.reduce = reduce_entry<T>;
+  k.reduce_max = reduce_max<T>;
   k.softmax_finish = softmax_finish<T>;
   k.log_softmax_finish = log_softmax_finish<T>;
   k.softmax_finish_stream = softmax_finish_stream<T>;
