@@ -1,8 +1,8 @@
-// pybind11 binding of the selection family (select.h): `_core._top_k`, an internal
-// entry. fastsoftmax._select owns every argument rule and raises the user's errors
-// (docs/contract.md §11); it hands over a native aligned x, a normalized axis, a k in
-// [0, n] and the two outputs it allocated. The checks here ("internal: ...") only keep
-// a wrong internal call from crashing or writing out of bounds.
+// pybind11 binding of the selection family (select.h, sample.h): `_core._top_k` and
+// `_core._sample`, internal entries. fastsoftmax._select and ._sample own every
+// argument rule and raise the user's errors (docs/contract.md §11, §12); they hand over
+// native aligned arrays and the outputs they allocated. The checks here ("internal:
+// ...") only keep a wrong internal call from crashing or writing out of bounds.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -11,6 +11,7 @@
 
 #include "driver.h"
 #include "numpy_view.h"
+#include "sample.h"
 #include "select.h"
 
 namespace py = pybind11;
@@ -70,12 +71,80 @@ void top_k_core(py::array x, int axis, int64_t k, bool largest, int transform, p
   run_top_k(a);
 }
 
+// A C-contiguous array of `count` elements of `itemsize` bytes and type `type_num`
+// (kind: 'f', 'i', 'u'), as the sampler's per-row inputs and outputs are.
+const void* flat(const py::handle& h, int64_t count, char kind, int64_t isz, bool writable,
+                 const char* what) {
+  internal_check(py::isinstance<py::array>(h), what);
+  const py::array arr = py::reinterpret_borrow<py::array>(h);
+  const ArrayView v = view_of(arr);
+  internal_check(arr.dtype().kind() == kind && int64_t(arr.itemsize()) == isz &&
+                     int64_t(arr.size()) == count && (v.flags & kFlagC) && native_aligned(v) &&
+                     (!writable || (v.flags & kFlagWriteable)),
+                 what);
+  return v.data;
+}
+
+// logits (..., V) native aligned float; where: None or a bool view of logits' shape;
+// per-row arrays (C-contiguous, `rows` entries, row-major over logits.shape[:-1]).
+void sample_core(py::array logits, py::object where, py::object temperature, py::object top_k,
+                 py::object top_p, py::object min_p, py::object u, py::object seed,
+                 py::object counter, int logprobs, py::object tokens, py::object logprob) {
+  const ArrayView xv = view_of(logits);
+  DType dt;
+  internal_check(dtype_of(xv.type_num, dt) && native_aligned(xv) && xv.nd >= 1, "logits");
+  internal_check(logprobs >= 0 && logprobs <= 2, "logprobs");
+  SampleProblem a{};
+  a.dt = dt;
+  a.n = xv.shape[xv.nd - 1];
+  internal_check(a.n >= 1, "vocabulary");
+  a.x = xv.data;
+  a.xs = xv.strides[xv.nd - 1];
+  const int64_t* mst = nullptr;
+  if (!where.is_none()) {
+    internal_check(py::isinstance<py::array>(where), "where");
+    const ArrayView wv = view_of(where);
+    internal_check(wv.type_num == kNpyBool && wv.nd == xv.nd, "where");
+    for (int d = 0; d < xv.nd; ++d) internal_check(wv.shape[d] == xv.shape[d], "where");
+    a.mask = wv.data;
+    a.ms = wv.strides[xv.nd - 1];
+    mst = wv.strides;
+  }
+  a.rows = 1;
+  for (int d = 0; d + 1 < xv.nd; ++d) {
+    a.rows *= xv.shape[d];
+    if (xv.shape[d] == 1) continue;
+    a.outer.push_back(Dim{xv.shape[d], {xv.strides[d], mst ? mst[d] : 0, 0, 0, 0}});
+  }
+  collapse(a.outer, false);  // rows in row-major order: the per-row arrays' order
+  a.temperature = static_cast<const double*>(flat(temperature, a.rows, 'f', 8, false, "temperature"));
+  a.top_k = static_cast<const int64_t*>(flat(top_k, a.rows, 'i', 8, false, "top_k"));
+  a.top_p = static_cast<const double*>(flat(top_p, a.rows, 'f', 8, false, "top_p"));
+  a.min_p = static_cast<const double*>(flat(min_p, a.rows, 'f', 8, false, "min_p"));
+  if (!u.is_none()) {
+    a.u = static_cast<const double*>(flat(u, a.rows, 'f', 8, false, "u"));
+  } else {
+    a.seed = static_cast<const uint64_t*>(flat(seed, a.rows, 'u', 8, false, "seed"));
+    a.counter = static_cast<const uint64_t*>(flat(counter, 4 * a.rows, 'u', 8, false, "counter"));
+  }
+  a.logprobs = Logprobs(logprobs);
+  a.tokens = static_cast<int64_t*>(const_cast<void*>(flat(tokens, a.rows, 'i', 8, true, "tokens")));
+  if (a.logprobs != Logprobs::none)
+    a.logprob = static_cast<double*>(const_cast<void*>(flat(logprob, a.rows, 'f', 8, true, "logprob")));
+  a.threads = current_num_threads();
+  py::gil_scoped_release release;
+  run_sample(a);
+}
+
 }  // namespace
 
 void register_select(py::module_& m) {
   using namespace pybind11::literals;
   m.def("_top_k", &top_k_core, "x"_a, "axis"_a, "k"_a, "largest"_a, "transform"_a, "values"_a,
         "indices"_a, "top_k core (arguments normalized by fastsoftmax._select).");
+  m.def("_sample", &sample_core, "logits"_a, "where"_a, "temperature"_a, "top_k"_a, "top_p"_a,
+        "min_p"_a, "u"_a, "seed"_a, "counter"_a, "logprobs"_a, "tokens"_a, "logprob"_a,
+        "sampler core (arguments normalized by fastsoftmax._sample).");
 }
 
 }  // namespace fastsoftmax

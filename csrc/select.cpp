@@ -29,17 +29,6 @@ struct SelectScratch {
   Buf<Partial> parts;   // a long row's block partials (transform)
 };
 
-// The row's merged (max, sum, rest): blocks of kBlock reduced and merged in order, as
-// the softmax driver does for a long row.
-template <class C>
-Merged reduce_row(const SoftmaxKernels<C, C>& k, const C* x, int64_t n, Buf<Partial>& parts) {
-  if (n <= kBlock) return merged_of(k.reduce(x, n));
-  const int64_t nb = num_blocks(n);
-  Partial* p = parts.get(nb);
-  for (int64_t b = 0; b < nb; ++b) p[b] = k.reduce(x + b * kBlock, block_len(n, b));
-  return merge(p, nb);
-}
-
 // The k selected values as softmax / log_softmax entries of the row (out[0..k)).
 template <class C>
 void transform_values(const SoftmaxKernels<C, C>& k, Transform tr, const Merged& m, const C* vals,

@@ -68,4 +68,16 @@ struct Buf {
   }
 };
 
+// A contiguous row's merged (max, sum, rest) on one thread: blocks of kBlock reduced
+// by the softmax family's `reduce` and merged in order, as the softmax driver does for
+// a long row (K: SoftmaxKernels<C, C>).
+template <class K, class C>
+Merged reduce_row(const K& k, const C* x, int64_t n, Buf<Partial>& parts) {
+  if (n <= kBlock) return merged_of(k.reduce(x, n));
+  const int64_t nb = num_blocks(n);
+  Partial* p = parts.get(nb);
+  for (int64_t b = 0; b < nb; ++b) p[b] = k.reduce(x + b * kBlock, block_len(n, b));
+  return merge(p, nb);
+}
+
 }  // namespace fastsoftmax

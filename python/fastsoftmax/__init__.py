@@ -11,6 +11,7 @@ from __future__ import annotations
 from . import _api, _core
 from ._api import set_num_threads, threads
 from ._core import available_isas, get_num_threads, isa, log_softmax, logsumexp, softmax
+from ._sample import Sample, sample
 from ._select import TopK, top_k
 from ._xent import (
     log_softmax_backward,
@@ -29,6 +30,8 @@ __all__ = [
     "log_softmax_backward",
     "top_k",
     "TopK",
+    "sample",
+    "Sample",
     "set_num_threads",
     "get_num_threads",
     "threads",

@@ -1,0 +1,45 @@
+// The sampler's problem (selection family) as the binding (bind_select.cpp) hands it
+// to its driver (sample.cpp): per row of logits (..., V), the next token drawn from the
+// softmax of logits / temperature after the min_p, top_k and top_p filters
+// (docs/contract.md §12). Per-row parameters and random inputs are flat C arrays of
+// `rows` entries, in row-major order of the batch shape.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/dtype.h"
+#include "engine/layout.h"
+
+namespace fastsoftmax {
+
+// Operand slots (Dim::st) of the sampler's outer (batch) dims.
+enum SampleOperand : int { kSampleLogits = 0, kSampleMask = 1 };
+
+enum class Logprobs : int { none = 0, raw = 1, processed = 2 };
+
+struct SampleProblem {
+  DType dt;
+  int64_t n;                  // vocabulary
+  DimVec<Dim> outer;          // batch dims, collapsed in order (rows row-major)
+  int64_t rows;
+  const char* x;              // logits, byte stride xs along the vocabulary
+  int64_t xs;
+  const char* mask;           // optional bool where= (False: the token is not allowed)
+  int64_t ms;
+  const double* temperature;  // >= 0 (0: greedy)
+  const int64_t* top_k;       // 0 or >= n: off
+  const double* top_p;        // (0, 1]; 1: off
+  const double* min_p;        // [0, 1]; 0: off
+  const double* u;            // uniforms in [0, 1), or nullptr: from seed and counter
+  const uint64_t* seed;       // Philox keys
+  const uint64_t* counter;    // 4 words per row
+  Logprobs logprobs;
+  int64_t* tokens;            // out: -1 for an invalid row
+  double* logprob;            // out (unless logprobs none): NaN for an invalid row
+  int threads;
+};
+
+// Run without the GIL; never throws.
+void run_sample(const SampleProblem& a);
+
+}  // namespace fastsoftmax

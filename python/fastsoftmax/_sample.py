@@ -1,0 +1,172 @@
+"""The sampler: ``sample``, the decoding step after a softmax (docs/contract.md §12).
+
+Arguments are checked and normalized here (the one place that raises); per-row
+parameters are broadcast to the batch shape and handed to ``_core._sample`` as flat
+C arrays, the random source as per-row uniforms or as Philox keys and counters (the
+draw itself is computed in C++, bit for bit NumPy's Philox4x64-10).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _api, _core
+from ._select import top_k as _top_k
+
+_LOGPROBS = {None: 0, "raw": 1, "processed": 2}
+_U64 = 1 << 64
+
+
+class Sample(NamedTuple):
+    """The result of :func:`sample` (fields not asked for are None)."""
+
+    tokens: np.ndarray
+    logprobs: np.ndarray | None
+    top_tokens: np.ndarray | None
+    top_logprobs: np.ndarray | None
+
+
+def _where_in(flat: int, shape: tuple) -> str:
+    return "[" + ", ".join(map(str, np.unravel_index(flat, shape))) + "]" if shape else ""
+
+
+def _param(value, name: str, batch: tuple, kind: str) -> np.ndarray:
+    """A per-row parameter broadcast to the batch shape, as a flat C array."""
+    a = np.asarray(value)
+    ok = a.dtype.kind in ("iu" if kind == "i" else "iuf")
+    if not ok or a.dtype == np.bool_:
+        what = "an int" if kind == "i" else "a real number"
+        raise TypeError(f"{name} must be {what} or an array of them; got dtype {a.dtype}")
+    try:
+        a = np.broadcast_to(a, batch)
+    except ValueError:
+        raise ValueError(f"{name} of shape {a.shape} does not broadcast to the batch shape "
+                         f"{batch}") from None
+    if kind == "i":
+        if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"{name} is too large")
+        return np.ascontiguousarray(a, dtype=np.int64).reshape(-1)
+    return np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
+
+
+def _check(bad: np.ndarray, values: np.ndarray, name: str, rule: str, batch: tuple, scalar: bool):
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        at = "" if scalar else _where_in(r, batch)
+        raise ValueError(f"{name}{at} must be {rule}; got {values[r]!r}")
+
+
+def _u64(value, name: str, batch: tuple) -> np.ndarray:
+    """An int or integer array of values in [0, 2^64), broadcast to the batch shape."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int or an array of ints; got bool")
+    if isinstance(value, numbers.Integral):
+        v = int(value)
+        if not 0 <= v < _U64:
+            raise ValueError(f"{name} must be in [0, 2**64); got {v}")
+        return np.full(math.prod(batch), v, np.uint64)
+    a = np.asarray(value)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an int or an array of ints; got dtype {a.dtype}")
+    if a.dtype.kind == "i" and a.size and a.min() < 0:
+        raise ValueError(f"{name} must be in [0, 2**64); got {a.min()}")
+    try:
+        a = np.broadcast_to(a, batch)
+    except ValueError:
+        raise ValueError(f"{name} of shape {a.shape} does not broadcast to the batch shape "
+                         f"{batch}") from None
+    return np.ascontiguousarray(a, dtype=np.uint64).reshape(-1)
+
+
+def sample(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, where=None, seed=None,
+           offset=0, rng=None, u=None, logprobs="raw", top_logprobs=0) -> Sample:
+    """Draw the next token of each row of ``logits`` (..., V); see docs/contract.md §12.
+
+    Per row: z = logits / temperature (tokens where ``where`` is False: -inf;
+    temperature 0: the argmax, lowest index on ties); keep z >= max(z) + log(min_p),
+    then z >= the top_k-th largest z (ties kept), then the top_p nucleus of those
+    renormalized (a token is kept iff the mass strictly more probable than it is
+    < top_p; ties kept); draw the smallest token id whose cumulative kept probability
+    exceeds u times the kept total. temperature, top_k, top_p, min_p: scalars or arrays
+    broadcastable to the batch shape ``logits.shape[:-1]``.
+
+    The uniform u of a row comes from exactly one source: ``u`` (per-row uniforms in
+    [0, 1)); ``seed`` (+ ``offset``): NumPy's ``Generator(Philox(key=seed,
+    counter=offset)).random()`` for per-row seed arrays, and counter [offset, r, 0, 0]
+    for the row of flat index r when ``seed`` is one int; ``rng``: ``rng.random(batch)``;
+    none: fresh entropy. A row with a NaN or +inf allowed logit, or none allowed: token
+    -1, logprob NaN. Returns ``Sample(tokens, logprobs, top_tokens, top_logprobs)``.
+    """
+    x = _api._prepare(logits, None, "logits")
+    if x.ndim == 0:
+        raise ValueError("logits must have a vocabulary axis (the last); got a 0-d array")
+    V = x.shape[-1]
+    if V == 0:
+        raise ValueError("logits has an empty vocabulary axis")
+    batch = x.shape[:-1]
+    rows = math.prod(batch)
+
+    t = _param(temperature, "temperature", batch, "f")
+    k = _param(top_k, "top_k", batch, "i")
+    p = _param(top_p, "top_p", batch, "f")
+    mp = _param(min_p, "min_p", batch, "f")
+    scalar = {n: np.ndim(v) == 0 for n, v in
+              (("temperature", temperature), ("top_k", top_k), ("top_p", top_p), ("min_p", min_p))}
+    _check(~(t >= 0), t, "temperature", ">= 0 (0: greedy) and not NaN", batch, scalar["temperature"])
+    _check(k < 0, k, "top_k", ">= 0 (0: off)", batch, scalar["top_k"])
+    _check(~((p > 0) & (p <= 1)), p, "top_p", "in (0, 1] (1: off)", batch, scalar["top_p"])
+    _check(~((mp >= 0) & (mp <= 1)), mp, "min_p", "in [0, 1] (0: off)", batch, scalar["min_p"])
+    mask = _api._where(where, x.shape)
+
+    if not (logprobs is None or isinstance(logprobs, str)) or logprobs not in _LOGPROBS:
+        raise ValueError(f"logprobs must be 'raw', 'processed' or None; got {logprobs!r}")
+    if isinstance(top_logprobs, (bool, np.bool_)) or not isinstance(top_logprobs, numbers.Integral):
+        raise TypeError(f"top_logprobs must be an int; got {type(top_logprobs).__name__}")
+    if not 0 <= int(top_logprobs) <= V:
+        raise ValueError(f"top_logprobs must be in [0, {V}]; got {top_logprobs}")
+
+    sources = [n for n, v in (("u", u), ("seed", seed), ("rng", rng)) if v is not None]
+    if len(sources) > 1:
+        raise ValueError(f"give at most one random source; got {' and '.join(sources)}")
+    if seed is None and not (isinstance(offset, numbers.Integral) and not isinstance(offset, bool)
+                             and int(offset) == 0):
+        raise ValueError("offset is the Philox counter of seed=: give seed as well")
+    uu = seeds = counters = None
+    if u is not None:
+        ua = np.asarray(u)
+        if ua.dtype.kind not in "f":
+            raise TypeError(f"u must be a float array; got dtype {ua.dtype}")
+        uu = _param(ua, "u", batch, "f")
+        _check(~((uu >= 0) & (uu < 1)), uu, "u", "in [0, 1)", batch, ua.ndim == 0)
+    elif seed is not None:
+        seeds = _u64(seed, "seed", batch)
+        offs = _u64(offset, "offset", batch)
+        counters = np.zeros((rows, 4), np.uint64)
+        counters[:, 0] = offs
+        if isinstance(seed, numbers.Integral):  # one key for the batch: the row in word 1
+            counters[:, 1] = np.arange(rows, dtype=np.uint64)
+        counters = counters.reshape(-1)
+    else:
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator; got {type(rng).__name__}")
+        g = rng if rng is not None else np.random.default_rng()
+        uu = np.ascontiguousarray(g.random(batch), dtype=np.float64).reshape(-1)
+
+    tokens = np.empty(rows, np.int64)
+    lp = np.empty(rows, np.float64) if logprobs is not None else None
+    _core._sample(x, mask, t, k, p, mp, uu, seeds, counters, _LOGPROBS[logprobs], tokens, lp)
+
+    def shaped(a):
+        a = a.reshape(batch)
+        return a[()] if a.ndim == 0 else a
+
+    top_t = top_lp = None
+    if top_logprobs:
+        tk = _top_k(x, int(top_logprobs), -1, transform="log_softmax")
+        top_t, top_lp = tk.indices, tk.values
+    lp_out = None if lp is None else shaped(lp.astype(x.dtype))
+    return Sample(shaped(tokens), lp_out, top_t, top_lp)
