@@ -71,8 +71,7 @@ void top_k_core(py::array x, int axis, int64_t k, bool largest, int transform, p
   run_top_k(a);
 }
 
-// A C-contiguous array of `count` elements of `itemsize` bytes and type `type_num`
-// (kind: 'f', 'i', 'u'), as the sampler's per-row inputs and outputs are.
+// A C-contiguous array of `count` elements of `isz` bytes of NumPy kind `kind`.
 const void* flat(const py::handle& h, int64_t count, char kind, int64_t isz, bool writable,
                  const char* what) {
   internal_check(py::isinstance<py::array>(h), what);
@@ -85,11 +84,22 @@ const void* flat(const py::handle& h, int64_t count, char kind, int64_t isz, boo
   return v.data;
 }
 
+// A per-row input: a Python number (one value for every row, kept in `one`) or a flat
+// array of `rows` entries.
+template <class T>
+RowParam<T> row_param(const py::handle& h, int64_t rows, T& one, char kind, const char* what) {
+  if (py::isinstance<py::array>(h)) return {static_cast<const T*>(flat(h, rows, kind, 8, false, what)), 1};
+  internal_check(PyFloat_Check(h.ptr()) || PyLong_Check(h.ptr()), what);
+  one = h.cast<T>();
+  return {&one, 0};
+}
+
 // logits (..., V) native aligned float; where: None or a bool view of logits' shape;
-// per-row arrays (C-contiguous, `rows` entries, row-major over logits.shape[:-1]).
+// per-row inputs: numbers or C-contiguous arrays (`rows` entries, row-major over
+// logits.shape[:-1]); u None (then seed and offset) or per-row uniforms.
 void sample_core(py::array logits, py::object where, py::object temperature, py::object top_k,
                  py::object top_p, py::object min_p, py::object u, py::object seed,
-                 py::object counter, int logprobs, py::object tokens, py::object logprob) {
+                 py::object offset, int logprobs, py::object tokens, py::object logprob) {
   const ArrayView xv = view_of(logits);
   DType dt;
   internal_check(dtype_of(xv.type_num, dt) && native_aligned(xv) && xv.nd >= 1, "logits");
@@ -100,7 +110,7 @@ void sample_core(py::array logits, py::object where, py::object temperature, py:
   internal_check(a.n >= 1, "vocabulary");
   a.x = xv.data;
   a.xs = xv.strides[xv.nd - 1];
-  const int64_t* mst = nullptr;
+  const Py_intptr_t* mst = nullptr;
   if (!where.is_none()) {
     internal_check(py::isinstance<py::array>(where), "where");
     const ArrayView wv = view_of(where);
@@ -117,23 +127,31 @@ void sample_core(py::array logits, py::object where, py::object temperature, py:
     a.outer.push_back(Dim{xv.shape[d], {xv.strides[d], mst ? mst[d] : 0, 0, 0, 0}});
   }
   collapse(a.outer, false);  // rows in row-major order: the per-row arrays' order
-  a.temperature = static_cast<const double*>(flat(temperature, a.rows, 'f', 8, false, "temperature"));
-  a.top_k = static_cast<const int64_t*>(flat(top_k, a.rows, 'i', 8, false, "top_k"));
-  a.top_p = static_cast<const double*>(flat(top_p, a.rows, 'f', 8, false, "top_p"));
-  a.min_p = static_cast<const double*>(flat(min_p, a.rows, 'f', 8, false, "min_p"));
-  if (!u.is_none()) {
-    a.u = static_cast<const double*>(flat(u, a.rows, 'f', 8, false, "u"));
+  double t1, p1, mp1, u1;
+  int64_t k1;
+  uint64_t s1, o1;
+  a.temperature = row_param(temperature, a.rows, t1, 'f', "temperature");
+  a.top_k = row_param(top_k, a.rows, k1, 'i', "top_k");
+  a.top_p = row_param(top_p, a.rows, p1, 'f', "top_p");
+  a.min_p = row_param(min_p, a.rows, mp1, 'f', "min_p");
+  a.has_u = !u.is_none();
+  if (a.has_u) {
+    a.u = row_param(u, a.rows, u1, 'f', "u");
   } else {
-    a.seed = static_cast<const uint64_t*>(flat(seed, a.rows, 'u', 8, false, "seed"));
-    a.counter = static_cast<const uint64_t*>(flat(counter, 4 * a.rows, 'u', 8, false, "counter"));
+    a.seed = row_param(seed, a.rows, s1, 'u', "seed");
+    a.offset = row_param(offset, a.rows, o1, 'u', "offset");
   }
   a.logprobs = Logprobs(logprobs);
   a.tokens = static_cast<int64_t*>(const_cast<void*>(flat(tokens, a.rows, 'i', 8, true, "tokens")));
   if (a.logprobs != Logprobs::none)
     a.logprob = static_cast<double*>(const_cast<void*>(flat(logprob, a.rows, 'f', 8, true, "logprob")));
   a.threads = current_num_threads();
-  py::gil_scoped_release release;
-  run_sample(a);
+  if (a.rows * a.n >= 4096) {
+    py::gil_scoped_release release;
+    run_sample(a);
+  } else {
+    run_sample(a);
+  }
 }
 
 }  // namespace
@@ -143,7 +161,7 @@ void register_select(py::module_& m) {
   m.def("_top_k", &top_k_core, "x"_a, "axis"_a, "k"_a, "largest"_a, "transform"_a, "values"_a,
         "indices"_a, "top_k core (arguments normalized by fastsoftmax._select).");
   m.def("_sample", &sample_core, "logits"_a, "where"_a, "temperature"_a, "top_k"_a, "top_p"_a,
-        "min_p"_a, "u"_a, "seed"_a, "counter"_a, "logprobs"_a, "tokens"_a, "logprob"_a,
+        "min_p"_a, "u"_a, "seed"_a, "offset"_a, "logprobs"_a, "tokens"_a, "logprob"_a,
         "sampler core (arguments normalized by fastsoftmax._sample).");
 }
 

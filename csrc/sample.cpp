@@ -174,7 +174,7 @@ struct RowSampler {
     const int64_t n = a.n;
     const char* xb = a.x + off[kSampleLogits];
     const bool* mb = a.mask ? reinterpret_cast<const bool*>(a.mask + off[kSampleMask]) : nullptr;
-    const double T = a.temperature[r];
+    const double T = a.temperature.at(r);
     int64_t* idx = s.idx.get(std::min<int64_t>(n, kSmallK));
     C* vals = s.vals.get(std::min<int64_t>(n, kSmallK));
     Ranked<C>* work = s.work.get(select_work_size(n, std::min<int64_t>(n, kSmallK)));
@@ -198,10 +198,16 @@ struct RowSampler {
     };
     if (T == 0.0) return finish(top, 0.0);  // greedy: the lowest index of the max
 
-    const double u = a.u ? a.u[r] : philox_uniform(a.seed[r], a.counter + 4 * r);
-    double thr = a.min_p[r] > 0.0 ? M + std::log(a.min_p[r]) : -HUGE_VAL;
-    const int64_t k = a.top_k[r];
-    const double p = a.top_p[r];
+    double u;
+    if (a.has_u) {
+      u = a.u.at(r);
+    } else {
+      const uint64_t counter[4] = {a.offset.at(r), a.seed.st == 0 ? uint64_t(r) : 0, 0, 0};
+      u = philox_uniform(a.seed.at(r), counter);
+    }
+    const double minp = a.min_p.at(r), p = a.top_p.at(r);
+    double thr = minp > 0.0 ? M + std::log(minp) : -HUGE_VAL;
+    const int64_t k = a.top_k.at(r);
     if (k > 0 && k < n) {
       if (k <= kSmallK) {
         sel.top_k(z, n, k, true, idx, vals, work);

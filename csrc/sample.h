@@ -1,8 +1,8 @@
 // The sampler's problem (selection family) as the binding (bind_select.cpp) hands it
 // to its driver (sample.cpp): per row of logits (..., V), the next token drawn from the
 // softmax of logits / temperature after the min_p, top_k and top_p filters
-// (docs/contract.md §12). Per-row parameters and random inputs are flat C arrays of
-// `rows` entries, in row-major order of the batch shape.
+// (docs/contract.md §12). Per-row parameters and random inputs are one value or flat
+// C arrays of `rows` entries, in row-major order of the batch shape.
 #pragma once
 
 #include <cstdint>
@@ -17,25 +17,34 @@ enum SampleOperand : int { kSampleLogits = 0, kSampleMask = 1 };
 
 enum class Logprobs : int { none = 0, raw = 1, processed = 2 };
 
+// A per-row input: p[r * st] for row r (st 0: one value for every row).
+template <class T>
+struct RowParam {
+  const T* p = nullptr;
+  int64_t st = 0;
+  T at(int64_t r) const { return p[r * st]; }
+};
+
 struct SampleProblem {
   DType dt;
-  int64_t n;                  // vocabulary
-  DimVec<Dim> outer;          // batch dims, collapsed in order (rows row-major)
+  int64_t n;                   // vocabulary
+  DimVec<Dim> outer;           // batch dims, collapsed in order (rows row-major)
   int64_t rows;
-  const char* x;              // logits, byte stride xs along the vocabulary
+  const char* x;               // logits, byte stride xs along the vocabulary
   int64_t xs;
-  const char* mask;           // optional bool where= (False: the token is not allowed)
+  const char* mask;            // optional bool where= (False: the token is not allowed)
   int64_t ms;
-  const double* temperature;  // >= 0 (0: greedy)
-  const int64_t* top_k;       // 0 or >= n: off
-  const double* top_p;        // (0, 1]; 1: off
-  const double* min_p;        // [0, 1]; 0: off
-  const double* u;            // uniforms in [0, 1), or nullptr: from seed and counter
-  const uint64_t* seed;       // Philox keys
-  const uint64_t* counter;    // 4 words per row
+  RowParam<double> temperature;  // >= 0 (0: greedy)
+  RowParam<int64_t> top_k;       // 0 or >= n: off
+  RowParam<double> top_p;        // (0, 1]; 1: off
+  RowParam<double> min_p;        // [0, 1]; 0: off
+  bool has_u;                  // the uniforms given (u), else from seed and offset:
+  RowParam<double> u;
+  RowParam<uint64_t> seed;     // Philox key: counter [offset, r, 0, 0] for one key
+  RowParam<uint64_t> offset;   // shared by the batch (seed.st == 0), else [offset, 0, 0, 0]
   Logprobs logprobs;
-  int64_t* tokens;            // out: -1 for an invalid row
-  double* logprob;            // out (unless logprobs none): NaN for an invalid row
+  int64_t* tokens;             // out: -1 for an invalid row
+  double* logprob;             // out (unless logprobs none): NaN for an invalid row
   int threads;
 };
 

@@ -1,8 +1,8 @@
 """The sampler: ``sample``, the decoding step after a softmax (docs/contract.md §12).
 
 Arguments are checked and normalized here (the one place that raises); per-row
-parameters are broadcast to the batch shape and handed to ``_core._sample`` as flat
-C arrays, the random source as per-row uniforms or as Philox keys and counters (the
+parameters go to ``_core._sample`` as Python numbers or as flat C arrays broadcast to
+the batch shape, the random source as uniforms or as Philox keys and offsets (the
 draw itself is computed in C++, bit for bit NumPy's Philox4x64-10).
 """
 
@@ -30,17 +30,32 @@ class Sample(NamedTuple):
     top_logprobs: np.ndarray | None
 
 
+_FRESH: list = []
+
+
+def _fresh_generator() -> np.random.Generator:
+    """The process's own generator for calls without a random source, seeded once from
+    the OS's entropy (a Generator per call would cost ~20 µs of seeding)."""
+    if not _FRESH:
+        _FRESH.append(np.random.default_rng())
+    return _FRESH[0]
+
+
 def _where_in(flat: int, shape: tuple) -> str:
     return "[" + ", ".join(map(str, np.unravel_index(flat, shape))) + "]" if shape else ""
 
 
-def _param(value, name: str, batch: tuple, kind: str) -> np.ndarray:
-    """A per-row parameter broadcast to the batch shape, as a flat C array."""
+def _param(value, name: str, batch: tuple, kind: str):
+    """A per-row parameter: a Python number as it is, else an array broadcast to the
+    batch shape as a flat C array (int64 for kind "i", float64 for "f")."""
+    if type(value) is int or (kind == "f" and type(value) is float):
+        return value
     a = np.asarray(value)
-    ok = a.dtype.kind in ("iu" if kind == "i" else "iuf")
-    if not ok or a.dtype == np.bool_:
+    if a.dtype.kind not in ("iu" if kind == "i" else "iuf") or a.dtype == np.bool_:
         what = "an int" if kind == "i" else "a real number"
         raise TypeError(f"{name} must be {what} or an array of them; got dtype {a.dtype}")
+    if a.ndim == 0:
+        return int(a) if kind == "i" else float(a)
     try:
         a = np.broadcast_to(a, batch)
     except ValueError:
@@ -53,27 +68,32 @@ def _param(value, name: str, batch: tuple, kind: str) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
 
 
-def _check(bad: np.ndarray, values: np.ndarray, name: str, rule: str, batch: tuple, scalar: bool):
-    if bad.any():
-        r = int(np.flatnonzero(bad)[0])
-        at = "" if scalar else _where_in(r, batch)
-        raise ValueError(f"{name}{at} must be {rule}; got {values[r]!r}")
+def _check(ok, values, name: str, rule: str, batch: tuple):
+    """Raise naming the argument (and the first bad row of an array) unless ok."""
+    if isinstance(values, np.ndarray):
+        if not ok.all():
+            r = int(np.flatnonzero(~ok)[0])
+            raise ValueError(f"{name}{_where_in(r, batch)} must be {rule}; got {values[r]!r}")
+    elif not ok:
+        raise ValueError(f"{name} must be {rule}; got {values!r}")
 
 
-def _u64(value, name: str, batch: tuple) -> np.ndarray:
-    """An int or integer array of values in [0, 2^64), broadcast to the batch shape."""
+def _u64(value, name: str, batch: tuple):
+    """An int in [0, 2^64) as it is, or an integer array of them as a flat uint64 array."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an int or an array of ints; got bool")
     if isinstance(value, numbers.Integral):
         v = int(value)
         if not 0 <= v < _U64:
             raise ValueError(f"{name} must be in [0, 2**64); got {v}")
-        return np.full(math.prod(batch), v, np.uint64)
+        return v
     a = np.asarray(value)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an int or an array of ints; got dtype {a.dtype}")
     if a.dtype.kind == "i" and a.size and a.min() < 0:
         raise ValueError(f"{name} must be in [0, 2**64); got {a.min()}")
+    if a.ndim == 0:
+        return int(a)
     try:
         a = np.broadcast_to(a, batch)
     except ValueError:
@@ -114,12 +134,10 @@ def sample(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, where=None
     k = _param(top_k, "top_k", batch, "i")
     p = _param(top_p, "top_p", batch, "f")
     mp = _param(min_p, "min_p", batch, "f")
-    scalar = {n: np.ndim(v) == 0 for n, v in
-              (("temperature", temperature), ("top_k", top_k), ("top_p", top_p), ("min_p", min_p))}
-    _check(~(t >= 0), t, "temperature", ">= 0 (0: greedy) and not NaN", batch, scalar["temperature"])
-    _check(k < 0, k, "top_k", ">= 0 (0: off)", batch, scalar["top_k"])
-    _check(~((p > 0) & (p <= 1)), p, "top_p", "in (0, 1] (1: off)", batch, scalar["top_p"])
-    _check(~((mp >= 0) & (mp <= 1)), mp, "min_p", "in [0, 1] (0: off)", batch, scalar["min_p"])
+    _check(t >= 0, t, "temperature", ">= 0 (0: greedy) and not NaN", batch)
+    _check(k >= 0, k, "top_k", ">= 0 (0: off)", batch)
+    _check((p > 0) & (p <= 1), p, "top_p", "in (0, 1] (1: off)", batch)
+    _check((mp >= 0) & (mp <= 1), mp, "min_p", "in [0, 1] (0: off)", batch)
     mask = _api._where(where, x.shape)
 
     if not (logprobs is None or isinstance(logprobs, str)) or logprobs not in _LOGPROBS:
@@ -129,36 +147,30 @@ def sample(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, where=None
     if not 0 <= int(top_logprobs) <= V:
         raise ValueError(f"top_logprobs must be in [0, {V}]; got {top_logprobs}")
 
-    sources = [n for n, v in (("u", u), ("seed", seed), ("rng", rng)) if v is not None]
-    if len(sources) > 1:
-        raise ValueError(f"give at most one random source; got {' and '.join(sources)}")
-    if seed is None and not (isinstance(offset, numbers.Integral) and not isinstance(offset, bool)
-                             and int(offset) == 0):
+    if (u is not None) + (seed is not None) + (rng is not None) > 1:
+        given = [n for n, v in (("u", u), ("seed", seed), ("rng", rng)) if v is not None]
+        raise ValueError(f"give at most one random source; got {' and '.join(given)}")
+    if seed is None and not (type(offset) is int and offset == 0):
         raise ValueError("offset is the Philox counter of seed=: give seed as well")
-    uu = seeds = counters = None
+    uu = seeds = offs = None
     if u is not None:
         ua = np.asarray(u)
-        if ua.dtype.kind not in "f":
+        if ua.dtype.kind != "f":
             raise TypeError(f"u must be a float array; got dtype {ua.dtype}")
         uu = _param(ua, "u", batch, "f")
-        _check(~((uu >= 0) & (uu < 1)), uu, "u", "in [0, 1)", batch, ua.ndim == 0)
+        _check((uu >= 0) & (uu < 1), uu, "u", "in [0, 1)", batch)
     elif seed is not None:
         seeds = _u64(seed, "seed", batch)
         offs = _u64(offset, "offset", batch)
-        counters = np.zeros((rows, 4), np.uint64)
-        counters[:, 0] = offs
-        if isinstance(seed, numbers.Integral):  # one key for the batch: the row in word 1
-            counters[:, 1] = np.arange(rows, dtype=np.uint64)
-        counters = counters.reshape(-1)
     else:
         if rng is not None and not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator; got {type(rng).__name__}")
-        g = rng if rng is not None else np.random.default_rng()
+        g = rng if rng is not None else _fresh_generator()
         uu = np.ascontiguousarray(g.random(batch), dtype=np.float64).reshape(-1)
 
     tokens = np.empty(rows, np.int64)
     lp = np.empty(rows, np.float64) if logprobs is not None else None
-    _core._sample(x, mask, t, k, p, mp, uu, seeds, counters, _LOGPROBS[logprobs], tokens, lp)
+    _core._sample(x, mask, t, k, p, mp, uu, seeds, offs, _LOGPROBS[logprobs], tokens, lp)
 
     def shaped(a):
         a = a.reshape(batch)
