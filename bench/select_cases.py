@@ -6,8 +6,12 @@ per-round ratios), on (64, 128256) and (1, 128256) logits drawn from N(0, 3)
 ("peaked") and N(0, 0.3) ("flat"); inputs rotate through copies that together exceed
 4x the L3 size, so every call reads from memory.
 
-Contenders: top_k(x, 50); top_k(x, 5, transform="softmax"); torch.topk(50) (when
-importable); NumPy's argpartition + argsort of the 50 (the usual recipe).
+Contenders: top_k(x, 50); top_k(x, 5, transform="softmax"); sample() as the issue's
+table sets it (greedy; temperature only; top_k=50; top_k=50 + top_p=0.9; top_p=0.9
+alone; raw logprobs where asked); the peers' recipes: torch.topk(50) and torch's
+topk + softmax + multinomial (when importable), NumPy's argpartition + argsort of the
+50, and the sort-based serving recipe (sort, softmax, cumsum, mask, exponential race)
+in NumPy.
 """
 
 from __future__ import annotations
@@ -49,16 +53,41 @@ def numpy_top_k(x, k):
     return np.take_along_axis(vals, order, -1), np.take_along_axis(part, order, -1)
 
 
+def sort_recipe(x, p=0.9, k=50, rng=np.random.default_rng(0)):
+    """The sort-based recipe of a popular serving engine, in NumPy."""
+    order = np.argsort(-x, axis=-1)
+    xs = np.take_along_axis(x, order, -1)
+    xs[:, k:] = -np.inf
+    probs = np.exp(xs - xs[:, :1])
+    probs /= probs.sum(-1, keepdims=True)
+    cum = np.cumsum(probs, -1)
+    probs[cum - probs > p] = 0.0
+    q = rng.exponential(size=probs.shape)
+    return np.take_along_axis(order, np.argmax(probs / q, -1)[:, None], -1)
+
+
 def contenders(threads):
     c = [
         Contender("softmax(out=)", lambda x, o: fs.softmax(x, out=o)),
         Contender("top_k(50)", lambda x, o: fs.top_k(x, 50)),
         Contender("top_k(5, softmax)", lambda x, o: fs.top_k(x, 5, transform="softmax")),
         Contender("numpy argpartition(50)", lambda x, o: numpy_top_k(x, 50)),
+        Contender("sample greedy", lambda x, o: fs.sample(x, temperature=0.0, logprobs=None, seed=1)),
+        Contender("sample T=0.7", lambda x, o: fs.sample(x, temperature=0.7, seed=1)),
+        Contender("sample k=50", lambda x, o: fs.sample(x, top_k=50, seed=1)),
+        Contender("sample k=50 p=0.9", lambda x, o: fs.sample(x, top_k=50, top_p=0.9, seed=1)),
+        Contender("sample p=0.9", lambda x, o: fs.sample(x, top_p=0.9, seed=1)),
+        Contender("sort recipe k=50 p=0.9", lambda x, o: sort_recipe(x)),
     ]
     if torch is not None:
         torch.set_num_threads(threads)
         c.append(Contender("torch.topk(50)", lambda x, o: torch.topk(torch.from_numpy(x), 50)))
+
+        def torch_sample(x, o):
+            v, i = torch.topk(torch.from_numpy(x), 50)
+            return i.gather(-1, torch.multinomial(torch.softmax(v, -1), 1))
+
+        c.append(Contender("torch topk+softmax+multinomial", torch_sample))
     return c
 
 

@@ -143,10 +143,18 @@ struct RowSampler {
     const int64_t n = a.n, nb = (n + kDrawBlock - 1) / kDrawBlock;
     double* bs = s.block_sums.get(nb);
     double total_mass = 0.0;
+    const C t = C(thr);  // thr is -inf or a z value: exact in C
     for (int64_t b = 0; b < nb; ++b) {
+      // kLanes independent sums: the compiler vectorizes them without reassociating
+      constexpr int kLanes = 8;
+      double lane[kLanes] = {};
+      const int64_t i0 = b * kDrawBlock, i1 = std::min(n, i0 + kDrawBlock);
+      int64_t i = i0;
+      for (; i + kLanes <= i1; i += kLanes)
+        for (int j = 0; j < kLanes; ++j) lane[j] += z[i + j] >= t ? double(e[i + j]) : 0.0;
+      for (int j = 0; i < i1; ++i, ++j) lane[j] += z[i] >= t ? double(e[i]) : 0.0;
       double acc = 0.0;
-      const int64_t i1 = std::min(n, (b + 1) * kDrawBlock);
-      for (int64_t i = b * kDrawBlock; i < i1; ++i) acc += double(z[i]) >= thr ? double(e[i]) : 0.0;
+      for (int j = 0; j < kLanes; ++j) acc += lane[j];
       bs[b] = acc;
       total_mass += acc;
     }
@@ -161,13 +169,55 @@ struct RowSampler {
       }
       const int64_t i1 = std::min(n, (b + 1) * kDrawBlock);
       for (int64_t i = b * kDrawBlock; i < i1; ++i) {
-        if (!(double(z[i]) >= thr) || !(e[i] > C(0))) continue;  // never a token of mass 0
+        if (!(z[i] >= t) || !(e[i] > C(0))) continue;  // never a token of mass 0
         acc += double(e[i]);
         last = i;
         if (acc > target) return i;
       }
     }
     return last;  // u within rounding of 1: the last kept token
+  }
+
+  // The draw over every token (no filter): block sums of exp(z - M) by the softmax
+  // family's reduce_max (exps summed in vectors, none stored; M is at least every z, as
+  // its sum needs), then the one block that crosses u times the total, its masses by
+  // the family's finish kernel.
+  int64_t draw_unfiltered(const C* z, double M, double u, double* total, SampleScratch<C>& s) const {
+    const int64_t n = a.n, nb = (n + kDrawBlock - 1) / kDrawBlock;
+    double* bs = s.block_sums.get(nb);
+    double total_mass = 0.0;
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t i0 = b * kDrawBlock, len = std::min(kDrawBlock, n - i0);
+      if (len >= 16) {
+        bs[b] = sm.reduce_max(z + i0, len, C(M)).sum;
+      } else {  // reduce_max takes a short row's own max: sum this one directly
+        C e[16];
+        sm.softmax_finish(z + i0, e, len, C(M), C(1));
+        bs[b] = 0.0;
+        for (int64_t j = 0; j < len; ++j) bs[b] += double(e[j]);
+      }
+      total_mass += bs[b];
+    }
+    *total = total_mass;
+    const double target = u * total_mass;
+    double acc = 0.0;
+    int64_t last = -1;
+    C* e = s.e.get(kDrawBlock);
+    for (int64_t b = 0; b < nb; ++b) {
+      if (!(acc + bs[b] > target) && b + 1 < nb) {
+        acc += bs[b];
+        continue;
+      }
+      const int64_t i0 = b * kDrawBlock, len = std::min(kDrawBlock, n - i0);
+      sm.softmax_finish(z + i0, e, len, C(M), C(1));
+      for (int64_t j = 0; j < len; ++j) {
+        if (!(e[j] > C(0))) continue;  // never a token of mass 0
+        acc += double(e[j]);
+        last = i0 + j;
+        if (acc > target) return last;
+      }
+    }
+    return last;  // u within rounding of 1: the last token of mass > 0
   }
 
   void row(int64_t r, const int64_t* off, SampleScratch<C>& s) const {
@@ -179,7 +229,10 @@ struct RowSampler {
     C* vals = s.vals.get(std::min<int64_t>(n, kSmallK));
     Ranked<C>* work = s.work.get(select_work_size(n, std::min<int64_t>(n, kSmallK)));
     const C* z = load_z(xb, mb, T, s);
-    sel.top_k(z, n, 1, true, idx, vals, work);
+    // one scan: a small top_k's selection also gives the max (and the argmax)
+    const int64_t k = T == 0.0 ? 0 : a.top_k.at(r);
+    const int64_t kscan = (k > 0 && k < n && k <= kSmallK) ? k : 1;
+    sel.top_k(z, n, kscan, true, idx, vals, work);
     const double M = double(vals[0]);
     const int64_t top = idx[0];
     if (!std::isfinite(M)) {  // NaN or +inf allowed logit, or nothing allowed
@@ -207,16 +260,14 @@ struct RowSampler {
     }
     const double minp = a.min_p.at(r), p = a.top_p.at(r);
     double thr = minp > 0.0 ? M + std::log(minp) : -HUGE_VAL;
-    const int64_t k = a.top_k.at(r);
     if (k > 0 && k < n) {
       if (k <= kSmallK) {
-        sel.top_k(z, n, k, true, idx, vals, work);
-        const double zk = double(vals[k - 1]);
+        const C zk = vals[k - 1];
         int64_t ties = 0;  // entries equal to the k-th beyond the k selected
-        for (int64_t i = 0; i < n; ++i) ties += double(z[i]) == zk;
-        for (int64_t j = 0; j < k; ++j) ties -= double(vals[j]) == zk;
-        if (ties == 0) return small_k(k, M, std::max(thr, zk), p, u, idx, vals, finish);
-        thr = std::max(thr, zk);
+        for (int64_t i = 0; i < n; ++i) ties += z[i] == zk;
+        for (int64_t j = 0; j < k; ++j) ties -= vals[j] == zk;
+        if (ties == 0) return small_k(k, M, std::max(thr, double(zk)), p, u, idx, vals, finish);
+        thr = std::max(thr, double(zk));
       } else {  // a large k: its k-th value by the selection buffer
         Ranked<C>* big = s.work.get(select_work_size(n, k));
         int64_t* bidx = s.idx.get(k);
@@ -224,6 +275,11 @@ struct RowSampler {
         sel.top_k(z, n, k, true, bidx, bvals, big);
         thr = std::max(thr, double(bvals[k - 1]));
       }
+    }
+    if (thr == -HUGE_VAL && p >= 1.0) {  // nothing filtered: every token keeps its mass
+      double total;
+      const int64_t tok = draw_unfiltered(z, M, u, &total, s);
+      return finish(tok, (double(z[tok]) - M) - std::log(total));
     }
     C* e = s.e.get(n);
     sm.softmax_finish(z, e, n, C(M), C(1));  // masses exp(z - M); -inf gives 0

@@ -76,6 +76,21 @@ def test_tokens_for_given_u(dtype, setting):
             assert abs(r.logprobs[i] - want) <= 4 * np.finfo(dtype).eps * max(1, abs(want)) + 1e-6
 
 
+@pytest.mark.parametrize("V", [1, 2, 15, 16, 17, 1023, 1024, 1025, 1029, 2048 + 7, 5000])
+def test_vocabulary_sizes_unfiltered(V):
+    # the unfiltered draw sums blocks of 1024 tokens: short last blocks included
+    rng = np.random.default_rng(V)
+    x = rng.standard_normal((30, V)).astype(np.float32)
+    u = rng.random(30)
+    r = fs.sample(x, u=u, temperature=0.9, logprobs="processed")
+    for i in range(30):
+        keep, e = ref_kept(x[i], 0.9)
+        tok, c = ref_token(e, u[i])
+        if not near_boundary(c, u[i]):
+            assert r.tokens[i] == tok
+            assert abs(r.logprobs[i] - np.log(e[tok] / e.sum())) <= 1e-5
+
+
 def test_kept_sets_never_violated_per_row_parameters():
     rng = np.random.default_rng(9)
     V, R = 500, 16

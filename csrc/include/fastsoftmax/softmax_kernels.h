@@ -28,7 +28,9 @@ struct SoftmaxKernels {
   // One block (1 <= n <= kBlock): its Partial. Also the logsumexp of short rows.
   Partial (*reduce)(const S* x, int64_t n) = nullptr;
   // reduce given the block's exact, finite max m (another kernel found it: top_k):
-  // the same Partial as reduce, without the max pass.
+  // the same Partial as reduce, without the max pass. Given a finite m above the
+  // block's max instead, its sum is still sum exp(x - m) (max and rest are then not
+  // the block's: the sampler's block sums use only the sum).
   Partial (*reduce_max)(const S* x, int64_t n, C m) = nullptr;
   // Second pass of a long row, given the merged max (finite) and scale = 1 / total sum:
   // y = exp(x - max) * scale.
