@@ -16,7 +16,6 @@ import importlib.util
 import os
 import sys
 import timeit
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cases as cases_mod  # noqa: E402
 import timing  # noqa: E402
+from timing import Contender  # noqa: E402
 
 
 def load_build(pkg_dir: str, alias: str):
@@ -34,16 +34,6 @@ def load_build(pkg_dir: str, alias: str):
     sys.modules[alias] = mod
     spec.loader.exec_module(mod)
     return mod
-
-
-@dataclass
-class Contender:
-    name: str
-    fn: object
-    cooldown_s: float = 0.0
-
-    def prepare(self):
-        pass
 
 
 def bench_case(case, func, threads, builds, settings):

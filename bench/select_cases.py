@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cases as cases_mod  # noqa: E402
 import timing  # noqa: E402
+from timing import Contender  # noqa: E402
 
 import fastsoftmax as fs  # noqa: E402
 
@@ -34,16 +34,6 @@ try:
     import torch
 except ImportError:  # pragma: no cover - optional peer
     torch = None
-
-
-@dataclass
-class Contender:
-    name: str
-    fn: object
-    cooldown_s: float = 0.0
-
-    def prepare(self):
-        pass
 
 
 def numpy_top_k(x, k):

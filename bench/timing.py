@@ -41,6 +41,19 @@ class Settings:
     rewake_ns: int = 2_000_000  # calls faster than this get one untimed call first
 
 
+@dataclass
+class Contender:
+    """The least a contender needs for `measure`: a name and fn(x, out) (bench/ab.py,
+    bench/select_cases.py; bench/contenders.py has the peers' richer ones)."""
+
+    name: str
+    fn: object
+    cooldown_s: float = 0.0
+
+    def prepare(self):
+        pass
+
+
 class LoadMeter:
     """CPU time that other processes (and the hypervisor: steal) took while we measured,
     as a fraction of all cores; read from /proc/stat, so Linux only (None elsewhere).
