@@ -41,6 +41,7 @@ struct SampleScratch {
   Buf<C> vals;
   Buf<Partial> parts;
   Buf<double> block_sums;
+  Buf<int32_t> bucket;  // top_p: each token's histogram bucket
   std::vector<std::pair<double, double>> cand;  // (z, mass) of the bucket being refined
 };
 
@@ -220,6 +221,41 @@ struct RowSampler {
     return last;  // u within rounding of 1: the last token of mass > 0
   }
 
+  // The top_p threshold over the tokens with z >= thr (masses e): each token's bucket
+  // below the max in one vectorized pass (in C: monotone in z, the last bucket taking
+  // everything further than the span), the masses added into four interleaved
+  // histograms (no store-to-load chain on runs of one bucket), then the bucket that
+  // crosses p times the total refined on its members alone.
+  double top_p_threshold(const C* z, const C* e, double M, double thr, double p,
+                         SampleScratch<C>& s) const {
+    const int64_t n = a.n;
+    int32_t* bucket = s.bucket.get(n);
+    const C mc = C(M), inv = C(kBuckets / (sizeof(C) == 4 ? 48.0 : 64.0)), t = C(thr);
+    const C last = C(kBuckets - 1);
+    for (int64_t i = 0; i < n; ++i) {
+      const C b = std::min(last, (mc - z[i]) * inv);  // z = -inf: +inf, clamped
+      bucket[i] = z[i] >= t ? int32_t(b) : kBuckets;  // kBuckets: filtered out
+    }
+    double h[4][kBuckets + 1] = {};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+      for (int j = 0; j < 4; ++j) h[j][bucket[i + j]] += double(e[i + j]);
+    for (int j = 0; i < n; ++i, ++j) h[j][bucket[i]] += double(e[i]);
+    double mass[kBuckets], total_mass = 0.0;
+    for (int b = 0; b < kBuckets; ++b) {
+      mass[b] = (h[0][b] + h[1][b]) + (h[2][b] + h[3][b]);
+      total_mass += mass[b];
+    }
+    const double target = p * total_mass;
+    double before = 0.0;
+    int b = 0;
+    for (; b < kBuckets - 1 && before + mass[b] < target; ++b) before += mass[b];
+    s.cand.clear();
+    for (int64_t j = 0; j < n; ++j)
+      if (bucket[j] == b) s.cand.push_back({double(z[j]), double(e[j])});
+    return s.cand.empty() ? thr : refine_top_p(s.cand, before, target);
+  }
+
   void row(int64_t r, const int64_t* off, SampleScratch<C>& s) const {
     const int64_t n = a.n;
     const char* xb = a.x + off[kSampleLogits];
@@ -283,22 +319,7 @@ struct RowSampler {
     }
     C* e = s.e.get(n);
     sm.softmax_finish(z, e, n, C(M), C(1));  // masses exp(z - M); -inf gives 0
-    if (p < 1.0) {
-      double mass[kBuckets] = {};
-      const Bucketer bk{M, kBuckets / (sizeof(C) == 4 ? 48.0 : 64.0)};
-      double total_mass = 0.0;
-      for (int64_t i = 0; i < n; ++i)
-        if (double(z[i]) >= thr) mass[bk(double(z[i]))] += double(e[i]);
-      for (int b = 0; b < kBuckets; ++b) total_mass += mass[b];
-      const double target = p * total_mass;
-      double before = 0.0;
-      int b = 0;
-      for (; b < kBuckets - 1 && before + mass[b] < target; ++b) before += mass[b];
-      s.cand.clear();
-      for (int64_t i = 0; i < n; ++i)
-        if (double(z[i]) >= thr && bk(double(z[i])) == b) s.cand.push_back({double(z[i]), double(e[i])});
-      if (!s.cand.empty()) thr = std::max(thr, refine_top_p(s.cand, before, target));
-    }
+    if (p < 1.0) thr = std::max(thr, top_p_threshold(z, e, M, thr, p, s));
     double total;
     const int64_t tok = draw_all(z, e, thr, u, &total, s);
     finish(tok, (double(z[tok]) - M) - std::log(total));
