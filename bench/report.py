@@ -336,7 +336,7 @@ def plot(path: str, info: dict, results: list) -> None:
         for j, t in enumerate(lines[func]):
             _lines(axes[i][j], plain(func, t), names, fsm_names, NullLocator)
             axes[i][j].set_title(f"{func}, {t} thread{'s' if t > 1 else ''}: time per "
-                                 "element (lower is better)", fontsize=10, pad=46)
+                                 "element (lower is better)", fontsize=10, pad=40)
         if bars[func]:
             ax = axes[i][len(lines[func])]
             _bars(ax, bars[func], names, fsm_names, len(threads) > 1)
@@ -364,7 +364,7 @@ def plot(path: str, info: dict, results: list) -> None:
 
 def _legend_below(ax, handles=None, labels=None):
     kw = {} if handles is None else {"handles": handles, "labels": labels}
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8,
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, fontsize=8,
               frameon=False, **kw)
 
 
