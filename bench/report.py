@@ -114,6 +114,66 @@ def header_text(info: dict, cmd: str) -> str:
     return "\n".join(lines)
 
 
+def short_header_text(info: dict, cmd: str) -> str:
+    """Three lines for the terminal (report.md has the whole header)."""
+    return "\n".join([
+        f"fastsoftmax benchmark — {info['date']} — `{cmd}`",
+        f"{info['cpu']} ({info['machine']}), {info['cores']} cores; fastsoftmax "
+        f"{info['fastsoftmax']} ISA {info['isa_active']}; numpy {info['numpy']}, scipy "
+        f"{info['scipy']}, torch {info['torch']}, onnxruntime {info['onnxruntime']}",
+    ] + [f"note: {n}" for n in info["notes"]])
+
+
+def report_text(header: str, results: list) -> str:
+    """The whole Markdown report: header, a table per function and thread count (every
+    contender), the summary and the neighbours' load."""
+    parts = [header]
+    funcs = list(dict.fromkeys(r["func"] for r in results))
+    for func in funcs:
+        for t in sorted({r["threads"] for r in results if r["func"] == func}):
+            parts.append(table_text(results, func, t))
+    parts += [summary_text(results), load_text(results)]
+    return "\n\n".join(p for p in parts if p)
+
+
+def compact_text(results: list, default_isa: str | None) -> str:
+    """One line per case, function and thread count: fastsoftmax as a user calls it (the
+    default ISA) against NumPy's recipe and the fastest peer, in the same rounds."""
+    multi = len({r["func"] for r in results}) > 1
+    head = ["case", "func", "thr", "fastsoftmax", "x copy", "vs numpy", "best peer",
+            "peer", "fsm vs peer"]
+    if not multi:
+        head.remove("func")
+    rows = []
+    for r in results:
+        cs = r["contenders"]
+        me = f"fsm-{default_isa}"
+        if me not in cs:
+            continue
+        peers = [n for n in cs if n in PEERS]
+        bp = min(peers, key=lambda n: cs[n]["median_ns"]) if peers else None
+        busy = " ⚠" if _busy(r) > BUSY else ""
+        row = [r["case"] + busy, r["func"], str(r["threads"]), _fmt_us(cs[me]["median_ns"]) + " µs",
+               f"{cs[me].get('x_copy', np.nan):.2f}", f"{cs[me].get('speedup', np.nan):.1f}x",
+               bp or "-", (_fmt_us(cs[bp]["median_ns"]) + " µs") if bp else "-",
+               f"{_per_round_ratio(cs[bp]['times_ns'], cs[me]['times_ns']):.2f}x" if bp else "-"]
+        if not multi:
+            del row[1]
+        rows.append(row)
+    widths = [max(len(h), *(len(x[i]) for x in rows)) if rows else len(h)
+              for i, h in enumerate(head)]
+    right = {i for i, h in enumerate(head) if h not in ("case", "func", "best peer")}
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+
+    out = [line(head), line(["-" * w for w in widths])] + [line(x) for x in rows]
+    out.append("x copy: time / np.copyto of the same array; vs numpy, fsm vs peer: speedups "
+               "(medians of same-round ratios); ⚠: a busy neighbour took > 5% of the CPUs")
+    return "\n".join(out)
+
+
 def _fmt_us(ns: float) -> str:
     us = ns / 1e3
     return f"{us:.3g}" if us < 100 else f"{us:,.0f}"
@@ -237,11 +297,21 @@ def _style(name: str, fsm_names: list):
     return _FSM_COLOURS[fsm_names.index(name) % len(_FSM_COLOURS)], "D"
 
 
+def _is_plain(r: dict) -> bool:
+    """float32, last axis, as allocated: the cases drawn as lines against their size."""
+    return r["dtype"] == "float32" and r["layout"] == "c" and r["axis"] in (-1, len(r["shape"]) - 1)
+
+
 def plot(path: str, info: dict, results: list) -> None:
+    """Per function: a panel of ns/element against elements per call for each thread
+    count with at least two plain cases (case names on the top axis, off the data), and
+    a bar panel for the rest (other layouts and dtypes at the first thread count, and
+    any case a line panel does not show). Each panel has its own legend, below it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     funcs = sorted({r["func"] for r in results}, key=lambda f: f != "softmax")
     threads = sorted({r["threads"] for r in results})
@@ -250,85 +320,30 @@ def plot(path: str, info: dict, results: list) -> None:
         names += [n for n in r["contenders"] if n not in names]
     fsm_names = [n for n in names if n.startswith("fsm-")]
 
-    def is_plain(r):  # float32, last axis, as allocated: one line per contender
-        return (
-            r["dtype"] == "float32"
-            and r["layout"] == "c"
-            and r["axis"] in (-1, len(r["shape"]) - 1)
-        )
+    def plain(func, t):
+        return sorted((r for r in results if r["func"] == func and r["threads"] == t
+                       and _is_plain(r)), key=lambda r: r["size"])
 
-    others = [r for r in results if not is_plain(r)]
-    ncols = len(threads) + (1 if others else 0)
-    fig, axes = plt.subplots(
-        len(funcs),
-        ncols,
-        figsize=(6.2 * ncols, 4.8 * len(funcs)),
-        squeeze=False,
-        gridspec_kw={"width_ratios": [1.0] * len(threads) + ([1.1] if others else [])},
-    )
+    lines = {f: [t for t in threads if len(plain(f, t)) >= 2] for f in funcs}
+    bars = {f: [r for r in results if r["func"] == f and not (
+        (_is_plain(r) and r["threads"] in lines[f]) or (not _is_plain(r) and lines[f]
+                                                       and r["threads"] != threads[0]))]
+            for f in funcs}
+    ncols = max(len(lines[f]) + (1 if bars[f] else 0) for f in funcs)
+    fig, axes = plt.subplots(len(funcs), ncols, figsize=(6.4 * ncols, 6.6 * len(funcs)),
+                             squeeze=False)
     for i, func in enumerate(funcs):
-        for j, t in enumerate(threads):
-            ax = axes[i][j]
-            if j:
-                ax.sharey(axes[i][0])
-            rs = sorted(
-                (r for r in results if r["func"] == func and r["threads"] == t and is_plain(r)),
-                key=lambda r: r["size"],
-            )
-            for n in names:
-                pts = [
-                    (r["size"], r["contenders"][n]["median_ns"] / r["size"])
-                    for r in rs
-                    if n in r["contenders"]
-                ]
-                if not pts:
-                    continue
-                c, m = _style(n, fsm_names)
-                xs, ys = zip(*pts)
-                ax.plot(
-                    xs,
-                    ys,
-                    marker=m,
-                    color=c,
-                    label=n,
-                    ms=4,
-                    lw=2.2 if n.startswith("fsm-") else 1.2,
-                    ls="--" if n == COPY else "-",
-                )
-                busy = [
-                    (r["size"], r["contenders"][n]["median_ns"] / r["size"])
-                    for r in rs
-                    if n in r["contenders"] and _busy(r) > BUSY
-                ]
-                if busy:  # hollow markers: a neighbour took > BUSY of the CPUs
-                    bx, by = zip(*busy)
-                    ax.plot(bx, by, ls="", marker=m, ms=7, mfc="white", mec=c, zorder=3)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            for k, r in enumerate(rs):  # name the cases along the bottom
-                ax.annotate(
-                    r["case"],
-                    (r["size"], 0),
-                    xycoords=("data", "axes fraction"),
-                    xytext=(3 if k % 2 else -3, 3),
-                    textcoords="offset points",
-                    rotation=90,
-                    fontsize=6.5,
-                    color="0.35",
-                    va="bottom",
-                    ha="left" if k % 2 else "right",
-                )
-            ax.set_xlabel("elements per call (float32, last axis, contiguous)")
-            ax.set_ylabel("ns / element")
-            ax.set_title(f"{func}, {t} thread{'s' if t > 1 else ''}")
-            ax.grid(True, which="both", alpha=0.3)
-            if i == 0 and j == 0:
-                ax.legend(fontsize=7, ncol=2)
-        if others:
-            _bars(axes[i][-1], [r for r in others if r["func"] == func], names, fsm_names, threads)
-            axes[i][-1].set_title(
-                f"{func}: layouts and dtypes, {threads[0]} thread{'s' if threads[0] > 1 else ''}"
-            )
+        for j, t in enumerate(lines[func]):
+            _lines(axes[i][j], plain(func, t), names, fsm_names, NullLocator)
+            axes[i][j].set_title(f"{func}, {t} thread{'s' if t > 1 else ''}: time per "
+                                 "element (lower is better)", fontsize=10, pad=40)
+        if bars[func]:
+            ax = axes[i][len(lines[func])]
+            _bars(ax, bars[func], names, fsm_names, len(threads) > 1)
+            ax.set_title(f"{func}: " + ("layouts and dtypes" if lines[func] else "every case")
+                         + " (lower is better)", fontsize=10)
+        for j in range(len(lines[func]) + (1 if bars[func] else 0), ncols):
+            axes[i][j].set_visible(False)
     ws = info.get("working_set_bytes")
     fig.suptitle(
         f"fastsoftmax {info.get('fastsoftmax')} ({info.get('isa_active')}) vs peers — "
@@ -336,37 +351,69 @@ def plot(path: str, info: dict, results: list) -> None:
         + ("out of cache" if ws else "in cache")
         + f" — {info.get('date', '')[:10]}"
         + (
-            " — hollow markers: a busy neighbour (see report)"
+            "\nhollow markers / hatched bars: a busy neighbour took > 5% of the CPUs (see report)"
             if any(_busy(r) > BUSY for r in results)
             else ""
         ),
-        fontsize=10,
+        fontsize=11,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def _bars(ax, rs, names, fsm_names, threads):
-    """Horizontal bars of ns/element for the non-plain cases, at the first thread count."""
-    rs = [r for r in rs if r["threads"] == threads[0]]
-    cases = []
-    for r in rs:
-        if r["case"] not in cases:
-            cases.append(r["case"])
+def _legend_below(ax, handles=None, labels=None):
+    kw = {} if handles is None else {"handles": handles, "labels": labels}
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, fontsize=8,
+              frameon=False, **kw)
+
+
+def _lines(ax, rs, names, fsm_names, NullLocator):
+    for n in names:
+        pts = [(r["size"], r["contenders"][n]["median_ns"] / r["size"])
+               for r in rs if n in r["contenders"]]
+        if not pts:
+            continue
+        c, m = _style(n, fsm_names)
+        xs, ys = zip(*pts)
+        ax.plot(xs, ys, marker=m, color=c, label=n, ms=4,
+                lw=2.2 if n.startswith("fsm-") else 1.2, ls="--" if n == COPY else "-")
+        busy = [(r["size"], r["contenders"][n]["median_ns"] / r["size"])
+                for r in rs if n in r["contenders"] and _busy(r) > BUSY]
+        if busy:  # hollow markers: a neighbour took > BUSY of the CPUs
+            bx, by = zip(*busy)
+            ax.plot(bx, by, ls="", marker=m, ms=7, mfc="white", mec=c, zorder=3)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    top = ax.secondary_xaxis("top")  # the case names, above the panel
+    top.set_xticks([r["size"] for r in rs])
+    top.set_xticklabels([r["case"] for r in rs], rotation=55, ha="left", fontsize=8)
+    top.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("elements per call (float32, last axis, contiguous)")
+    ax.set_ylabel("ns / element")
+    ax.grid(True, which="both", alpha=0.3)
+    _legend_below(ax)
+
+
+def _bars(ax, rs, names, fsm_names, show_threads):
+    """Horizontal bars of ns/element, one group per case (and thread count)."""
+    groups = [(r, r["case"] + (f", {r['threads']} thr" if show_threads else "")) for r in rs]
     present = [n for n in names if any(n in r["contenders"] for r in rs)]
     h = 0.85 / max(1, len(present))
-    for ci, case in enumerate(cases):
-        r = next(r for r in rs if r["case"] == case)
+    handles = {}
+    for gi, (r, _) in enumerate(groups):
         for ni, n in enumerate(present):
             if n not in r["contenders"]:
                 continue
             v = r["contenders"][n]["median_ns"] / r["size"]
             c, _ = _style(n, fsm_names)
-            ax.barh(ci + ni * h - 0.425, v, height=h, color=c, align="edge")
-    ax.set_yticks([ci for ci in range(len(cases))])
-    ax.set_yticklabels(cases, fontsize=8)
-    ax.set_ylim(len(cases) - 0.5, -0.5)
+            b = ax.barh(gi + ni * h - 0.425, v, height=h, color=c, align="edge",
+                        hatch="//" if _busy(r) > BUSY else None, edgecolor="white", lw=0.3)
+            handles.setdefault(n, b)
+    ax.set_yticks(range(len(groups)))
+    ax.set_yticklabels([g for _, g in groups], fontsize=8)
+    ax.set_ylim(len(groups) - 0.5, -0.5)
     ax.set_xscale("log")
-    ax.set_xlabel("ns / element (bars in legend order)")
+    ax.set_xlabel("ns / element (log scale)")
     ax.grid(True, axis="x", which="both", alpha=0.3)
+    _legend_below(ax, list(handles.values()), list(handles))

@@ -35,7 +35,6 @@ namespace py = pybind11;
 using namespace pybind11::literals;
 
 namespace fastsoftmax {
-void register_testing(py::module_& m);
 void register_training(py::module_& m);
 void register_select(py::module_& m);
 
@@ -367,7 +366,7 @@ ArrayView internal_array(py::handle a, int type_num, const char* what) {
 
 py::object compute(int op, py::handle x, const std::vector<int>& axes, double temperature,
                    py::handle where, py::handle out, py::handle b, py::handle sign) {
-  DType dt;
+  DType dt = DType::f32;  // set by dtype_of below (checked)
   internal_check(op >= 0 && op <= int(Op::logsumexp), "op");
   internal_check(PyObject_TypeCheck(x.ptr(), g_ndarray_type), "x");
   const ArrayView v = view_of(x);
@@ -657,6 +656,4 @@ PYBIND11_MODULE(_core, m) {
   });
   register_training(m);
   register_select(m);
-  py::module_ t = m.def_submodule("_testing", "test hooks (not public API)");
-  register_testing(t);
 }

@@ -4,8 +4,8 @@ Loaded with ``-p avx512_emulation_plugin`` (tests/ on sys.path) by
 tests/test_avx512_emulated.py, in a subprocess whose environment
 ``emulation_environment()`` sets.  It imports fastsoftmax *on the emulated CPU*
 (so its kernel tables see AVX-512 and ``available_isas()`` lists ``avx512``), then
-wraps every entry point of ``fastsoftmax._core`` and ``fastsoftmax._core._testing``
-so that the call runs on the emulator, at one thread: pytest, the references and the
+wraps every entry point of ``fastsoftmax._core`` and of the test hooks
+``fastsoftmax._testing`` (when built; also imported on the emulated CPU) so that the call runs on the emulator, at one thread: pytest, the references and the
 assertions run natively.  See avx512_emulator.py for how and why.
 """
 
@@ -56,7 +56,13 @@ def _install():
     core = fs._core
     if "avx512" not in fs.available_isas():
         raise RuntimeError(f"the emulated CPU offers {fs.available_isas()}, not avx512")
-    for module in (core, core._testing):
+    modules = [core]
+    try:
+        modules.append(EMULATOR.call(lambda: importlib.import_module("fastsoftmax._testing")))
+    except ModuleNotFoundError as e:  # an install without the hooks: their tests are
+        if e.name != "fastsoftmax._testing":  # deselected (conftest.py, marker `hooks`)
+            raise
+    for module in modules:
         for name in dir(module):
             obj = getattr(module, name)
             if callable(obj) and not isinstance(obj, type) and not name.startswith("__") \

@@ -5,7 +5,9 @@ Every test that runs a kernel requests the ``isa`` fixture (most modules through
 this build and CPU offer; the test id is the ISA name.
 """
 
+import importlib.util
 import os
+import pathlib
 import warnings
 
 import numpy as np
@@ -16,6 +18,36 @@ import fastsoftmax
 
 ISAS = list(fastsoftmax.available_isas())
 FUNC_NAMES = ("softmax", "log_softmax", "logsumexp")
+
+# The test hooks (fastsoftmax._testing) are built by the README's test command
+# (-Ccmake.define.FASTSOFTMAX_TEST_HOOKS=ON) and never shipped in a wheel; tests that need
+# them carry the `hooks` marker, tests that compile csrc/ the `source` marker. Without
+# what they need they do not skip: the run stops (pytest_collection_modifyitems) unless
+# they were deselected, as tools/build_wheel.py does with -m "not hooks and not source".
+HAVE_HOOKS = importlib.util.find_spec("fastsoftmax._testing") is not None
+HAVE_SOURCE = (pathlib.Path(__file__).resolve().parent.parent / "csrc").is_dir()
+_NEEDS = {
+    "hooks": (HAVE_HOOKS, "fastsoftmax._testing (the test hooks), which this install lacks: "
+              "install with the README's test command (pip install -v \".[test]\" "
+              "-Ccmake.define.FASTSOFTMAX_TEST_HOOKS=ON)"),
+    "source": (HAVE_SOURCE, "the source tree (csrc/) beside tests/"),
+}
+
+
+def pytest_report_header(config):
+    return (f"fastsoftmax {fastsoftmax.__version__} from "
+            f"{os.path.dirname(fastsoftmax.__file__)}: isa {fastsoftmax.isa()}, available "
+            f"{ISAS}, test hooks {'built' if HAVE_HOOKS else 'NOT built'}")
+
+
+@pytest.hookimpl(trylast=True)  # after -m/-k have deselected
+def pytest_collection_modifyitems(config, items):
+    for marker, (have, what) in _NEEDS.items():
+        need = [i for i in items if i.get_closest_marker(marker)]
+        if need and not have:
+            raise pytest.UsageError(
+                f"{len(need)} selected tests (e.g. {need[0].nodeid}) need {what}; "
+                f"or deselect them with -m 'not {marker}'")
 
 # Bounded so the whole suite stays fast; the isa fixture is set once per test, not per
 # example, which is what the function-scoped-fixture health check warns about.

@@ -54,9 +54,15 @@ def _unavailable() -> str | None:
     return None
 
 
+# a module whose tests need the test hooks passes the `hooks` marker on to its run here
+PARAMS = [pytest.param(m, marks=pytest.mark.hooks)
+          if "pytest.mark.hooks" in (TESTS / m).read_text() else m for m in MODULES]
+
+
 @pytest.mark.slow  # about ten minutes in all
+@pytest.mark.emulator
 @pytest.mark.skipif(_unavailable() is not None, reason=str(_unavailable()))
-@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("module", PARAMS)
 def test_avx512_kernels_emulated(module, request):
     cmd = [sys.executable, "-m", "pytest", "-p", "avx512_emulation_plugin", "-p", "no:cacheprovider",
            "-q", "-k", "avx512", str(TESTS / module)]

@@ -57,6 +57,9 @@ def test_axis_out_of_range(func_name, shape, axis, bad):
     with pytest.raises(np.exceptions.AxisError, match=re.escape(msg)) as ei:
         FUNCS[func_name](np.ones(shape), axis=axis)
     assert isinstance(ei.value, ValueError) and isinstance(ei.value, IndexError)
+    # NumPy's own words, once: "axis 2 is out of bounds for array of dimension 2", not
+    # "axis: axis 2 is ..." (issue #18)
+    assert str(ei.value) == msg
 
 
 @pytest.mark.parametrize("axis", [(0, 0), (1, -1), (0, 1, 0)], ids=str)

@@ -1,5 +1,7 @@
 """docs/contract.md §1, §2: dtypes, axis forms, input kinds, temperature, dtype=."""
 
+import inspect
+
 import numpy as np
 import pytest
 import scipy.special
@@ -283,3 +285,18 @@ def test_log_softmax_dominant_entry_loses_no_precision():
         if dtype == np.float64:
             assert abs(float(ly[0]) - float(ref.lsm[0])) <= 1e-24
             assert abs(float(r) - float(ref.lse)) <= 1e-24
+
+
+def test_every_public_function_has_a_signature():
+    # help(), IDEs and inspect read these; the pybind11 builtins isa, get_num_threads and
+    # available_isas had none (issue #18): they are Python functions now
+    for name in fs.__all__:
+        inspect.signature(getattr(fs, name))
+    for name, ret in (("isa", "str"), ("get_num_threads", "int"), ("available_isas", "list[str]")):
+        sig = inspect.signature(getattr(fs, name))
+        assert not sig.parameters and sig.return_annotation == ret, (name, sig)
+        assert getattr(fs, name).__doc__
+    assert list(inspect.signature(fs.softmax).parameters) == [
+        "x", "axis", "temperature", "where", "dtype", "out"]
+    assert fs.isa() in fs.available_isas() and "scalar" in fs.available_isas()
+    assert isinstance(fs.get_num_threads(), int) and fs.get_num_threads() >= 1

@@ -223,3 +223,73 @@ def test_overflow_free_large_rows(func_name, dtype, rng):
     x = (rng.standard_normal((20, 50)) * 5 - 1e4).astype(dtype)  # exp(x) underflows
     run_case(func_name, x, -1, np.dtype(dtype), None)
     run_case(func_name, x, 0, np.dtype(dtype), None)
+
+
+# --------------------------------------------------------------------- casts, subnormals
+@pytest.mark.parametrize("values,dtype,row", [
+    ([1e5, 0.0], np.float16, "+inf"),     # 1e5 > float16's max: +inf after the cast
+    ([1e39, 0.0], np.float32, "+inf"),
+    ([-1e39, 0.0], np.float32, "-inf"),
+    ([1e39, -1e39, 0.0], np.float32, "+inf"),
+], ids=["f64_to_f16", "f64_to_f32", "f64_to_f32_neg", "both"])
+def test_dtype_cast_overflow_is_silent(func_name, values, dtype, row):
+    # docs/contract.md §3: no RuntimeWarning, also not from the dtype= cast (issue #18:
+    # "overflow encountered in cast" came from _api's astype); the overflowed value is
+    # then an input +-inf like any other
+    f = getattr(fs, func_name)
+    x = np.array(values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = f(x, dtype=dtype)
+    assert y.dtype == dtype
+    if row == "+inf":  # a +inf entry: softmax/log_softmax all NaN, logsumexp +inf
+        if func_name == "logsumexp":
+            assert y == np.inf
+        else:
+            assert np.isnan(y).all()
+    else:  # [-inf, 0]: the -inf entry gives 0 / -inf, the other 1 / 0; logsumexp 0
+        expect = {"softmax": [0.0, 1.0], "log_softmax": [-np.inf, 0.0], "logsumexp": 0.0}
+        np.testing.assert_array_equal(y, np.array(expect[func_name], dtype))
+
+
+def test_label_cast_overflow_is_silent():
+    # dense labels are converted to the logits' dtype (docs/contract.md §4.1): a uint16
+    # 65535 becomes +inf in float16 without a warning, exactly as the pre-cast labels
+    logits = np.array([[0.5, -1.0, 2.0]], np.float16)
+    labels = np.array([[65535, 0, 1]], np.uint16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = fs.softmax_cross_entropy_with_logits(labels, logits, return_grad=True)
+    with np.errstate(over="ignore"):
+        cast = labels.astype(np.float16)
+    assert np.isinf(cast[0, 0])
+    want = fs.softmax_cross_entropy_with_logits(cast, logits, return_grad=True)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("dtype,values,floor", [
+    (np.float32, [0.0, -88.0, -90.0, -100.0], 1e-30),      # exp(-88) = 6.1e-39: subnormal
+    (np.float64, [0.0, -709.0, -720.0, -740.0], 1e-290),   # exp(-709) = 1.2e-308: subnormal
+])
+def test_subnormal_results_within_the_absolute_floor(isa, dtype, values, floor):
+    # docs/contract.md §5 (and README's accuracy line): where the exact softmax is below
+    # the floor, the error allowed is that absolute amount. The scalar kernels return the
+    # subnormal; the SIMD kernels flush it to 0 (issue #18: [0, -88, -90] -> [1, 0, 0]).
+    x = np.array(values, dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = fs.softmax(x)
+    exact = np.exp(np.array(values, np.longdouble) - max(values))
+    exact /= exact.sum()
+    assert y[0] == 1.0
+    tiny = y[1:].astype(np.longdouble)
+    assert np.all(np.abs(tiny - exact[1:]) <= floor)
+    assert np.all(tiny >= 0)
+    if isa == "scalar":  # the subnormal itself, to its (reduced) precision
+        sub = np.finfo(dtype).smallest_subnormal
+        assert np.all(tiny > 0)
+        assert np.all(np.abs(tiny - exact[1:]) <= 2 * sub + 1e-6 * exact[1:])
+    else:  # flushed, or the subnormal: nothing in between
+        ok = (tiny == 0) | (np.abs(tiny - exact[1:]) <= 1e-6 * exact[1:] + 2 * np.finfo(dtype).smallest_subnormal)
+        assert ok.all(), y

@@ -1,5 +1,8 @@
-// Test hooks exposed as fastsoftmax._core._testing: direct access to per-ISA
-// helpers (the vector exp) for exhaustive accuracy tests. Not public API.
+// fastsoftmax._testing, a separate extension built only with -DFASTSOFTMAX_TEST_HOOKS=ON
+// (the README's test command): direct access to per-ISA helpers (the vector exp) for
+// exhaustive accuracy tests. Never in a published wheel; not public API. It links the
+// same engine objects as _core (CMakeLists.txt), and has its own copy of dispatch.cpp's
+// CPU detection.
 //
 //   exp_f32(isa, x) / exp_f64(isa, x) -> ndarray
 //       the ISA's vector exp over a 1-D array (tails through the same vector code)
@@ -150,6 +153,7 @@ py::array_t<T> apply(void (*fn)(const T*, T*, int64_t),
 }  // namespace
 
 void register_testing(py::module_& m) {
+  m.doc() = "fastsoftmax test hooks (built with -DFASTSOFTMAX_TEST_HOOKS=ON; not public API)";
   m.def(
       "exp_f32",
       [](const std::string& isa, py::array_t<float, py::array::c_style | py::array::forcecast> x,
@@ -227,3 +231,5 @@ void register_testing(py::module_& m) {
 }
 
 }  // namespace fastsoftmax
+
+PYBIND11_MODULE(_testing, m) { fastsoftmax::register_testing(m); }

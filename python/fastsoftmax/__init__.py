@@ -9,8 +9,8 @@ See docs/contract.md for the contract; ``isa()`` tells which kernels are in use.
 from __future__ import annotations
 
 from . import _api, _core
-from ._api import set_num_threads, threads
-from ._core import available_isas, get_num_threads, isa, log_softmax, logsumexp, softmax
+from ._api import available_isas, get_num_threads, isa, set_num_threads, threads
+from ._core import log_softmax, logsumexp, softmax
 from ._sample import Sample, sample
 from ._select import TopK, top_k
 from ._xent import (

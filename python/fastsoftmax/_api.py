@@ -71,8 +71,16 @@ def _prepare(x, dtype, name: str = "x") -> np.ndarray:
             out = np.empty(x.shape, rd)
             _core._widen_f16(x, out)  # the ISA's conversions: NumPy's cost 8x more here
             return out
-        x = x.astype(rd, order="K")
+        x = _cast(x, rd)
     return x
+
+
+def _cast(a: np.ndarray, dtype) -> np.ndarray:
+    """a.astype(dtype) where values beyond dtype's range become +-inf silently (float64
+    1e5 to float16, 1e39 to float32): docs/contract.md §3 allows no warning, and an inf
+    made by the cast is then an input value like any other."""
+    with np.errstate(over="ignore"):
+        return a.astype(dtype, order="K")
 
 
 def _axes(axis, ndim: int) -> tuple[int, ...]:
@@ -90,7 +98,7 @@ def _axes(axis, ndim: int) -> tuple[int, ...]:
             what = type(a).__name__ if a is axis else f"a tuple holding {type(a).__name__}"
             raise TypeError(f"axis must be an int, a tuple of ints or None; got {what}") from None
         if not -ndim <= i < ndim:
-            raise AxisError(i, ndim, "axis")
+            raise AxisError(i, ndim)  # "axis 5 is out of bounds for array of dimension 2"
         axes.append(i % ndim)
     if len(set(axes)) != len(axes):
         raise ValueError("repeated axis in `axis` argument")
@@ -193,7 +201,7 @@ def logsumexp(
                 f"b of shape {bw.shape} does not broadcast with x's shape {x.shape}"
             ) from None
         x = np.broadcast_to(x, shape)
-        bw = np.broadcast_to(np.asarray(bw, dtype=np.float64), shape)
+        bw = np.broadcast_to(np.asarray(bw, dtype=np.float64), shape)  # exact: no overflow
         if not bw.flags.aligned:  # pragma: no cover - np.asarray gives aligned data
             bw = bw.copy()
     axes = _axes(axis, x.ndim)
@@ -230,6 +238,23 @@ def _thread_count(n) -> int:
     if n != -1 and not 1 <= n <= 1 << 16:
         raise ValueError(f"n must be >= 1, or -1 for all cores; got {n}")
     return n
+
+
+# isa, available_isas and get_num_threads: Python functions around the core's, so that
+# inspect.signature and help() see their signatures (pybind11's builtins have none).
+def get_num_threads() -> int:
+    """The number of threads the next call may use (set_num_threads, else OpenMP's)."""
+    return _core.get_num_threads()
+
+
+def isa() -> str:
+    """The instruction set of the kernels in use: avx512, avx2, neon or scalar."""
+    return _core.isa()
+
+
+def available_isas() -> list[str]:
+    """The instruction sets this build and CPU can run, widest first (always "scalar")."""
+    return _core.available_isas()
 
 
 def set_num_threads(n: int) -> None:

@@ -191,7 +191,7 @@ def _float_labels(labels, x: np.ndarray) -> np.ndarray:
     if kind in "biu":  # the core reads bool, int32 and int64 as they are
         if lab.dtype in _DIRECT_INTS and lab.flags.aligned:
             return lab
-        return lab.astype(x.dtype)
+        return _api._cast(lab, x.dtype)  # an int beyond float16's range: inf, no warning
     fd = _api._float_dtype(lab.dtype) if kind == "f" else None
     if fd is None:
         raise TypeError(
