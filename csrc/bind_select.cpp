@@ -35,7 +35,7 @@ void check_result(const ArrayView& r, const ArrayView& x, int axis, int64_t k, i
 void top_k_core(py::array x, int axis, int64_t k, bool largest, int transform, py::array values,
                 py::array indices) {
   const ArrayView xv = view_of(x);
-  DType dt;
+  DType dt = DType::f32;
   internal_check(dtype_of(xv.type_num, dt) && native_aligned(xv), "x");
   internal_check(axis >= 0 && axis < xv.nd, "axis");
   const int64_t n = xv.shape[axis];
@@ -101,7 +101,7 @@ void sample_core(py::array logits, py::object where, py::object temperature, py:
                  py::object top_p, py::object min_p, py::object u, py::object seed,
                  py::object offset, int logprobs, py::object tokens, py::object logprob) {
   const ArrayView xv = view_of(logits);
-  DType dt;
+  DType dt = DType::f32;
   internal_check(dtype_of(xv.type_num, dt) && native_aligned(xv) && xv.nd >= 1, "logits");
   internal_check(logprobs >= 0 && logprobs <= 2, "logprobs");
   SampleProblem a{};
