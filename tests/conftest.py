@@ -2,7 +2,9 @@
 
 Every test that runs a kernel requests the ``isa`` fixture (most modules through
 ``pytestmark = pytest.mark.usefixtures("isa")``), so it runs once per instruction set
-this build and CPU offer; the test id is the ISA name.
+this build and CPU offer; the test id is the ISA name.  FASTSOFTMAX_TEST_ISAS (a
+comma-separated list) limits it to those ISAs: .ci/aarch64.sh runs the suite once per
+aarch64 ISA that way, each run with that ISA also the default (FASTSOFTMAX_ISA).
 """
 
 import importlib.util
@@ -17,6 +19,12 @@ from hypothesis import HealthCheck, Phase, settings
 import fastsoftmax
 
 ISAS = list(fastsoftmax.available_isas())
+if os.environ.get("FASTSOFTMAX_TEST_ISAS"):
+    _wanted = os.environ["FASTSOFTMAX_TEST_ISAS"].split(",")
+    if not set(_wanted) <= set(ISAS):
+        raise pytest.UsageError(f"FASTSOFTMAX_TEST_ISAS={','.join(_wanted)}: this build and "
+                                f"CPU offer {ISAS}")
+    ISAS = [i for i in ISAS if i in _wanted]
 FUNC_NAMES = ("softmax", "log_softmax", "logsumexp")
 
 # The test hooks (fastsoftmax._testing) are built by the README's test command

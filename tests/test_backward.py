@@ -89,6 +89,7 @@ def inputs(rng, kind, shape, axis=-1, dtype=np.float64, spread=3.0):
 
 
 # --------------------------------------------------------------------- correctness
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape,axis", [((4, 7), -1), ((4, 7), 0), ((3, 5, 6), 1), ((2, 3, 1000), -1),
                                         ((1,), 0), ((5, 1), -1), ((6, 129), -1)])
@@ -149,6 +150,7 @@ def test_broadcast_grad(rng, kind):
         bwd(kind)(np.zeros((6, 8)), y)
 
 
+@pytest.mark.aarch64
 def test_special_values(kind):
     y = np.array([[0.5, 0.5, 0.0], [np.nan, 0.5, 0.5]])
     if kind == "log_softmax":
@@ -173,6 +175,7 @@ def test_log_softmax_backward_outside_log_domain(rng):
     assert out[0, 2] == -np.inf
 
 
+@pytest.mark.aarch64
 def test_float16(rng, kind):
     g, y = inputs(rng, kind, (5, 300), dtype=np.float16, spread=2.0)
     out = bwd(kind)(g, y)
@@ -183,6 +186,7 @@ def test_float16(rng, kind):
     np.testing.assert_array_equal(bwd(kind)(np.asfortranarray(g), y), out)
 
 
+@pytest.mark.aarch64
 def test_dtypes(rng, kind):
     g, y = inputs(rng, kind, (3, 4), dtype=np.float32)
     assert bwd(kind)(g, y.astype(np.float64)).dtype == np.float64
@@ -213,6 +217,7 @@ def layouts(a):
     yield "misaligned", m
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("axis", [-1, 0])
 def test_layouts(rng, kind, dtype, axis):
@@ -227,6 +232,7 @@ def test_layouts(rng, kind, dtype, axis):
 
 
 # ----------------------------------------------------------------------------- out
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_out(rng, kind, dtype):
     g, y = inputs(rng, kind, (5, 33), dtype=dtype)
@@ -289,6 +295,7 @@ def test_out_errors(kind):
 
 
 # ---------------------------------------------------------------- determinism, long rows
+@pytest.mark.aarch64
 @pytest.mark.parametrize("shape", [(64, 3000), (3, 300_007)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_threads_do_not_change_bits(rng, kind, shape, dtype):
@@ -383,6 +390,7 @@ def test_no_input_sized_temporary(layout, func):
     assert extra < 16 << 20, f"{extra / 2**20:.1f} MiB extra"
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 33, 127, 129, 2049, 4097])
 def test_accuracy_bound_lengths(rng, kind, dtype, n):

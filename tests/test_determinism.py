@@ -18,6 +18,7 @@ def _row_of(name, y, k, axis):
     return y[k] if axis == -1 else y[:, k]
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("n", [1, 7, 16, 20, 33, 64, 65, 129, 1000, 5000])
 def test_row_alone_vs_in_batches(func_name, n, dtype, rng):
@@ -37,6 +38,7 @@ def test_row_alone_vs_in_batches(func_name, n, dtype, rng):
             assert_bits_equal(_row_of(func_name, y, pos, -1), alone, f"row {pos} of {m}")
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("n", [1, 7, 16, 33, 129, 1000])
 def test_column_in_panels_of_any_width(func_name, n, dtype, rng):
@@ -78,6 +80,7 @@ def test_panel_in_3d_arrays(func_name, dtype, rng):
         assert_bits_equal(r, results[0], "panel column in 2-D vs 3-D")
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("axis", [-1, 0])
 def test_thread_count_does_not_change_bits(func_name, axis, dtype, rng):
@@ -91,6 +94,7 @@ def test_thread_count_does_not_change_bits(func_name, axis, dtype, rng):
         assert_bits_equal(yn, y1, f"threads({n}) vs threads(1)")
 
 
+@pytest.mark.aarch64
 def test_thread_count_strided_and_where(func_name, rng):
     f = FUNCS[func_name]
     x = rng.standard_normal((400, 1200)).astype(np.float32)[:, ::3]

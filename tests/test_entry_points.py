@@ -313,6 +313,7 @@ def _id(op_case):
     return op + "-" + ",".join(f"{k}={v}" for k, v in case.items() if v not in ("omit",))
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("op,case", CASES, ids=[_id(c) for c in CASES])
 def test_same_answer(op, case):
     _check(op, case)
@@ -328,6 +329,7 @@ SIGNATURE_ERRORS = [
 ]
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("args,kwargs", SIGNATURE_ERRORS, ids=str)
 def test_signature_errors(op, args, kwargs):
@@ -373,6 +375,7 @@ BAD_INTERNAL_CALLS = {
 }
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("call", BAD_INTERNAL_CALLS.values(), ids=BAD_INTERNAL_CALLS.keys())
 def test_internal_compute_rejects_without_crashing(call):
     # _core._compute trusts _api for the user's rules; its own checks only keep a wrong

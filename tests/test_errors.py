@@ -25,6 +25,7 @@ BAD_DTYPE_INPUTS = [
 ]
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("x,name", BAD_DTYPE_INPUTS, ids=lambda v: getattr(v, "dtype", v).__str__())
 def test_unsupported_dtype(func_name, x, name):
     with pytest.raises(TypeError, match=name):
@@ -49,6 +50,7 @@ def test_dtype_argument_garbage(func_name):
 
 
 # --------------------------------------------------------------------------- axis
+@pytest.mark.aarch64
 @pytest.mark.parametrize("shape,axis,bad", [((2, 3), 2, 2), ((2, 3), -3, -3), ((4,), 1, 1),
                                             ((2, 3, 4), (0, 5), 5), ((2, 3), (-3,), -3)],
                          ids=str)
@@ -75,6 +77,7 @@ def test_axis_wrong_type(func_name, axis):
 
 
 # -------------------------------------------------------------------- temperature
+@pytest.mark.aarch64
 @pytest.mark.parametrize("t", [0.0, -0.0, -1.0, -1e-300, np.nan, np.inf, -np.inf], ids=str)
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 def test_bad_temperature(name, t):
@@ -96,6 +99,7 @@ def test_where_not_boolean(func_name):
             FUNCS[func_name](x, where=w)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("wshape", [(2,), (2, 2), (3, 3), (4, 2, 3), (1, 4)], ids=str)
 def test_where_not_broadcastable(func_name, wshape):
     with pytest.raises(ValueError, match="where"):
@@ -107,6 +111,7 @@ def _out_shape(name, shape):
     return shape if name != "logsumexp" else shape[:-1]
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("bad", [(2, 4), (3, 2), (2, 3, 1), (6,), ()], ids=str)
 def test_out_wrong_shape(func_name, bad):
     x = np.ones((2, 3))
@@ -159,6 +164,7 @@ def test_logsumexp_b_not_broadcastable():
 
 
 # -------------------------------------------------------------------------- threads
+@pytest.mark.aarch64
 @pytest.mark.parametrize("n", [0, -2, -100])
 def test_set_num_threads_bad(n):
     before = fs.get_num_threads()
@@ -186,6 +192,7 @@ ODD_SHAPES = [
 ]
 
 
+@pytest.mark.aarch64
 @pytest.mark.usefixtures("isa")
 @pytest.mark.parametrize("shape,axis", ODD_SHAPES, ids=str)
 def test_odd_shapes(func_name, shape, axis, rng):

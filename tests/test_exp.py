@@ -151,6 +151,7 @@ def test_exp_f64_random(isa, lo, hi, count):
     assert r["max_err"] < 1.0, _show(r)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("isa", VECTOR_ISAS)
 def test_exp_f32_specials(isa):
     nan = np.float32(np.nan)
@@ -170,6 +171,7 @@ def test_exp_f32_specials(isa):
     assert np.all(y[12:] == 0) and not np.any(np.signbit(y[12:]))
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("isa", VECTOR_ISAS)
 def test_exp_f32_near_underflow_is_normal_and_accurate(isa):
     # oneDNN returns 0 here although the true result is a normal float
@@ -185,6 +187,7 @@ def test_exp_f32_near_underflow_is_normal_and_accurate(isa):
     assert np.all(x[~normal] < np.float32(F32_MIN_ARG))
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("isa", VECTOR_ISAS)
 def test_exp_f64_specials(isa):
     x = np.array([np.nan, -np.inf, np.inf, 0.0, -0.0, -1e300, 1e300, -5e-324,
@@ -202,6 +205,7 @@ def test_exp_f64_specials(isa):
     assert y[12] == 0
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("isa", VECTOR_ISAS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_exp_lane_result_independent_of_position(isa, dtype):
@@ -282,6 +286,7 @@ def test_exp_of_the_training_kernels(isa, variant):
         assert np.all(T.exp_f32(isa, np.array([89.0, np.inf], np.float32), variant=variant) == np.inf)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("isa", ["scalar"] + VECTOR_ISAS)
 def test_log1p_of_a_rows_rest(isa):
     # The float32 row kernels take a row's log as log1p(rest), rest = sum - 1 >= 0, with

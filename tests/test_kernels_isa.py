@@ -77,6 +77,7 @@ def check_vs_scalar(name, y, x, axis):
 
 
 # ------------------------------------------------------------------------- rows
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("name", FUNCS)
 def test_row_lengths(name, dtype, rng):
@@ -122,6 +123,7 @@ def test_rows_near_underflow_and_wide_range(dtype):
 
 
 # ------------------------------------------------------------------------ panels
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("name", FUNCS)
 def test_panels(name, dtype, rng):
@@ -139,6 +141,7 @@ def test_panels(name, dtype, rng):
 SPECIALS = {"nan": np.nan, "+inf": np.inf, "-inf": -np.inf}
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("special", list(SPECIALS))
 @pytest.mark.parametrize("layout", ["row", "panel"])
@@ -180,6 +183,7 @@ def test_row_bits_independent_of_offset_and_batch(name, dtype, rng):
         assert_bits_equal(run(name, batch, -1)[3], alone, "in a batch")
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("name", FUNCS)
 def test_row_bits_in_groups_of_a_batch(name, dtype, rng):
@@ -215,6 +219,7 @@ def test_panel_column_bits_independent_of_width_and_position(name, dtype, rng):
             assert_bits_equal(got, ref, f"width {13 + extra} at lane {pos}")
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("name", FUNCS)
 def test_short_rows_across_rows(name, dtype, rng):

@@ -87,6 +87,7 @@ def _call_check(name, x, axis, values):
     return y
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("axis", [-1, 0, None], ids=str)
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -96,6 +97,7 @@ def test_layouts_2d(func_name, layout, axis, dtype, rng):
     _call_check(func_name, x, axis, v)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("axis", [1, -2, (0, 2), (1, 2)], ids=str)
 @pytest.mark.parametrize("layout", ["C", "F", "transposed", "stepped_last", "stepped_both",
@@ -117,6 +119,7 @@ def test_3d_middle_axis_transposed_views(func_name, dtype, rng):
         _call_check(func_name, x, 1, v)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("axis", [-1, 0], ids=str)
 def test_zero_stride_broadcast(func_name, axis, dtype, rng):
@@ -168,6 +171,7 @@ def test_lengths_panels_axis0(func_name, n, width, dtype, rng):
     _call_check(func_name, v, 0, v)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("n", [0, 1, 7, 9, 17, 33, 129])
 @pytest.mark.parametrize("layout", ["stepped_last", "F", "negative", "misaligned",
@@ -228,6 +232,7 @@ def test_long_column_panels(func_name, dtype):
     _check_cached(func_name, "panel_strided", np.dtype(dtype))
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("step", [2, 3, 4, 5])
 def test_small_element_steps_on_the_reduced_axis(func_name, step, dtype, rng):

@@ -11,6 +11,7 @@ from _ref import random_values
 pytestmark = pytest.mark.usefixtures("isa")
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("shape,axis", [((4, 7), -1), ((4, 7), 0), ((3, 4, 5), 1),
                                         ((3, 4, 5), (0, 2)), ((3, 4, 5), None), ((6,), 0),
@@ -85,6 +86,7 @@ def _cond_tol(x, b, axis, dtype):
     return np.maximum(cond, 1)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("axis", [-1, 0])
 def test_b_positive_and_zeros(dtype, axis, rng):
@@ -129,6 +131,7 @@ def test_b_scalar_equals_shift(dtype, rng):
     check_log_values(y, r, dtype, "b=4")
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_b_negative_return_sign(dtype, rng):
     x = random_values(rng, (8, 13), dtype, spread=False)
@@ -150,6 +153,7 @@ def test_b_negative_return_sign(dtype, rng):
     check_log_values(y[:2], r[:2], dtype, "no-cancellation rows")
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_b_long_rows_strided_and_masked(dtype, rng):
     # the weighted sums go in chunks of 2048 through the float64 kernels (contiguous x
@@ -195,6 +199,7 @@ def test_return_sign_without_b(dtype, rng):
     assert isinstance(y0, np.floating) and y0.dtype == dtype and s0 == 1
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_return_sign_without_b_specials_and_layouts(dtype, rng):
     # without b the terms are >= 0: the values are the kernels' (the bits of the call
@@ -253,6 +258,7 @@ def test_b_int_and_list(rng):
     check_log_values(y, r, np.float64, "list b")
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_logsumexp_matches_scipy(dtype, rng):
     x = random_values(rng, (7, 50), dtype, spread=False)

@@ -29,6 +29,7 @@ def test_out_contiguous_returns_out(func_name, axis, dtype, rng):
     check_func(func_name, out, x, axis)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("axis", [-1, 0])
 @pytest.mark.parametrize("view", ["stepped", "transposed", "negative", "stepped_neg"])
@@ -59,6 +60,7 @@ def test_out_strided_views(func_name, view, axis, dtype, rng):
     assert np.all(big[~touched] == sentinel)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("axis", [-1, 0, 1])
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
@@ -82,6 +84,7 @@ def test_out_is_x_in_place_strided(name, rng):
     np.testing.assert_array_equal(buf[1::2], outside)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 @pytest.mark.parametrize("along", ["reduced_axis", "other_axis"])
 @pytest.mark.parametrize("axis", [-1, 0])
@@ -178,6 +181,7 @@ def test_out_misaligned(func_name, rng):
 
 
 # -------------------------------------------------------------------------- where
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("axis", [-1, 0])
 def test_where_masks(func_name, axis, dtype, rng):
@@ -206,6 +210,7 @@ def test_where_masked_nan_and_inf_do_not_poison(func_name, dtype, rng):
         check_func(func_name, y, xx, axis, where=ww)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_where_fully_masked_row(func_name, dtype, rng):
     x = random_values(rng, (5, 9), dtype)
@@ -254,6 +259,7 @@ def test_where_strided_and_tuple_axis(func_name, rng):
         check_func(func_name, y, x, axis, where=w)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 def test_where_with_temperature(name, rng):
     x = rng.standard_normal((3, 30)).astype(np.float32)
@@ -298,6 +304,7 @@ def _strided_copy(a):
     return view
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
 def test_gathered_rows_vector_and_walked_agree(name, dtype, rng):
@@ -322,6 +329,7 @@ def test_gathered_rows_vector_and_walked_agree(name, dtype, rng):
                 assert_bits_equal(out, y, f"n={n} {sorted(kw)}: strided out")
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_gathered_long_row_blocks(dtype, rng):
     # a row longer than a block is gathered block by block (offsets into x and mask)

@@ -56,6 +56,7 @@ def lengths(dtype):
     return sorted({1, b - 1, b, b + 1, 2 * b - 1, 2 * b, 2 * b + 1, 5 * b + 3})
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS, **DTYPE_IDS)
 @pytest.mark.parametrize("name", FUNCS)
 def test_lengths_around_the_block(name, dtype, rng):
@@ -116,6 +117,7 @@ def test_dominant_entry_in_a_late_block(name, dtype, rng):
     check(name, y, x)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS, **DTYPE_IDS)
 @pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
 def test_special_in_a_late_block(special, dtype, rng):

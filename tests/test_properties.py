@@ -41,6 +41,7 @@ def array_and_axis(draw, dtype, **kw):
     return x, axis
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dt", list(DT))
 @given(data=st.data())
 def test_matches_reference(dt, data):
@@ -53,6 +54,7 @@ def test_matches_reference(dt, data):
     check_logsumexp(lse, ref, dtype)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dt", list(DT))
 @given(data=st.data())
 def test_special_values_match_reference(dt, data):
@@ -114,6 +116,7 @@ def test_shift_invariance(dt, data):
                      "logsumexp(x + c)")
 
 
+@pytest.mark.aarch64
 @given(data=st.data())
 def test_matches_reference_strided(data):
     x, axis = data.draw(array_and_axis(np.float32, max_dims=3, max_side=30))
@@ -130,6 +133,7 @@ def test_matches_reference_strided(data):
     check_logsumexp(fs.logsumexp(xv, axis=axis), ref, np.float32)
 
 
+@pytest.mark.aarch64
 @given(data=st.data())
 def test_where_property(data):
     x, axis = data.draw(array_and_axis(np.float64, max_dims=2, max_side=40, bound=1e3))

@@ -76,6 +76,7 @@ def test_tokens_for_given_u(dtype, setting):
             assert abs(r.logprobs[i] - want) <= 4 * np.finfo(dtype).eps * max(1, abs(want)) + 1e-6
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("V", [1, 2, 15, 16, 17, 1023, 1024, 1025, 1029, 2048 + 7, 5000])
 def test_vocabulary_sizes_unfiltered(V):
     # the unfiltered draw sums blocks of 1024 tokens: short last blocks included
@@ -122,6 +123,7 @@ def test_chi_square(setting):
     assert scipy.stats.chisquare(counts[keep], expected).pvalue > 1e-4
 
 
+@pytest.mark.aarch64
 def test_seeded_uniforms_are_numpys_philox():
     # uniform logits over V tokens: the token is floor(u * V) (away from multiples)
     V = 4096
@@ -159,6 +161,7 @@ def test_batch_position_thread_invariance():
     assert one.tokens[0] == a.tokens[10]
 
 
+@pytest.mark.aarch64
 def test_greedy_and_logprobs():
     x = np.array([[1.0, 3.0, 3.0, 2.0], [0.0, -1.0, 5.0, 5.0]], np.float32)
     r = fs.sample(x, temperature=0.0, top_logprobs=2)
@@ -182,6 +185,7 @@ def test_raw_logprobs_with_temperature_and_mask():
     assert np.all(np.abs(r.logprobs - want) <= 4 * 2.0**-23 * np.maximum(1, np.abs(want)))
 
 
+@pytest.mark.aarch64
 def test_invalid_rows():
     x = np.zeros((4, 10), np.float32)
     x[0, 3] = np.nan
@@ -211,6 +215,7 @@ def test_shapes_and_sources():
     assert fs.sample(x).tokens.shape == (2, 3)  # fresh entropy
 
 
+@pytest.mark.aarch64
 def test_errors():
     x = np.zeros((3, 8), np.float32)
     cases = [

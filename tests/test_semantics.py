@@ -38,6 +38,7 @@ AXIS_CASES = [
 ]
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("shape,axis", AXIS_CASES, ids=str)
 def test_axis_forms(func_name, dtype, shape, axis, rng):
@@ -46,6 +47,7 @@ def test_axis_forms(func_name, dtype, shape, axis, rng):
     check_func(func_name, y, x, axis)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("shape,axis", [((3, 5, 7), (0, 2)), ((4, 6), None), ((2, 3, 4), (1, 2))],
                          ids=str)
 def test_tuple_axis_matches_scipy(shape, axis, rng):
@@ -64,6 +66,7 @@ def test_default_axis_is_last(func_name, rng):
     check_func(func_name, y, x, -1)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_zero_d_axis_none(dtype):
     x = np.array(3.5, dtype=dtype)
@@ -98,6 +101,7 @@ def test_same_dtype_out(func_name, dtype, rng):
     check_func(func_name, y, x)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("in_dtype", [np.bool_, np.int8, np.uint8, np.int16, np.uint16,
                                       np.int32, np.uint32, np.int64, np.uint64])
 def test_bool_and_int_compute_in_float64(func_name, in_dtype, rng):
@@ -158,6 +162,7 @@ DTYPE_ARG_CASES = [
 ]
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("in_dtype,out_dtype", DTYPE_ARG_CASES, ids=str)
 def test_dtype_argument(func_name, in_dtype, out_dtype, rng):
     if np.dtype(in_dtype).kind == "f":
@@ -215,6 +220,7 @@ TEMPS = {
 }
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("ti", range(3))
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
@@ -261,6 +267,7 @@ def test_temperature_with_dtype(rng):
 
 
 # -------------------------------------------------------------- scipy as a second witness
+@pytest.mark.aarch64
 @pytest.mark.parametrize("axis", [-1, 0, None, (0, 1)], ids=str)
 def test_matches_scipy_float64(axis, rng):
     x = rng.standard_normal((6, 23)) * 10

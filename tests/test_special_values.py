@@ -120,6 +120,7 @@ def _layouts(row, dtype):
     return out
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("pattern", PATTERN_NAMES)
 def test_special_value_table(func_name, pattern, dtype):
@@ -148,6 +149,7 @@ def test_special_value_table(func_name, pattern, dtype):
                 table_check(func_name, y[..., k], kind, x[:, k])
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("special", [nan, inf, -inf], ids=["nan", "posinf", "neginf"])
 @pytest.mark.parametrize("axis", [-1, 0])
@@ -186,6 +188,7 @@ def test_neginf_everywhere_but_one(func_name, dtype):
         np.testing.assert_array_equal(y0, y)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("shape,axis", [((3, 0), -1), ((0, 3), 0), ((3, 0, 4), (1, 2)),
                                         ((0,), -1), ((0,), None), ((2, 0), None),

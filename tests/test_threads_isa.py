@@ -20,6 +20,7 @@ KNOWN_ISAS = ("avx512", "avx2", "neon", "scalar")
 
 
 # ------------------------------------------------------------------------ threads
+@pytest.mark.aarch64
 def test_set_and_get_num_threads():
     with fs.threads(1):  # restores whatever was set before this test
         for n in (1, 2, 3, 5, 1):
@@ -30,6 +31,7 @@ def test_set_and_get_num_threads():
         assert fs.get_num_threads() >= 1
 
 
+@pytest.mark.aarch64
 def test_threads_context_manager_restores():
     before = fs.get_num_threads()
     with fs.threads(3):
@@ -84,6 +86,7 @@ def _run_json(code, **kw):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("omp", ["3", "1", "64"])
 def test_omp_num_threads_honoured(omp):
     r = _run_json(_THREADS_SCRIPT, env_update={"OMP_NUM_THREADS": omp})
@@ -97,6 +100,7 @@ def test_default_threads_all_cores():
     assert r["default"] in ALL_CORES
 
 
+@pytest.mark.aarch64
 def test_threadpoolctl_limits():
     code = """
 import json, fastsoftmax as fs, numpy as np
@@ -116,6 +120,7 @@ print(json.dumps(r))
     assert r["same"]
 
 
+@pytest.mark.aarch64
 @pytest.mark.usefixtures("isa")
 def test_gil_released_two_python_threads():
     rng = np.random.default_rng(7)
@@ -146,6 +151,7 @@ def test_gil_released_two_python_threads():
 
 
 # ---------------------------------------------------------------------------- ISA
+@pytest.mark.aarch64
 def test_available_isas():
     avail = fs.available_isas()
     assert isinstance(avail, list) and all(isinstance(a, str) for a in avail)
@@ -155,6 +161,7 @@ def test_available_isas():
     assert fs.isa() in avail
 
 
+@pytest.mark.aarch64
 def test_default_isa_is_the_best_available():
     p = run_python("import fastsoftmax as fs; print(fs.isa())", env_remove=("FASTSOFTMAX_ISA",))
     assert p.returncode == 0, p.stderr
@@ -162,6 +169,7 @@ def test_default_isa_is_the_best_available():
     assert p.stdout.strip() == best
 
 
+@pytest.mark.aarch64
 def test_isa_fixture_switches(isa):
     assert fs.isa() == isa
     x = np.linspace(-5, 5, 100)
@@ -176,6 +184,7 @@ def test_set_isa_unknown(name):
     assert fs.isa() == before
 
 
+@pytest.mark.aarch64
 def test_set_isa_unsupported_by_cpu_or_build():
     before = fs.isa()
     missing = [n for n in KNOWN_ISAS if n not in fs.available_isas()]
@@ -199,6 +208,7 @@ except Exception as e:
 """
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("name", fs.available_isas())
 def test_env_forces_isa(name):
     r = _run_json(_ENV_SCRIPT, env_update={"FASTSOFTMAX_ISA": name})
@@ -218,6 +228,7 @@ def test_env_bogus_is_a_clear_error():
     assert "FASTSOFTMAX_ISA" in r["msg"] and "bogus" in r["msg"], r
 
 
+@pytest.mark.aarch64
 def test_env_isa_cpu_lacks_is_an_error():
     foreign = "neon" if platform.machine().lower() in ("x86_64", "amd64") else "avx2"
     r = _run_json(_ENV_SCRIPT, env_update={"FASTSOFTMAX_ISA": foreign})

@@ -95,6 +95,7 @@ def test_all_nan_and_inf_rows():
             assert_top_k(x, k, -1, largest)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("largest", [True, False])
 def test_layouts(largest):
     rng = np.random.default_rng(3)
@@ -108,6 +109,7 @@ def test_layouts(largest):
                 assert_top_k(x, k, axis, largest)
 
 
+@pytest.mark.aarch64
 def test_long_rows_and_threads():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3, (1 << 17) + 5)).astype(np.float32)
@@ -139,6 +141,7 @@ def test_batch_invariance():
         np.testing.assert_array_equal(one.indices, full.indices[r:r + 1])
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 @pytest.mark.parametrize("transform", ["softmax", "log_softmax"])
 def test_transform_values(dtype, transform):
@@ -197,6 +200,7 @@ def test_int_bool_inputs_and_k0():
     assert fs.top_k([[1.0, 2.0]], 1).indices.tolist() == [[1]]
 
 
+@pytest.mark.aarch64
 def test_errors():
     x = np.ones((3, 4), np.float32)
     with pytest.raises(ValueError, match="k = 5 is larger"):

@@ -153,6 +153,7 @@ def soft_labels(rng, shape, axis=-1):
 
 
 # ------------------------------------------------------------------ the seed example
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_seed_example(dtype):
     logits = np.array([[1.0, 2.0, 3.0]] * 3, dtype)
@@ -169,6 +170,7 @@ def test_seed_example(dtype):
 
 
 # ------------------------------------------------------------- dense: TF's semantics
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape,axis", [((5, 7), -1), ((5, 7), 0), ((3, 4, 6), 1),
                                         ((2, 3, 129), -1), ((1, 1), -1), ((17,), 0)])
@@ -183,6 +185,7 @@ def test_dense_matches_tf_semantics(rng, dtype, shape, axis):
     assert_bound(got, ref, scale, dtype)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 @pytest.mark.parametrize("eps", [0.0, 0.1, 1.0])
@@ -254,6 +257,7 @@ def test_dense_integer_label_weights(rng):
         assert_bound(dense(lab.astype(dt), x), ref, scale, np.float64)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("axis", [(0, 2), (1, 2), None, (0, 1, 2)])
 def test_dense_tuple_axes(rng, axis):
     x = logits_like(rng, (3, 4, 5))
@@ -286,6 +290,7 @@ def test_dense_zero_target_at_minus_inf_logit():
     assert dense(lab, x, label_smoothing=0.1)[0] == np.inf
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dense_special_rows(dtype):
     x = np.array([[np.nan, 0.0, 1.0], [np.inf, 0.0, 1.0], [-np.inf] * 3, [1e30, -1e30, 5.0]],
@@ -317,6 +322,7 @@ def test_dense_scalar_results():
     assert isinstance(out32, np.float32)
 
 
+@pytest.mark.aarch64
 def test_dense_int_logits_and_float16(rng):
     assert dense([0, 1], [1, 2]).dtype == np.float64
     x = logits_like(rng, (6, 40), np.float16, spread=2)
@@ -333,6 +339,7 @@ def test_dense_int_logits_and_float16(rng):
 
 
 # ------------------------------------------------------------ sparse: PyTorch's rules
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 @pytest.mark.parametrize("ignore_index,eps", [(None, 0.0), (-100, 0.0), (3, 0.2), (None, 1.0)])
@@ -424,6 +431,7 @@ def test_sparse_zero_target_at_minus_inf_logit():
     assert sparse([2, 1], x, label_smoothing=0.1)[0] == np.inf
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sparse_special_rows(dtype):
     x = np.array([[np.nan, 0.0, 1.0], [np.inf, 0.0, 1.0], [-np.inf] * 3, [80.0, -80.0, 0.0]],
@@ -541,6 +549,7 @@ def strided_variants(x):
     yield "readonly", ro
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_strided_logits(rng, dtype):
     x = logits_like(rng, (9, 37), dtype)
@@ -562,6 +571,7 @@ def test_strided_logits(rng, dtype):
     np.testing.assert_allclose(d2[0], base_d[0], rtol=0, atol=1e-3 if dtype == np.float32 else 1e-12)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_transposed_logits_axis0(rng, dtype):
     x = logits_like(rng, (33, 8), dtype)  # classes on axis 0
@@ -579,6 +589,7 @@ def test_transposed_logits_axis0(rng, dtype):
     assert_bound(gs, gref2, np.ones(gs.shape), dtype)
 
 
+@pytest.mark.aarch64
 def test_sparse_float16(rng):
     x = logits_like(rng, (16, 100), np.float16, spread=2)
     lab = rng.integers(0, 100, 16)
@@ -618,6 +629,7 @@ def test_long_rows(rng, dtype):
 
 
 # ----------------------------------------------------------------------- determinism
+@pytest.mark.aarch64
 @pytest.mark.parametrize("shape", [(64, 3000), (3, 300_007)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_threads_do_not_change_bits(rng, shape, dtype):
@@ -750,6 +762,7 @@ def test_no_input_sized_temporary(layout, func):
 
 
 # ------------------------------------------------------------------ accuracy sweep
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [1, 2, 15, 16, 17, 127, 129, 1000])
 @pytest.mark.parametrize("spread", [1.0, 30.0, 1e4])

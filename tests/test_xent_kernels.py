@@ -64,6 +64,7 @@ def run_sparse(x, lab, **kw):
     return loss, g, loss_only
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
 def test_sparse_grad_lengths(rng, dtype):
     for n in LENGTHS:
@@ -105,6 +106,7 @@ def test_sparse_grad_block_edges(rng, n):
 SUB = 1 << 14  # reduce_train's sub-block (kernels/generic/training_rows.h kTrainSub)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("n", [SUB - 1, SUB, SUB + 1, 2 * SUB + 5, 3 * SUB - 7])
 def test_sparse_sub_blocks(rng, dtype, n):
@@ -152,6 +154,7 @@ def test_sparse_sub_block_specials(dtype):
     np.testing.assert_allclose(g[3, :SUB], 1.0 / SUB, rtol=1e-6)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
 def test_sparse_grad_special_rows(dtype):
     n = 37
@@ -236,6 +239,7 @@ def log_probs(rng, shape, dtype):
             - x.max(-1, keepdims=True)).astype(dtype)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
 def test_log_softmax_backward_lengths(rng, dtype):
     for n in LENGTHS:
@@ -254,6 +258,7 @@ def test_log_softmax_backward_block_edges(rng, n):
     assert_close(fs.log_softmax_backward(g, y), ref, scale, np.float32)
 
 
+@pytest.mark.aarch64
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
 def test_log_softmax_backward_special_and_positive(rng, dtype):
     n = 45
