@@ -98,7 +98,8 @@ py::handle fallback(Op op) {
   return g_fallback[int(op)];
 }
 
-// An ndarray the kernels can read directly: native float16/32/64, aligned.
+// An ndarray the kernels can read directly: native float16/32/64 (or bfloat16, once
+// registered), aligned.
 // Declines; _api._prepare / _api._compute_dtype own the rules for x.
 bool fast_array(py::handle x, DType& dt) {
   if (Py_TYPE(x.ptr()) != g_ndarray_type) return false;
@@ -123,7 +124,10 @@ py::array empty_like_layout(const ArrayView& v, DType dt, const DimVec<int64_t>&
   }
   // Straight through NumPy's C API (as pybind11 does, minus its temporaries).
   auto& api = py::detail::npy_api::get();
-  const int type_num = dt == DType::f16 ? kNpyHalf : dt == DType::f32 ? kNpyFloat : kNpyDouble;
+  const int type_num = dt == DType::f16    ? kNpyHalf
+                       : dt == DType::f32  ? kNpyFloat
+                       : dt == DType::f64  ? kNpyDouble
+                                           : g_bf16_type_num.load(std::memory_order_relaxed);
   PyObject* descr = api.PyArray_DescrFromType_(type_num);  // reference stolen below
   PyObject* arr =
       api.PyArray_NewFromDescr_(api.PyArray_Type_, descr, nd, sh, st, nullptr, 0, nullptr);
@@ -467,6 +471,15 @@ void widen_f16(py::array x, py::array out) {
   }
 }
 
+// Internal: fastsoftmax._api hands over ml_dtypes' bfloat16 dtype once it has
+// recognized it (numpy_view.h g_bf16_type_num); from then on dtype_of, and so the fast
+// entries and every binding, take its arrays.
+void register_bfloat16(py::dtype d) {
+  if (d.itemsize() != 2 || d.num() < 256)
+    throw py::value_error("internal: _register_bfloat16: not a two-byte user-defined dtype");
+  g_bf16_type_num.store(d.num(), std::memory_order_relaxed);
+}
+
 // ---- METH_FASTCALL entry points ----------------------------------------------------
 // pybind11's dispatcher costs ~250 ns more per call once keywords are passed; these
 // parse (args, kwnames) directly. Semantics match a Python signature
@@ -620,6 +633,7 @@ PYBIND11_MODULE(_core, m) {
         "b"_a, "sign"_a);
   m.def("_overlap", &overlap, "x"_a, "out"_a);
   m.def("_widen_f16", &widen_f16, "x"_a, "out"_a);
+  m.def("_register_bfloat16", &register_bfloat16, "dtype"_a);
   m.def("_set_fallbacks", [](py::object s, py::object l, py::object e) {
     const py::object fns[3] = {s, l, e};
     for (int i = 0; i < 3; ++i) {

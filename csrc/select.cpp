@@ -4,7 +4,7 @@
 // finish kernels), without writing the full result.
 //
 // Rows whose elements are contiguous in the compute type are read in place; others
-// (strided, float16) are gathered into a per-thread compute-type buffer. Each row is
+// (strided, float16, bfloat16) are gathered into a per-thread compute-type buffer. Each row is
 // one thread's work (rows split across threads); values are exact copies of x's
 // elements (transform none) or computed in the compute type and stored once.
 #include "select.h"
@@ -108,6 +108,7 @@ void run_top_k(const TopK& a) {
     case DType::f16: return top_k_rows<uint16_t, float>(a);
     case DType::f32: return top_k_rows<float, float>(a);
     case DType::f64: return top_k_rows<double, double>(a);
+    case DType::bf16: return top_k_rows<bf16_t, float>(a);
   }
 }
 
