@@ -536,7 +536,7 @@ template <class S, class C>
 void run_kernels(const Problem& p, const Layout& L) {
   const KernelTable& table = kernels();
   const SoftmaxKernels<S, C>& ks = softmax_set<S, C>(table);
-  const SoftmaxKernels<C, C>& kc = softmax_set<C, C>(table);
+  const SoftmaxKernels<C, C>& kc = gathered_set<S, C>(table);
   const int64_t isz = int64_t(sizeof(S));
   const bool lse = p.op == Op::logsumexp;
   const bool plain = p.temperature == 1.0 && !p.mask.data && ks.reduce != nullptr;

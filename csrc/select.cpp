@@ -60,7 +60,7 @@ template <class S, class C>
 void top_k_rows(const TopK& a) {
   const KernelTable& table = kernels();
   const SelectKernels<C>& sel = select_set<C>(table);
-  const SoftmaxKernels<C, C>& sm = softmax_set<C, C>(table);
+  const SoftmaxKernels<C, C>& sm = gathered_set<S, C>(table);
   const int64_t n = a.n, kk = a.k;
   const bool direct = in_place<S, C>(a.xs);
   for_rows<SelectScratch<C>>(a.outer, a.rows, n, a.threads,

@@ -301,6 +301,11 @@ struct F32 {
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V div(V a, V b) { return _mm256_div_ps(a, b); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }  // a * b + c, one rounding
+  // 1 where e == 1, else +0 (generic/set_apart.h)
+  static V ones(V e) {
+    const V one = _mm256_set1_ps(1.0f);
+    return _mm256_and_ps(_mm256_cmp_ps(e, one, _CMP_EQ_OQ), one);
+  }
   static V exp(V v) { return exp_ps(v); }
   static V exp_le0(V v) { return exp_ps<true>(v); }
   // exp_le0 for x >= kExpLe0NfMin (or NaN): the same bits, no clamp and no flush

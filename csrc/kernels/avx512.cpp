@@ -193,6 +193,11 @@ struct F32 {
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static V div(V a, V b) { return _mm512_div_ps(a, b); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }  // a * b + c, one rounding
+  // 1 where e == 1, else +0 (generic/set_apart.h)
+  static V ones(V e) {
+    const V one = _mm512_set1_ps(1.0f);
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(e, one, _CMP_EQ_OQ), one);
+  }
   static V exp(V v) { return exp_ps(v); }
   static V exp_le0(V v) { return exp_ps<true>(v); }
   static C hmax(V v) { return _mm512_reduce_max_ps(v); }

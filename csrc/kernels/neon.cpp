@@ -154,6 +154,11 @@ struct F32 {
   static V mul(V a, V b) { return vmulq_f32(a, b); }
   static V div(V a, V b) { return vdivq_f32(a, b); }
   static V fma(V a, V b, V c) { return vfmaq_f32(c, a, b); }  // a * b + c, one rounding
+  // 1 where e == 1, else +0 (generic/set_apart.h)
+  static V ones(V e) {
+    const V one = vdupq_n_f32(1.0f);
+    return vreinterpretq_f32_u32(vandq_u32(vceqq_f32(e, one), vreinterpretq_u32_f32(one)));
+  }
   static V exp(V v) { return exp_ps(v); }
   static V exp_le0(V v) { return exp_ps<true>(v); }
   static C hmax(V v) { return vmaxvq_f32(v); }

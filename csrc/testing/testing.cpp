@@ -34,6 +34,8 @@
 //   bf16_widen(isa, bits) -> float32 ndarray
 //       bfloat16 bits -> float32 by the table's gather_row ("scalar": bf16_to_float)
 //   bf16_native() -> bool: whether the avx512 table converts with AVX512_BF16
+//   bf16_from_double(x) -> uint16 ndarray: double_to_bf16 (the driver's store of
+//       results formed in float64: logsumexp), correctly rounded
 // ISA names as everywhere ("scalar", "avx2", "avx512", "neon"); an unknown name or
 // one this CPU/build lacks raises ValueError. "scalar" means std::exp.
 #include <pybind11/numpy.h>
@@ -199,6 +201,15 @@ void register_testing(py::module_& m) {
         "float32 -> bfloat16 bits by the ISA's kernels' stores.");
   m.def("bf16_widen", &bf16_widen, py::arg("isa"), py::arg("bits"),
         "bfloat16 bits -> float32 by the ISA's kernels' loads.");
+  m.def(
+      "bf16_from_double",
+      [](py::array_t<double, py::array::c_style | py::array::forcecast> x) {
+        if (x.ndim() != 1) throw std::invalid_argument("x must be 1-D");
+        py::array_t<uint16_t> y(x.shape(0));
+        for (py::ssize_t i = 0; i < x.shape(0); ++i) y.mutable_data()[i] = double_to_bf16(x.data()[i]);
+        return y;
+      },
+      py::arg("x"), "float64 -> bfloat16 bits as the driver stores float64 results.");
   m.def("bf16_native", &cpu_has_avx512_bf16,
         "Whether the avx512 table converts bfloat16 with AVX512_BF16.");
   m.def(

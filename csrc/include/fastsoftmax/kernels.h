@@ -42,6 +42,10 @@ struct SoftmaxFamily {
   SoftmaxKernels<double, double> f64;
   SoftmaxKernels<uint16_t, float> f16;
   SoftmaxKernels<bf16_t, float> bf16;
+  // The single-row entries (fill_row_entries) for bfloat16 rows gathered into float32
+  // buffers (GATHER mode, top_k's transform): float32 kernels whose sums set the max's
+  // own terms apart (kernels/generic/set_apart.h), for bfloat16's 1-ULP log_softmax.
+  SoftmaxKernels<float, float> bf16_f32;
 };
 
 // cross-entropy and backward passes: compute types only.
@@ -70,6 +74,13 @@ const SoftmaxKernels<S, C>& softmax_set(const KernelTable& t) {
   else if constexpr (std::is_same<S, uint16_t>::value) return t.softmax.f16;
   else if constexpr (sizeof(S) == 4) return t.softmax.f32;
   else return t.softmax.f64;
+}
+// The compute-type set that rows of S gathered into C buffers take: C's own, but
+// bfloat16's (bf16_f32: its entries for single rows only).
+template <class S, class C>
+const SoftmaxKernels<C, C>& gathered_set(const KernelTable& t) {
+  if constexpr (std::is_same<S, bf16_t>::value) return t.softmax.bf16_f32;
+  else return softmax_set<C, C>(t);
 }
 template <class C>
 const TrainingKernels<C>& training_set(const KernelTable& t) {
