@@ -82,8 +82,9 @@ def main(argv=None):
                 res = timing.measure(cons, bufs, settings)
                 t = {k: np.asarray(v, float) for k, v in res["times_ns"].items()}
                 ratio = np.median(t["bf16"] / t["f32"])
-                print(f"| {shape[0]}x{shape[1]} | {fname} | {th} | {np.median(t['f32']) / 1e3:.1f} | "
-                      f"{np.median(t['bf16']) / 1e3:.1f} | {ratio:.2f} |", flush=True)
+                us32, us16 = np.median(t["f32"]) / 1e3, np.median(t["bf16"]) / 1e3
+                print(f"| {shape[0]}x{shape[1]} | {fname} | {th} | {us32:.1f} | {us16:.1f} | "
+                      f"{ratio:.2f} |", flush=True)
     print("\n(same rounds, median of per-round ratios; lower is faster)")
 
 

@@ -49,7 +49,8 @@ inline bool dtype_of(int type_num, DType& out) {
     case kNpyFloat: out = DType::f32; return true;
     case kNpyDouble: out = DType::f64; return true;
     default:
-      if (type_num < 256 || type_num != g_bf16_type_num.load(std::memory_order_relaxed)) return false;
+      if (type_num < 256 || type_num != g_bf16_type_num.load(std::memory_order_relaxed))
+        return false;
       out = DType::bf16;
       return true;
   }

@@ -388,8 +388,8 @@ inline __m128i bf16_narrow(__m256 v) {
   const __m256i r = _mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7fff)), lsb);
   const __m256i q = _mm256_or_si256(x, _mm256_set1_epi32(0x00400000));
   const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
-  const __m256i h = _mm256_srli_epi32(
-      _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(q), nan)), 16);
+  const __m256 sel = _mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(q), nan);
+  const __m256i h = _mm256_srli_epi32(_mm256_castps_si256(sel), 16);
   // (each lane < 2^16: the pack's unsigned saturation keeps it)
   return _mm_packus_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
@@ -400,7 +400,9 @@ struct BF16 : F32 {
   static V exp_le0(V v) { return F16::exp_le0(v); }
   static V exp_le0_nf(V v) { return F16::exp_le0_nf(v); }
   static const uint16_t* bits(const S* p) { return reinterpret_cast<const uint16_t*>(p); }
-  static V load(const S* p) { return bf16_widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static V load(const S* p) {
+    return bf16_widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
   static V load_n(const S* p, int64_t k) {
     if (k == W) return load(p);
     return bf16_widen(load_part_epi16(bits(p), k, 0xff80ff80ff80ff80u));

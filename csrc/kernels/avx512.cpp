@@ -271,7 +271,9 @@ struct BF16T : F32 {
   static constexpr bool kStoreExp = false;
   static V exp(V v) { return exp_ps<false, kExpF16>(v); }
   static V exp_le0(V v) { return exp_ps<true, kExpF16>(v); }
-  static V load(const S* p) { return bf16_widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static V load(const S* p) {
+    return bf16_widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
   static V load_n(const S* p, int64_t k) {
     return bf16_widen(_mm256_mask_loadu_epi16(_mm256_set1_epi16(short(0xff80)), mask16(k), p));
   }

@@ -206,7 +206,8 @@ void register_testing(py::module_& m) {
       [](py::array_t<double, py::array::c_style | py::array::forcecast> x) {
         if (x.ndim() != 1) throw std::invalid_argument("x must be 1-D");
         py::array_t<uint16_t> y(x.shape(0));
-        for (py::ssize_t i = 0; i < x.shape(0); ++i) y.mutable_data()[i] = double_to_bf16(x.data()[i]);
+        uint16_t* yp = y.mutable_data();
+        for (py::ssize_t i = 0; i < x.shape(0); ++i) yp[i] = double_to_bf16(x.data()[i]);
         return y;
       },
       py::arg("x"), "float64 -> bfloat16 bits as the driver stores float64 results.");
