@@ -26,7 +26,7 @@
 # Why a subset: the whole suite (not slow) runs well over an hour under qemu on the
 # 2-core development machine (four of its twenty test modules took 15 minutes,
 # test_exp.py's full sweeps over 18 minutes for one test), too much beside the native
-# run in CI's 90 minutes. The subset takes about 11 minutes a run, 22 in all. The
+# run in CI's 90 minutes. The subset takes 6-11 minutes a run here, 15-22 in all. The
 # tests marked `aarch64` (README, "aarch64, end to end") cover every public function, the three
 # layout families (rows, panels, gather), every dtype, threads 1 and 2, the ISA
 # choice and its environment variable, the subprocess tests; every test runs natively
@@ -65,7 +65,7 @@ missing=()
 [[ -n $QEMU ]] || missing+=("qemu-aarch64 (Debian: qemu-user)")
 for t in apt-get dpkg cmake; do command -v $t >/dev/null 2>&1 || missing+=("$t"); done
 "$HOST_PY" -m pip --version >/dev/null 2>&1 || missing+=("pip for $HOST_PY")
-((${#missing[@]} == 0)) || skip "not available: $(IFS=,; echo "${missing[*]}")"
+((${#missing[@]} == 0)) || skip "not available: $(printf '%s; ' "${missing[@]}")"
 
 mkdir -p "$A"
 R=$A/root          # the arm64 sysroot: Python, its libraries, the Python headers
