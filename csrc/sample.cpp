@@ -121,7 +121,7 @@ struct RowSampler {
   const C* load_raw(const char* xb, SampleScratch<C>& s) const {
     if (in_place<S, C>(a.xs)) return reinterpret_cast<const C*>(xb);
     C* r = s.raw.get(a.n);
-    for (int64_t i = 0; i < a.n; ++i) r[i] = C(load(reinterpret_cast<const S*>(xb + i * a.xs)));
+    gather_as<S>(xb, a.xs, a.n, r);
     return r;
   }
 

@@ -61,7 +61,7 @@ void top_k_rows(const TopK& a) {
       row = reinterpret_cast<const C*>(xb);
     } else {
       C* g = s.row.get(n);
-      for (int64_t i = 0; i < n; ++i) g[i] = C(load(reinterpret_cast<const S*>(xb + i * a.xs)));
+      gather_as<S>(xb, a.xs, n, g);
       row = g;
     }
     int64_t* idx = s.idx.get(kk);

@@ -49,16 +49,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // buffer first, then the output is written from it in one (streamed) pass.
 constexpr int64_t kChunk = 2048;
 
-// ---- storage <-> compute (engine/blocks.h; plus the labels' bool and ints) ---------
-using fastsoftmax::load;
-inline double load(const uint8_t* p) { return *p ? 1.0 : 0.0; }  // bool
-inline double load(const int32_t* p) { return double(*p); }
-inline double load(const int64_t* p) { return double(*p); }
-
-template <class Src, class C>
-void gather_as(const char* p, int64_t st, int64_t n, C* dst) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = C(load(reinterpret_cast<const Src*>(p + i * st)));
-}
+// ---- storage <-> compute: engine/blocks.h (load, store, gather_as) ---------------
 
 template <class C>
 void gather(Elem src, const char* p, int64_t st, int64_t n, C* dst) {

@@ -43,6 +43,10 @@ inline bool streams_output(int64_t bytes) { return bytes >= kStreamOutputBytes; 
 inline float load(const uint16_t* p) { return half_to_float(*p); }
 inline float load(const float* p) { return *p; }
 inline double load(const double* p) { return *p; }
+// The dense cross-entropy's labels, read as they are: bool, int32, int64.
+inline double load(const uint8_t* p) { return *p ? 1.0 : 0.0; }
+inline double load(const int32_t* p) { return double(*p); }
+inline double load(const int64_t* p) { return double(*p); }
 inline void store(uint16_t* p, double v) { *p = float_to_half(float(v)); }
 inline void store(float* p, double v) { *p = float(v); }
 inline void store(double* p, double v) { *p = v; }
@@ -67,6 +71,13 @@ struct Buf {
     return p.get();
   }
 };
+
+// n elements of type Src at byte stride st, converted to the compute type C: a
+// strided or float16 row gathered into a contiguous buffer.
+template <class Src, class C>
+void gather_as(const char* p, int64_t st, int64_t n, C* dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = C(load(reinterpret_cast<const Src*>(p + i * st)));
+}
 
 // A contiguous row's merged (max, sum, rest) on one thread: blocks of kBlock reduced
 // by the softmax family's `reduce` and merged in order, as the softmax driver does for
