@@ -97,6 +97,8 @@ py::handle fallback(Op op) {
   return g_fallback[int(op)];
 }
 
+}  // namespace
+
 // An ndarray the kernels can read directly: native float16/32/64, aligned.
 // Declines; _api._prepare / _api._compute_dtype own the rules for x.
 bool fast_array(py::handle x, DType& dt) {
@@ -105,6 +107,8 @@ bool fast_array(py::handle x, DType& dt) {
   return dtype_of(v.type_num, dt) && (v.byteorder == '=' || v.byteorder == '<') &&
          (v.flags & kFlagAligned);
 }
+
+namespace {
 
 // Allocates the result: Fortran order for Fortran-contiguous inputs (so a
 // transposed view keeps its panel layout), C order otherwise.

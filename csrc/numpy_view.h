@@ -62,4 +62,8 @@ inline DimVec<int64_t> strides_of(const ArrayView& v, int d0, int d1) {
   return s;
 }
 
+// An ndarray the kernels can read directly: native float16/32/64, aligned (module.cpp).
+// The fast entries decline anything else to the Python layer, which owns the rules.
+bool fast_array(pybind11::handle x, DType& dt);
+
 }  // namespace fastsoftmax

@@ -125,17 +125,26 @@ struct RowSampler {
     return r;
   }
 
-  // log_softmax(x)[tok] of the raw logits; `raw_max` when known (no mask: the max of z
-  // is at the max of x), else NaN.
+  // log_softmax(x)[tok] of the raw logits; `raw_max` when known (no mask, T 1 or 0:
+  // the max of z is x's), else NaN: then one max pass (NaN when x holds one). The
+  // sum exp(x - max) by the softmax family's reduce_max, block by block.
   double raw_logprob(const char* xb, int64_t tok, double raw_max, SampleScratch<C>& s) const {
     const C* raw = load_raw(xb, s);
-    Merged m;
-    if (std::isfinite(raw_max) && a.n <= kBlock)
-      m = merged_of(sm.reduce_max(raw, a.n, C(raw_max)));
-    else
-      m = reduce_row(sm, raw, a.n, s.parts);
-    if (!std::isfinite(m.max)) return m.max == -HUGE_VAL ? -HUGE_VAL : kNaN;
-    return (double(raw[tok]) - m.max) - std::log1p(m.rest);
+    const int64_t n = a.n;
+    const C mx = raw_max == raw_max ? C(raw_max) : sel.max_nan(raw, n);
+    if (!std::isfinite(double(mx))) return mx == -std::numeric_limits<C>::infinity() ? -HUGE_VAL : kNaN;
+    double log_sum;
+    if (n <= kBlock) {  // the max's own term set apart (docs/contract.md §5)
+      const Merged m = merged_of(sm.reduce_max(raw, n, mx));
+      log_sum = std::log1p(m.rest);
+    } else {
+      double sum = 0.0;
+      for (int64_t i0 = 0; i0 < n; i0 += kBlock)
+        sum += sm.reduce_max(raw + i0, std::min(kBlock, n - i0), mx).sum;
+      log_sum = std::log(sum);
+    }
+    if (!(log_sum == log_sum)) return kNaN;  // a NaN among the logits
+    return (double(raw[tok]) - double(mx)) - log_sum;
   }
 
   // Draw among the tokens with z >= thr (masses e, all n) in id order.
@@ -143,22 +152,8 @@ struct RowSampler {
                    SampleScratch<C>& s) const {
     const int64_t n = a.n, nb = (n + kDrawBlock - 1) / kDrawBlock;
     double* bs = s.block_sums.get(nb);
-    double total_mass = 0.0;
     const C t = C(thr);  // thr is -inf or a z value: exact in C
-    for (int64_t b = 0; b < nb; ++b) {
-      // kLanes independent sums: the compiler vectorizes them without reassociating
-      constexpr int kLanes = 8;
-      double lane[kLanes] = {};
-      const int64_t i0 = b * kDrawBlock, i1 = std::min(n, i0 + kDrawBlock);
-      int64_t i = i0;
-      for (; i + kLanes <= i1; i += kLanes)
-        for (int j = 0; j < kLanes; ++j) lane[j] += z[i + j] >= t ? double(e[i + j]) : 0.0;
-      for (int j = 0; i < i1; ++i, ++j) lane[j] += z[i] >= t ? double(e[i]) : 0.0;
-      double acc = 0.0;
-      for (int j = 0; j < kLanes; ++j) acc += lane[j];
-      bs[b] = acc;
-      total_mass += acc;
-    }
+    const double total_mass = sel.kept_block_sums(z, e, n, t, kDrawBlock, bs);
     *total = total_mass;
     const double target = u * total_mass;
     double acc = 0.0;
@@ -230,12 +225,8 @@ struct RowSampler {
                          SampleScratch<C>& s) const {
     const int64_t n = a.n;
     int32_t* bucket = s.bucket.get(n);
-    const C mc = C(M), inv = C(kBuckets / (sizeof(C) == 4 ? 48.0 : 64.0)), t = C(thr);
-    const C last = C(kBuckets - 1);
-    for (int64_t i = 0; i < n; ++i) {
-      const C b = std::min(last, (mc - z[i]) * inv);  // z = -inf: +inf, clamped
-      bucket[i] = z[i] >= t ? int32_t(b) : kBuckets;  // kBuckets: filtered out
-    }
+    const C inv = C(kBuckets / (sizeof(C) == 4 ? 48.0 : 64.0));
+    sel.bucketize(z, n, C(M), inv, C(thr), kBuckets - 1, bucket);  // kBuckets: filtered out
     double h[4][kBuckets + 1] = {};
     int64_t i = 0;
     for (; i + 4 <= n; i += 4)
@@ -265,27 +256,25 @@ struct RowSampler {
     C* vals = s.vals.get(std::min<int64_t>(n, kSmallK));
     Ranked<C>* work = s.work.get(select_work_size(n, std::min<int64_t>(n, kSmallK)));
     const C* z = load_z(xb, mb, T, s);
-    // one scan: a small top_k's selection also gives the max (and the argmax)
     const int64_t k = T == 0.0 ? 0 : a.top_k.at(r);
-    const int64_t kscan = (k > 0 && k < n && k <= kSmallK) ? k : 1;
-    sel.top_k(z, n, kscan, true, idx, vals, work);
-    const double M = double(vals[0]);
-    const int64_t top = idx[0];
+    const bool small = k > 0 && k < n && k <= kSmallK;
+    // the row max: a small top_k's selection gives it (NaN ranks first), else one max
+    // pass (NaN when z holds one)
+    if (small) sel.top_k(z, n, k, true, idx, vals, work);
+    const double M = small ? double(vals[0]) : double(sel.max_nan(z, n));
     if (!std::isfinite(M)) {  // NaN or +inf allowed logit, or nothing allowed
       a.tokens[r] = -1;
       if (a.logprobs != Logprobs::none) a.logprob[r] = kNaN;
       return;
     }
     // z's max is x's where z == x (no mask, T 1 or 0); a division may tie distinct x
-    const double raw_max = (mb || (T != 1.0 && T != 0.0))
-                               ? kNaN
-                               : double(load(reinterpret_cast<const S*>(xb + top * a.xs)));
+    const double raw_max = (mb || (T != 1.0 && T != 0.0)) ? kNaN : M;
     auto finish = [&](int64_t tok, double processed) {
       a.tokens[r] = tok;
       if (a.logprobs == Logprobs::processed) a.logprob[r] = processed;
       if (a.logprobs == Logprobs::raw) a.logprob[r] = raw_logprob(xb, tok, raw_max, s);
     };
-    if (T == 0.0) return finish(top, 0.0);  // greedy: the lowest index of the max
+    if (T == 0.0) return finish(sel.first_max(z, n, C(M)), 0.0);  // greedy: lowest index
 
     double u;
     if (a.has_u) {
@@ -297,10 +286,9 @@ struct RowSampler {
     const double minp = a.min_p.at(r), p = a.top_p.at(r);
     double thr = minp > 0.0 ? M + std::log(minp) : -HUGE_VAL;
     if (k > 0 && k < n) {
-      if (k <= kSmallK) {
+      if (small) {
         const C zk = vals[k - 1];
-        int64_t ties = 0;  // entries equal to the k-th beyond the k selected
-        for (int64_t i = 0; i < n; ++i) ties += z[i] == zk;
+        int64_t ties = sel.count_equal(z, n, zk);  // equal to the k-th beyond the k selected
         for (int64_t j = 0; j < k; ++j) ties -= vals[j] == zk;
         if (ties == 0) return small_k(k, M, std::max(thr, double(zk)), p, u, idx, vals, finish);
         thr = std::max(thr, double(zk));

@@ -46,6 +46,12 @@ struct SampleProblem {
   int64_t* tokens;             // out: -1 for an invalid row
   double* logprob;             // out (unless logprobs none): NaN for an invalid row
   int threads;
+  // Storage for one-value parameters the binding sets itself (its fast path).
+  struct {
+    double temperature, top_p, min_p;
+    int64_t top_k;
+    uint64_t seed, offset;
+  } one;
 };
 
 // Run without the GIL; never throws.

@@ -245,3 +245,78 @@ def test_errors():
         fs.sample(np.float32(1.0))
     with pytest.raises(TypeError, match="logits has unsupported dtype"):
         fs.sample(x.astype(np.complex64))
+
+
+# ---- the C++ fast path of fastsoftmax.sample against the Python path ----------------
+
+def _same(a, b):
+    """Identical results: types, dtypes, shapes and bits (NaN included)."""
+    assert type(a) is type(b)
+    for fa, fb in zip(a, b):
+        assert type(fa) is type(fb)
+        if fa is None:
+            continue
+        fa, fb = np.asarray(fa), np.asarray(fb)
+        assert fa.dtype == fb.dtype and fa.shape == fb.shape and fa.strides == fb.strides
+        assert fa.tobytes() == fb.tobytes()
+
+
+FAST_CALLS = [
+    dict(seed=3), dict(seed=3, offset=7), dict(seed=2**64 - 1, offset=2**64 - 1),
+    dict(temperature=0.0, seed=1), dict(temperature=0, logprobs=None, seed=1),
+    dict(temperature=0.7, seed=5), dict(temperature=2, seed=5, logprobs="processed"),
+    dict(top_k=5, seed=9), dict(top_k=5, top_p=0.8, seed=9, logprobs="processed"),
+    dict(top_p=0.9, seed=4), dict(min_p=0.05, seed=4, logprobs=None), dict(top_k=10**6, seed=1),
+    dict(temperature=1.3, top_k=20, top_p=0.7, min_p=0.01, seed=8, logprobs="processed"),
+    dict(),  # the process's generator (seeded by the test)
+    # declined to the Python path: it must give the same as calling it directly
+    dict(u=0.25), dict(seed=np.uint64(3)), dict(temperature=np.float32(0.5), seed=1),
+    dict(top_logprobs=3, seed=1), dict(top_k=np.array(4), seed=2), dict(where=True, seed=1),
+    dict(rng=np.random.default_rng(0)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(7,), (3, 1000), (2, 3, 65), (1, 1)])
+@pytest.mark.parametrize("kw", FAST_CALLS, ids=lambda d: ",".join(f"{k}" for k in d) or "default")
+def test_fast_path_matches_python_path(monkeypatch, dtype, shape, kw):
+    import fastsoftmax._sample as _sample
+
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.standard_normal(shape) * 2).astype(dtype)
+    if x.ndim == 2 and x.shape[0] == 3:
+        x[1, 3] = np.nan  # an invalid row: token -1, logprob NaN on both paths
+        x = x[:, ::-1]  # a strided view
+    results = []
+    for fn in (fs.sample, _sample.sample):
+        monkeypatch.setattr(_sample, "_FRESH", [np.random.default_rng(11)])
+        kw2 = dict(kw, rng=np.random.default_rng(0)) if "rng" in kw else kw
+        try:
+            results.append(fn(x, **kw2))
+        except ValueError as e:  # top_logprobs beyond a short vocabulary
+            results.append(str(e))
+    if isinstance(results[0], str):
+        assert results[0] == results[1] and "top_logprobs" in results[0]
+        return
+    _same(*results)
+    if x.ndim == 2 and x.shape[0] == 3:
+        assert results[0].tokens[1] == -1
+
+
+@pytest.mark.parametrize("kw", [dict(temperature=-1.0), dict(temperature=float("nan")),
+                                dict(top_k=-1), dict(top_p=0.0), dict(top_p=1.5),
+                                dict(min_p=-0.1), dict(logprobs="all"), dict(offset=3),
+                                dict(seed=-1), dict(seed=2**64), dict(top_k=True),
+                                dict(temperature="1"), dict(bogus=1)])
+def test_fast_path_errors_are_the_python_paths(kw):
+    import fastsoftmax._sample as _sample
+
+    x = np.zeros((2, 5), np.float32)
+    errs = []
+    for fn in (fs.sample, _sample.sample):
+        with pytest.raises(Exception) as e:
+            fn(x, **kw)
+        errs.append((type(e.value), str(e.value)))
+    assert errs[0] == errs[1]
+    with pytest.raises(TypeError):
+        fs.sample(x, x)  # logits is the only positional argument

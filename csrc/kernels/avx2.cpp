@@ -477,6 +477,60 @@ struct F16Exp : F32 {
   static V exp_le0_nf(V v) { return F16::exp_le0_nf(v); }
 };
 
+// The selection scan's test of a full chunk (generic/select_rows.h): compares OR-ed
+// in vectors, one movemask per chunk.
+struct SelectChunk {
+  static_assert(kSelectChunk == 64, "eight float32 / sixteen float64 vectors a chunk");
+  template <int kCmp>
+  static bool any(const float* x, float t) {
+    const __m256 v = _mm256_set1_ps(t);
+    __m256 m = _mm256_cmp_ps(_mm256_loadu_ps(x), v, kCmp);
+    for (int j = 1; j < 8; ++j) m = _mm256_or_ps(m, _mm256_cmp_ps(_mm256_loadu_ps(x + 8 * j), v, kCmp));
+    return _mm256_movemask_ps(m) != 0;
+  }
+  template <int kCmp>
+  static bool any(const double* x, double t) {
+    const __m256d v = _mm256_set1_pd(t);
+    __m256d m = _mm256_cmp_pd(_mm256_loadu_pd(x), v, kCmp);
+    for (int j = 1; j < 16; ++j) m = _mm256_or_pd(m, _mm256_cmp_pd(_mm256_loadu_pd(x + 4 * j), v, kCmp));
+    return _mm256_movemask_pd(m) != 0;
+  }
+  template <class C>
+  static bool above(const C* x, C t) { return any<_CMP_NLE_UQ>(x, t); }  // > t or NaN
+  template <class C>
+  static bool below(const C* x, C t) { return any<_CMP_LT_OQ>(x, t); }
+  // The max of x[0..n) (n >= 1), NaN when x holds one: four vector maxima and an
+  // unordered compare OR-ed (a vector max drops NaN).
+  template <class C>
+  static C max_nan(const C* x, int64_t n) {
+    using Ops = std::conditional_t<sizeof(C) == 4, F32, F64>;
+    constexpr int64_t W = Ops::W;
+    const typename Ops::V lo = Ops::set1(-std::numeric_limits<C>::infinity());
+    typename Ops::V m0 = lo, m1 = lo, m2 = lo, m3 = lo, bad = Ops::set1(C(0));
+    int64_t i = 0;
+    for (; i + 4 * W <= n; i += 4 * W) {
+      const auto v0 = Ops::load(x + i), v1 = Ops::load(x + i + W);
+      const auto v2 = Ops::load(x + i + 2 * W), v3 = Ops::load(x + i + 3 * W);
+      m0 = Ops::max(m0, v0), m1 = Ops::max(m1, v1), m2 = Ops::max(m2, v2), m3 = Ops::max(m3, v3);
+      bad = orv(bad, orv(orv(unord(v0), unord(v1)), orv(unord(v2), unord(v3))));
+    }
+    for (; i < n; i += W) {  // load_n: the missing lanes -inf
+      const auto v = Ops::load_n(x + i, std::min<int64_t>(W, n - i));
+      m0 = Ops::max(m0, v);
+      bad = orv(bad, unord(v));
+    }
+    const C r = Ops::hmax(Ops::max(Ops::max(m0, m1), Ops::max(m2, m3)));
+    return movemask(bad) ? std::numeric_limits<C>::quiet_NaN() : r;
+  }
+  static __m256 unord(__m256 v) { return _mm256_cmp_ps(v, v, _CMP_UNORD_Q); }
+  static __m256d unord(__m256d v) { return _mm256_cmp_pd(v, v, _CMP_UNORD_Q); }
+  static __m256 orv(__m256 a, __m256 b) { return _mm256_or_ps(a, b); }
+  static __m256d orv(__m256d a, __m256d b) { return _mm256_or_pd(a, b); }
+  static int movemask(__m256 v) { return _mm256_movemask_ps(v); }
+  static int movemask(__m256d v) { return _mm256_movemask_pd(v); }
+};
+#define FASTSOFTMAX_SELECT_CHUNK 1
+
 #define FASTSOFTMAX_TRAIN_VEC 256
 #include "kernels/isa_table.h"  // every family for these Ops; fill_table
 

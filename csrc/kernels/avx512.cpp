@@ -363,6 +363,63 @@ struct F16Exp : F32 {
   static V exp_le0(V v) { return exp_ps<true, kExpF16>(v); }
 };
 
+// The selection scan's test of a full chunk (generic/select_rows.h): compares into
+// mask registers, OR-ed, one test per chunk.
+struct SelectChunk {
+  static_assert(kSelectChunk == 64, "four float32 / eight float64 vectors a chunk");
+  static bool above(const float* x, float t) {  // an entry > t or NaN
+    const __m512 v = _mm512_set1_ps(t);
+    __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(x), v, _CMP_NLE_UQ);
+    for (int j = 1; j < 4; ++j) m |= _mm512_cmp_ps_mask(_mm512_loadu_ps(x + 16 * j), v, _CMP_NLE_UQ);
+    return m != 0;
+  }
+  static bool below(const float* x, float t) {
+    const __m512 v = _mm512_set1_ps(t);
+    __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(x), v, _CMP_LT_OQ);
+    for (int j = 1; j < 4; ++j) m |= _mm512_cmp_ps_mask(_mm512_loadu_ps(x + 16 * j), v, _CMP_LT_OQ);
+    return m != 0;
+  }
+  static bool above(const double* x, double t) {
+    const __m512d v = _mm512_set1_pd(t);
+    __mmask8 m = _mm512_cmp_pd_mask(_mm512_loadu_pd(x), v, _CMP_NLE_UQ);
+    for (int j = 1; j < 8; ++j) m |= _mm512_cmp_pd_mask(_mm512_loadu_pd(x + 8 * j), v, _CMP_NLE_UQ);
+    return m != 0;
+  }
+  static bool below(const double* x, double t) {
+    const __m512d v = _mm512_set1_pd(t);
+    __mmask8 m = _mm512_cmp_pd_mask(_mm512_loadu_pd(x), v, _CMP_LT_OQ);
+    for (int j = 1; j < 8; ++j) m |= _mm512_cmp_pd_mask(_mm512_loadu_pd(x + 8 * j), v, _CMP_LT_OQ);
+    return m != 0;
+  }
+  // The max of x[0..n) (n >= 1), NaN when x holds one: four vector maxima and an
+  // unordered-compare mask (a vector max drops NaN).
+  template <class C>
+  static C max_nan(const C* x, int64_t n) {
+    using Ops = std::conditional_t<sizeof(C) == 4, F32, F64>;
+    constexpr int64_t W = Ops::W;
+    const typename Ops::V lo = Ops::set1(-std::numeric_limits<C>::infinity());
+    typename Ops::V m0 = lo, m1 = lo, m2 = lo, m3 = lo;
+    uint32_t bad = 0;
+    int64_t i = 0;
+    for (; i + 4 * W <= n; i += 4 * W) {
+      const auto v0 = Ops::load(x + i), v1 = Ops::load(x + i + W);
+      const auto v2 = Ops::load(x + i + 2 * W), v3 = Ops::load(x + i + 3 * W);
+      m0 = Ops::max(m0, v0), m1 = Ops::max(m1, v1), m2 = Ops::max(m2, v2), m3 = Ops::max(m3, v3);
+      bad |= unord(v0) | unord(v1) | unord(v2) | unord(v3);
+    }
+    for (; i < n; i += W) {  // load_n: the missing lanes -inf
+      const auto v = Ops::load_n(x + i, std::min<int64_t>(W, n - i));
+      m0 = Ops::max(m0, v);
+      bad |= unord(v);
+    }
+    const C r = Ops::hmax(Ops::max(Ops::max(m0, m1), Ops::max(m2, m3)));
+    return bad ? std::numeric_limits<C>::quiet_NaN() : r;
+  }
+  static uint32_t unord(__m512 v) { return _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q); }
+  static uint32_t unord(__m512d v) { return _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q); }
+};
+#define FASTSOFTMAX_SELECT_CHUNK 1
+
 #define FASTSOFTMAX_TRAIN_VEC 512
 #include "kernels/isa_table.h"  // every family for these Ops; fill_table
 

@@ -8,10 +8,10 @@ See docs/contract.md for the contract; ``isa()`` tells which kernels are in use.
 
 from __future__ import annotations
 
-from . import _api, _core
+from . import _api, _core, _sample
 from ._api import available_isas, get_num_threads, isa, set_num_threads, threads
-from ._core import log_softmax, logsumexp, softmax
-from ._sample import Sample, sample
+from ._core import log_softmax, logsumexp, sample, softmax
+from ._sample import Sample
 from ._select import TopK, top_k
 from ._xent import (
     log_softmax_backward,
@@ -41,6 +41,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 _core._set_fallbacks(_api.softmax, _api.log_softmax, _api.logsumexp)
+_core._set_sample_fallback(_sample.sample, Sample, _sample._fresh_uniforms)
 
 
 def _set_isa(name: str) -> None:

@@ -1,6 +1,8 @@
 """The sampler: ``sample``, the decoding step after a softmax (docs/contract.md §12).
 
-Arguments are checked and normalized here (the one place that raises); per-row
+``fastsoftmax.sample`` is ``_core.sample``: it computes a plain call (one number per
+parameter, no where/u/rng, top_logprobs 0) in C++ and hands every other call, as it
+came, to ``sample`` here. Arguments are checked and normalized here (the one place that raises); per-row
 parameters go to ``_core._sample`` as Python numbers or as flat C arrays broadcast to
 the batch shape, the random source as uniforms or as Philox keys and offsets (the
 draw itself is computed in C++, bit for bit NumPy's Philox4x64-10).
@@ -39,6 +41,11 @@ def _fresh_generator() -> np.random.Generator:
     if not _FRESH:
         _FRESH.append(np.random.default_rng())
     return _FRESH[0]
+
+
+def _fresh_uniforms(batch: tuple) -> np.ndarray:
+    """One uniform per row from the process's generator, flat (C++'s fast path too)."""
+    return np.ascontiguousarray(_fresh_generator().random(batch), dtype=np.float64).reshape(-1)
 
 
 def _where_in(flat: int, shape: tuple) -> str:
@@ -165,8 +172,10 @@ def sample(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, where=None
     else:
         if rng is not None and not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator; got {type(rng).__name__}")
-        g = rng if rng is not None else _fresh_generator()
-        uu = np.ascontiguousarray(g.random(batch), dtype=np.float64).reshape(-1)
+        if rng is None:
+            uu = _fresh_uniforms(batch)
+        else:
+            uu = np.ascontiguousarray(rng.random(batch), dtype=np.float64).reshape(-1)
 
     tokens = np.empty(rows, np.int64)
     lp = np.empty(rows, np.float64) if logprobs is not None else None

@@ -39,6 +39,22 @@ struct SelectKernels {
   // values in vals[0..k), best first. work: select_work_size(n, k) entries.
   void (*top_k)(const C* x, int64_t n, int64_t k, bool largest, int64_t* idx, C* vals,
                 Ranked<C>* work) = nullptr;
+
+  // The sampler's row passes (csrc/sample.cpp), vectorized for the ISA:
+  // the max of x[0..n) (n >= 1), or NaN when x holds a NaN.
+  C (*max_nan)(const C* x, int64_t n) = nullptr;
+  // The index of the first entry equal to m, the max of x (finite; x holds no NaN).
+  int64_t (*first_max)(const C* x, int64_t n, C m) = nullptr;
+  // The number of entries equal to v.
+  int64_t (*count_equal)(const C* x, int64_t n, C v) = nullptr;
+  // sums[b] = the sum in double of e[i] over the i of block b (`block` entries, the
+  // last one shorter) with z[i] >= t; returns their total.
+  double (*kept_block_sums)(const C* z, const C* e, int64_t n, C t, int64_t block,
+                            double* sums) = nullptr;
+  // bucket[i] = min(last, int((top - z[i]) * inv)) where z[i] >= t, else last + 1
+  // (top >= every z; monotone: a larger z never gets a later bucket).
+  void (*bucketize)(const C* z, int64_t n, C top, C inv, C t, int32_t last,
+                    int32_t* bucket) = nullptr;
 };
 
 }  // namespace fastsoftmax

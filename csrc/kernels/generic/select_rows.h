@@ -34,6 +34,27 @@ inline bool chunk_has_better(const C* x, int64_t len, C t) {
   return any != 0;
 }
 
+// The same test on a full chunk of kSelectChunk entries. An ISA file may define
+// FASTSOFTMAX_SELECT_CHUNK and a struct SelectChunk with above(x, t) (an entry > t
+// or NaN) and below(x, t) (an entry < t) on kSelectChunk entries, in mask
+// registers (the plain loop's OR reduces through integer vectors and a horizontal
+// OR per chunk, about twice the instructions), and max_nan(x, n) (below: GCC 12
+// does not vectorize the plain loop's NaN test with the max; it runs 6x slower).
+template <bool kLargest, class C>
+inline bool full_chunk_has_better(const C* x, C t) {
+#ifdef FASTSOFTMAX_SELECT_CHUNK
+  return kLargest ? SelectChunk::above(x, t) : SelectChunk::below(x, t);
+#else
+  return chunk_has_better<kLargest>(x, kSelectChunk, t);
+#endif
+}
+
+template <bool kLargest, class C>
+inline bool any_better(const C* x, int64_t len, C t) {
+  return len == kSelectChunk ? full_chunk_has_better<kLargest>(x, t)
+                             : chunk_has_better<kLargest>(x, len, t);
+}
+
 // A chunk that holds a better entry is searched in sub-chunks of this many entries
 // (one vector of float32 on AVX-512): the scalar test runs on 16 entries, not 64.
 constexpr int64_t kSelectSub = 16;
@@ -55,7 +76,7 @@ void top_k_impl(const C* x, int64_t n, int64_t k, int64_t* idx, C* vals, Ranked<
     if (!have_t) {
       for (int64_t j = 0; j < len; ++j) work[count++] = {x[s + j], s + j};
     } else {
-      if (!chunk_has_better<kLargest>(x + s, len, t.v)) continue;
+      if (!any_better<kLargest>(x + s, len, t.v)) continue;
       // a later entry beats the k-th best only strictly: a plain compare (NaN: largest)
       for (int64_t q = 0; q < len; q += kSelectSub) {
         const int64_t ql = std::min(kSelectSub, len - q);
@@ -127,7 +148,7 @@ void top_k_heap(const C* x, int64_t n, int64_t k, int64_t* idx, C* vals, Ranked<
   // beaten by every non-NaN entry, which the chunk test below cannot express
   for (int64_t s = k; s < n && !(kLargest && h[0].v != h[0].v); s += kSelectChunk) {
     const int64_t len = std::min(kSelectChunk, n - s);
-    if (h[0].v == h[0].v && !chunk_has_better<kLargest>(x + s, len, h[0].v)) continue;
+    if (h[0].v == h[0].v && !any_better<kLargest>(x + s, len, h[0].v)) continue;
     for (int64_t q = 0; q < len; q += kSelectSub) {
       const int64_t ql = std::min(kSelectSub, len - q);
       const C* xq = x + s + q;
@@ -163,7 +184,104 @@ void top_k_row(const C* x, int64_t n, int64_t k, bool largest, int64_t* idx, C* 
     top_k_impl<false>(x, n, k, idx, vals, work);
 }
 
+// ---- the sampler's row passes (fastsoftmax/select_kernels.h) -------------------------
+// Plain loops over fixed lane arrays: the compiler keeps each lane array in vector
+// registers (one compare, blend or add per vector) and reduces it once per call.
+
+constexpr int kPassLanes = 16;
+
+template <class C>
+C max_nan(const C* x, int64_t n) {
+#ifdef FASTSOFTMAX_SELECT_CHUNK
+  return SelectChunk::max_nan(x, n);
+#endif
+  C m[kPassLanes];
+  int bad[kPassLanes] = {};
+  for (int j = 0; j < kPassLanes; ++j) m[j] = -std::numeric_limits<C>::infinity();
+  int64_t i = 0;
+  for (; i + kPassLanes <= n; i += kPassLanes)
+    for (int j = 0; j < kPassLanes; ++j) {
+      const C v = x[i + j];
+      m[j] = v > m[j] ? v : m[j];
+      bad[j] |= v != v;
+    }
+  for (int j = 0; i < n; ++i, ++j) {
+    const C v = x[i];
+    m[j] = v > m[j] ? v : m[j];
+    bad[j] |= v != v;
+  }
+  C r = m[0];
+  int any = bad[0];
+  for (int j = 1; j < kPassLanes; ++j) {
+    r = m[j] > r ? m[j] : r;
+    any |= bad[j];
+  }
+  return any ? std::numeric_limits<C>::quiet_NaN() : r;
+}
+
+// m is x's max and x holds no NaN: an entry equals m iff it is above the float just
+// below m, the selection scan's chunk test.
+template <class C>
+int64_t first_max(const C* x, int64_t n, C m) {
+  const C below = std::nextafter(m, -std::numeric_limits<C>::infinity());
+  int64_t i = 0;
+  while (i + kSelectChunk <= n && !full_chunk_has_better<true>(x + i, below)) i += kSelectChunk;
+  for (; i < n; ++i)
+    if (x[i] == m) return i;
+  return -1;
+}
+
+template <class C>
+int64_t count_equal(const C* x, int64_t n, C v) {
+  int32_t c[kPassLanes] = {};
+  int64_t total = 0, i = 0;
+  while (i < n) {  // int32 lanes, flushed before they could overflow
+    const int64_t end = std::min(n, i + (int64_t(1) << 30));
+    for (; i + kPassLanes <= end; i += kPassLanes)
+      for (int j = 0; j < kPassLanes; ++j) c[j] += x[i + j] == v;
+    for (; i < end; ++i) total += x[i] == v;
+    for (int j = 0; j < kPassLanes; ++j) total += c[j], c[j] = 0;
+  }
+  return total;
+}
+
+template <class C>
+double kept_block_sums(const C* z, const C* e, int64_t n, C t, int64_t block, double* sums) {
+  // double lanes: the inverse CDF needs no float sums. e * (z >= t), not a select:
+  // GCC 12 vectorizes `lane += z >= t ? e : 0` wrongly for float64 on AVX2 (4 of
+  // 40 kept entries lost; tests/test_sample.py caught it). e is finite and >= 0.
+  constexpr int kLanes = 8;
+  double total = 0.0;
+  for (int64_t b = 0, i0 = 0; i0 < n; ++b, i0 += block) {
+    const int64_t i1 = std::min(n, i0 + block);
+    double lane[kLanes] = {};
+    int64_t i = i0;
+    for (; i + kLanes <= i1; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) lane[j] += double(e[i + j]) * double(z[i + j] >= t);
+    for (int j = 0; i < i1; ++i, ++j) lane[j] += double(e[i]) * double(z[i] >= t);
+    double acc = 0.0;
+    for (int j = 0; j < kLanes; ++j) acc += lane[j];
+    sums[b] = acc;
+    total += acc;
+  }
+  return total;
+}
+
+template <class C>
+void bucketize(const C* z, int64_t n, C top, C inv, C t, int32_t last, int32_t* bucket) {
+  const C lastc = C(last);
+  for (int64_t i = 0; i < n; ++i) {
+    const C b = std::min(lastc, (top - z[i]) * inv);  // z = -inf: +inf, clamped
+    bucket[i] = z[i] >= t ? int32_t(b) : last + 1;
+  }
+}
+
 template <class Set>
 void fill_select(Set& k) {
   k.top_k = top_k_row;
+  k.max_nan = max_nan;
+  k.first_max = first_max;
+  k.count_equal = count_equal;
+  k.kept_block_sums = kept_block_sums;
+  k.bucketize = bucketize;
 }
