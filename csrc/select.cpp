@@ -6,7 +6,8 @@
 // Rows whose elements are contiguous in the compute type are read in place; others
 // (strided, float16, bfloat16) are gathered into a per-thread compute-type buffer. Each row is
 // one thread's work (rows split across threads); values are exact copies of x's
-// elements (transform none) or computed in the compute type and stored once.
+// elements (transform none) or computed in the compute type and stored once, in x's
+// dtype or (values_compute: the sampler's float32 top_logprobs of bfloat16) unrounded.
 #include "select.h"
 
 #include <cmath>
@@ -85,7 +86,10 @@ void top_k_rows(const TopK& a) {
       m = reduce_row(sm, row, n, s.parts);
     C* out = s.out.get(kk);
     transform_values(sm, a.transform, m, vals, kk, out);
-    for (int64_t j = 0; j < kk; ++j) store(reinterpret_cast<S*>(vb + j * a.vs), double(out[j]));
+    if (a.values_compute)
+      for (int64_t j = 0; j < kk; ++j) std::memcpy(vb + j * a.vs, &out[j], sizeof(C));
+    else
+      for (int64_t j = 0; j < kk; ++j) store(reinterpret_cast<S*>(vb + j * a.vs), double(out[j]));
   });
 }
 

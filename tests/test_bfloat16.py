@@ -17,9 +17,11 @@ import importlib
 import numpy as np
 import pytest
 import scipy.special
+import scipy.stats
 
 import fastsoftmax as fs
 from _ref import LD, Ref, random_values, run_python
+from test_sample import SETTINGS, near_boundary, ref_kept, ref_token
 
 # Without ml_dtypes (the test extra has it) or the test hooks these tests do not skip:
 # conftest.py stops the run unless they are deselected (-m "not bfloat16" / "not hooks").
@@ -487,7 +489,7 @@ def test_out_dtype_errors(rng, isa):
 
 
 def test_errors_unchanged(rng, isa):
-    """bfloat16 joins the softmax family and top_k only; every other rule stands."""
+    """bfloat16 joins the softmax family, top_k and sample only; every other rule stands."""
     x = bf16_values(rng, (2, 8))
     labels = np.zeros(2, np.int64)
     with pytest.raises(TypeError, match="logits has unsupported dtype bfloat16"):
@@ -547,6 +549,152 @@ def test_top_k_transform(transform, rng, isa):
     sub.poisoned = np.isnan(want).astype(bool)
     sub.hard0 = np.take_along_axis(ref.hard0, r.indices, -1)
     (check_softmax if transform == "softmax" else check_log_softmax)(r.values, sub)
+
+
+@pytest.mark.parametrize("largest", [True, False])
+@pytest.mark.parametrize("transform", ["softmax", "log_softmax"])
+def test_top_k_transform_layouts(transform, largest, rng, isa):
+    """transform= on strided rows (gathered into float32), axis 0 and 1 of a 3-D array,
+    long rows (merged blocks), threads: the float64 reference of the float32-converted
+    input, rounded to bfloat16 (§11.2); the values are bfloat16, the indices those of the
+    float32 values (their order is the same: the widening is exact)."""
+    base = bf16_values(rng, (6, 40, 50))
+    cases = [(base, 1), (base, 0), (base[:, ::-2, :], 1), (base.transpose(2, 0, 1), -1),
+             (bf16_values(rng, (2, (1 << 17) + 333), scale=3.0), -1)]
+    for x, axis in cases:
+        k = 4
+        got = {}
+        for th in (1, 2):
+            with fs.threads(th):
+                got[th] = fs.top_k(x, k, axis, largest=largest, transform=transform)
+        r = got[1]
+        np.testing.assert_array_equal(bits(r.values), bits(got[2].values))
+        xf = x.astype(np.float32)
+        want_idx = np.take(np.argsort(-xf if largest else xf, axis=axis, kind="stable"),
+                           np.arange(k), axis=axis)
+        np.testing.assert_array_equal(r.indices, want_idx)
+        assert r.values.dtype == BF16
+        ref = Ref(xf, axis)
+        full = ref.sm if transform == "softmax" else ref.lsm
+        want = np.take_along_axis(full, r.indices, axis)
+        with np.errstate(invalid="ignore"):
+            near = ulps_apart(r.values, round_bf16(want)) <= 1
+            floor = (np.abs(want) < LD(1e-30)) & (
+                np.abs(r.values.astype(np.float32).astype(LD) - want) <= LD(1e-30))
+        bad = ~(near | floor)
+        if bad.any():
+            fail(f"top_k {transform} (axis {axis}) more than 1 ULP from the correctly "
+                 "rounded value", r.values, want, bad)
+
+
+# ---------------------------------------------------------------------------- sample
+def bf16_logits(rng, shape, scale=2.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32).astype(BF16)
+
+
+def raw_logprob_ok(got, x32, tokens):
+    """float32 logprobs within 4 ULP of max(1, |r|) of the float64 log_softmax (§12.3)."""
+    want = scipy.special.log_softmax(x32.astype(np.float64), axis=-1)
+    want = np.take_along_axis(want, tokens[..., None], -1)[..., 0]
+    return np.abs(got.astype(np.float64) - want) <= 4 * 2.0**-23 * np.maximum(1, np.abs(want))
+
+
+@pytest.mark.parametrize("setting", SETTINGS,
+                         ids=lambda s: ",".join(f"{a}={b}" for a, b in s.items()) or "plain")
+def test_sample_tokens_for_given_u(setting, isa):
+    """bfloat16 logits are sampled from their float32 values (§2.3, §12.1): tokens and
+    processed logprobs against the float64 sorting reference of x.astype(float32)."""
+    rng = np.random.default_rng(4)
+    x = bf16_logits(rng, (24, 3000))
+    x[1, 100:140] = (x[1].astype(np.float32).max() + 1).astype(BF16)  # a plateau of maxima
+    x[2, ::3] = 0.5  # many ties (bfloat16 makes more of them everywhere)
+    x32 = x.astype(np.float32)
+    u = rng.random(24)
+    T, k, p, mp = (setting.get("T", 1.0), setting.get("k", 0), setting.get("p", 1.0),
+                   setting.get("minp", 0.0))
+    r = fs.sample(x, u=u, temperature=T, top_k=k, top_p=p, min_p=mp, logprobs="processed")
+    assert r.tokens.dtype == np.int64 and r.logprobs.dtype == np.float32
+    for i in range(24):
+        keep, e = ref_kept(x32[i], T, k, p, mp)
+        tok, c = ref_token(e, u[i])
+        assert keep[r.tokens[i]], "a token outside the kept set"
+        if not near_boundary(c, u[i]):
+            assert r.tokens[i] == tok, (i, r.tokens[i], tok)
+            want = np.log(e[tok] / e.sum())
+            assert abs(r.logprobs[i] - want) <= 4 * 2.0**-23 * max(1, abs(want)) + 1e-6
+
+
+def test_sample_raw_logprobs_layouts_threads(rng, isa):
+    """Raw logprobs (float32) with temperature, where=, strided and 3-D logits, per-row
+    seeds: a row's token depends on its own row only (threads, batch position)."""
+    x = bf16_logits(rng, (8, 5000), scale=3.0)
+    w = rng.random((8, 5000)) < 0.5
+    seeds = rng.integers(0, 2**63, 8).astype(np.uint64)
+    for xv, wv in ((x, w), (x[:, ::-1], w[:, ::-1]), (np.asfortranarray(x), w)):
+        got = {}
+        for th in (1, 2):
+            with fs.threads(th):
+                got[th] = fs.sample(xv, temperature=0.6, where=wv, top_p=0.9, seed=seeds)
+        r = got[1]
+        np.testing.assert_array_equal(r.tokens, got[2].tokens)
+        assert r.logprobs.tobytes() == got[2].logprobs.tobytes()
+        assert r.logprobs.dtype == np.float32
+        assert wv[np.arange(8), r.tokens].all()
+        assert raw_logprob_ok(r.logprobs, xv.astype(np.float32), r.tokens).all()
+        perm = rng.permutation(8)
+        c = fs.sample(xv[perm], temperature=0.6, where=wv[perm], top_p=0.9, seed=seeds[perm])
+        np.testing.assert_array_equal(c.tokens, r.tokens[perm])
+    # long rows (more than one block) and a 3-D batch, raw logprobs with top_k
+    y = bf16_logits(rng, (2, 3, (1 << 17) + 100))
+    r = fs.sample(y, top_k=50, seed=11)
+    assert r.tokens.shape == (2, 3) and r.logprobs.dtype == np.float32
+    assert raw_logprob_ok(r.logprobs, y.astype(np.float32), r.tokens).all()
+    y32 = y.astype(np.float32)
+    kth = -np.sort(-y32, axis=-1)[..., 49]
+    assert (np.take_along_axis(y32, r.tokens[..., None], -1)[..., 0] >= kth).all()
+
+
+def test_sample_greedy_top_logprobs_invalid(isa):
+    x = np.array([[1.0, 3.0, 3.0, 2.0, -1.0], [0.0, -1.0, 5.0, 5.0, 0.25],
+                  [1.0, np.nan, 0.0, 0.0, 0.0], [0.0, np.inf, 0.0, 0.0, 0.0]],
+                 np.float32).astype(BF16)
+    r = fs.sample(x, temperature=0.0, top_logprobs=3)
+    np.testing.assert_array_equal(r.tokens, [1, 2, -1, -1])  # lowest index on ties
+    assert r.logprobs.dtype == np.float32
+    assert raw_logprob_ok(r.logprobs[:2], x[:2].astype(np.float32), r.tokens[:2]).all()
+    assert np.isnan(r.logprobs[2:]).all()
+    # the raw distribution's best n: float32 log-probabilities, ties by the lower index
+    assert r.top_logprobs.dtype == np.float32 and r.top_tokens.dtype == np.int64
+    np.testing.assert_array_equal(r.top_tokens[:2], [[1, 2, 3], [2, 3, 4]])
+    want = scipy.special.log_softmax(x[:2].astype(np.float64), axis=-1)
+    want = np.take_along_axis(want, r.top_tokens[:2], -1)
+    assert (np.abs(r.top_logprobs[:2] - want) <= 4 * 2.0**-23 * np.maximum(1, np.abs(want))).all()
+    assert np.isnan(r.top_logprobs[2:]).all()
+    np.testing.assert_array_equal(fs.sample(x, temperature=0.0, logprobs="processed").logprobs[:2],
+                                  [0.0, 0.0])
+    # a longer row: top_logprobs against the reference, chosen token's logprob among them
+    rng = np.random.default_rng(12)
+    y = bf16_logits(rng, (3, 4000), scale=3.0)
+    s = fs.sample(y, temperature=0.0, top_logprobs=5)
+    y32 = y.astype(np.float32)
+    order = np.argsort(-y32, axis=-1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(s.top_tokens, order)
+    want = np.take_along_axis(scipy.special.log_softmax(y32.astype(np.float64), axis=-1), order, -1)
+    assert (np.abs(s.top_logprobs - want) <= 4 * 2.0**-23 * np.maximum(1, np.abs(want))).all()
+    np.testing.assert_array_equal(s.tokens, order[:, 0])
+
+
+def test_sample_seeded_chi_square(isa):
+    v = np.array([0.0, 1.0, 2.0, 3.0, 2.5, -1.0, 0.5, 1.5], np.float32).astype(BF16)
+    n = 120_000
+    for setting in (dict(), dict(top_k=4, top_p=0.8)):
+        toks = fs.sample(np.broadcast_to(v, (n, v.size)), seed=2024, logprobs=None,
+                         **setting).tokens
+        keep, e = ref_kept(v.astype(np.float32), 1.0, setting.get("top_k", 0),
+                           setting.get("top_p", 1.0))
+        counts = np.bincount(toks, minlength=v.size)
+        assert counts[~keep].sum() == 0
+        assert scipy.stats.chisquare(counts[keep], e[keep] / e.sum() * n).pvalue > 1e-4
 
 
 # ------------------------------------------------------------- ml_dtypes is optional
