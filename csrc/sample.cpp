@@ -28,7 +28,7 @@ namespace fastsoftmax {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr int kBuckets = 1024;
+constexpr int kBuckets = 512;  // 4 interleaved double histograms: 16 KiB, in L1
 constexpr size_t kSortMax = 64;
 constexpr int64_t kSmallK = 1024;
 constexpr int64_t kDrawBlock = 1024;  // the draw sums masses per block, then walks one
@@ -174,26 +174,18 @@ struct RowSampler {
     return last;  // u within rounding of 1: the last kept token
   }
 
-  // The draw over every token (no filter): block sums of exp(z - M) by the softmax
-  // family's reduce_max (exps summed in vectors, none stored; M is at least every z, as
-  // its sum needs), then the one block that crosses u times the total, its masses by
-  // the family's finish kernel.
-  int64_t draw_unfiltered(const C* z, double M, double u, double* total, SampleScratch<C>& s) const {
+  // The draw over every token of v (no filter): one pass of the softmax family's
+  // exp_sums (block sums of the masses exp((v - m) * sc); the Partial of sum exp(v - m)
+  // in *sums), then the one block that crosses u times the total, its masses by
+  // exp_scaled (the same bits). -1 when v holds a NaN.
+  int64_t draw_unfiltered(const C* v, C m, C sc, double u, Merged* sums, double* total,
+                          SampleScratch<C>& s) const {
     const int64_t n = a.n, nb = (n + kDrawBlock - 1) / kDrawBlock;
     double* bs = s.block_sums.get(nb);
+    *sums = merged_of(sm.exp_sums(v, n, m, sc, kDrawBlock, bs));
+    if (!(sums->max == sums->max)) return -1;
     double total_mass = 0.0;
-    for (int64_t b = 0; b < nb; ++b) {
-      const int64_t i0 = b * kDrawBlock, len = std::min(kDrawBlock, n - i0);
-      if (len >= 16) {
-        bs[b] = sm.reduce_max(z + i0, len, C(M)).sum;
-      } else {  // reduce_max takes a short row's own max: sum this one directly
-        C e[16];
-        sm.softmax_finish(z + i0, e, len, C(M), C(1));
-        bs[b] = 0.0;
-        for (int64_t j = 0; j < len; ++j) bs[b] += double(e[j]);
-      }
-      total_mass += bs[b];
-    }
+    for (int64_t b = 0; b < nb; ++b) total_mass += bs[b];
     *total = total_mass;
     const double target = u * total_mass;
     double acc = 0.0;
@@ -205,7 +197,7 @@ struct RowSampler {
         continue;
       }
       const int64_t i0 = b * kDrawBlock, len = std::min(kDrawBlock, n - i0);
-      sm.softmax_finish(z + i0, e, len, C(M), C(1));
+      sm.exp_scaled(v + i0, e, len, m, sc);
       for (int64_t j = 0; j < len; ++j) {
         if (!(e[j] > C(0))) continue;  // never a token of mass 0
         acc += double(e[j]);
@@ -216,16 +208,53 @@ struct RowSampler {
     return last;  // u within rounding of 1: the last token of mass > 0
   }
 
+  // A row without filters or mask (and 0 < T, 1 / T finite): the logits as given, one max
+  // pass and one pass of exps for both the masses exp((x - max) / T) and the raw
+  // log-probabilities' sum; z = x / T is formed for the chosen token alone.
+  void unfiltered(int64_t r, const char* xb, double T, double u, SampleScratch<C>& s) const {
+    const C* x = load_raw(xb, s);
+    const C mx = sel.max_nan(x, a.n);
+    Merged raw{};
+    double total = 0.0;
+    const C sc = T == 1.0 ? C(1) : C(1.0 / T);
+    const int64_t tok = std::isfinite(double(mx)) ? draw_unfiltered(x, mx, sc, u, &raw, &total, s) : -1;
+    a.tokens[r] = tok;
+    if (a.logprobs == Logprobs::none) return;
+    if (tok < 0) {  // NaN or +inf logit, or every logit -inf
+      a.logprob[r] = kNaN;
+      return;
+    }
+    const double log_raw = std::log1p(raw.rest);  // the max's own term set apart
+    if (a.logprobs == Logprobs::raw) {
+      a.logprob[r] = (double(x[tok]) - double(mx)) - log_raw;
+    } else if (T == 1.0) {
+      a.logprob[r] = (double(x[tok]) - double(mx)) - log_raw;
+    } else {
+      const C t = C(T);  // z = x / T in the compute type, as every other path forms it
+      a.logprob[r] = (double(x[tok] / t) - double(mx / t)) - std::log(total);
+    }
+  }
+
+  double uniform(int64_t r) const {
+    if (a.has_u) return a.u.at(r);
+    const uint64_t counter[4] = {a.offset.at(r), a.seed.st == 0 ? uint64_t(r) : 0, 0, 0};
+    return philox_uniform(a.seed.at(r), counter);
+  }
+
   // The top_p threshold over the tokens with z >= thr (masses e): each token's bucket
   // below the max in one vectorized pass (in C: monotone in z, the last bucket taking
   // everything further than the span), the masses added into four interleaved
   // histograms (no store-to-load chain on runs of one bucket), then the bucket that
   // crosses p times the total refined on its members alone.
   double top_p_threshold(const C* z, const C* e, double M, double thr, double p,
-                         SampleScratch<C>& s) const {
+                         double* all_mass, SampleScratch<C>& s) const {
     const int64_t n = a.n;
     int32_t* bucket = s.bucket.get(n);
-    const C inv = C(kBuckets / (sizeof(C) == 4 ? 48.0 : 64.0));
+    // buckets over the survivors' span (at most 48 / 64 below the max: masses below
+    // e^-48 go to the last bucket; the refinement decides them if it must)
+    const double cap = sizeof(C) == 4 ? 48.0 : 64.0;
+    const double lo = double(sel.min_above(z, n, C(std::max(thr, M - cap))));
+    const C inv = C(kBuckets / std::max(M - lo, 1e-30) * 0.999);  // the least z in bucket kBuckets-1
     sel.bucketize(z, n, C(M), inv, C(thr), kBuckets - 1, bucket);  // kBuckets: filtered out
     double h[4][kBuckets + 1] = {};
     int64_t i = 0;
@@ -237,6 +266,8 @@ struct RowSampler {
       mass[b] = (h[0][b] + h[1][b]) + (h[2][b] + h[3][b]);
       total_mass += mass[b];
     }
+    // every token's mass, the filtered ones' (bucket kBuckets) included
+    *all_mass = total_mass + ((h[0][kBuckets] + h[1][kBuckets]) + (h[2][kBuckets] + h[3][kBuckets]));
     const double target = p * total_mass;
     double before = 0.0;
     int b = 0;
@@ -255,8 +286,11 @@ struct RowSampler {
     int64_t* idx = s.idx.get(std::min<int64_t>(n, kSmallK));
     C* vals = s.vals.get(std::min<int64_t>(n, kSmallK));
     Ranked<C>* work = s.work.get(select_work_size(n, std::min<int64_t>(n, kSmallK)));
-    const C* z = load_z(xb, mb, T, s);
     const int64_t k = T == 0.0 ? 0 : a.top_k.at(r);
+    if (!mb && T > 0.0 && std::isfinite(double(C(1.0 / T))) && (k == 0 || k >= n) &&
+        a.top_p.at(r) >= 1.0 && !(a.min_p.at(r) > 0.0))
+      return unfiltered(r, xb, T, uniform(r), s);
+    const C* z = load_z(xb, mb, T, s);
     const bool small = k > 0 && k < n && k <= kSmallK;
     // the row max: a small top_k's selection gives it (NaN ranks first), else one max
     // pass (NaN when z holds one)
@@ -276,13 +310,7 @@ struct RowSampler {
     };
     if (T == 0.0) return finish(sel.first_max(z, n, C(M)), 0.0);  // greedy: lowest index
 
-    double u;
-    if (a.has_u) {
-      u = a.u.at(r);
-    } else {
-      const uint64_t counter[4] = {a.offset.at(r), a.seed.st == 0 ? uint64_t(r) : 0, 0, 0};
-      u = philox_uniform(a.seed.at(r), counter);
-    }
+    const double u = uniform(r);
     const double minp = a.min_p.at(r), p = a.top_p.at(r);
     double thr = minp > 0.0 ? M + std::log(minp) : -HUGE_VAL;
     if (k > 0 && k < n) {
@@ -301,13 +329,23 @@ struct RowSampler {
       }
     }
     if (thr == -HUGE_VAL && p >= 1.0) {  // nothing filtered: every token keeps its mass
+      Merged sums;
       double total;
-      const int64_t tok = draw_unfiltered(z, M, u, &total, s);
-      return finish(tok, (double(z[tok]) - M) - std::log(total));
+      const int64_t tok = draw_unfiltered(z, C(M), C(1), u, &sums, &total, s);
+      return finish(tok, (double(z[tok]) - M) - std::log1p(sums.rest));
     }
     C* e = s.e.get(n);
     sm.softmax_finish(z, e, n, C(M), C(1));  // masses exp(z - M); -inf gives 0
-    if (p < 1.0) thr = std::max(thr, top_p_threshold(z, e, M, thr, p, s));
+    double all_mass = kNaN;
+    if (p < 1.0) thr = std::max(thr, top_p_threshold(z, e, M, thr, p, &all_mass, s));
+    if (raw_max == raw_max && all_mass == all_mass && a.logprobs == Logprobs::raw) {
+      // z == x: the histogram's total is the raw sum exp(x - M), no second exp pass
+      double total;
+      const int64_t tok = draw_all(z, e, thr, u, &total, s);
+      a.tokens[r] = tok;
+      a.logprob[r] = (double(z[tok]) - M) - std::log(all_mass);
+      return;
+    }
     double total;
     const int64_t tok = draw_all(z, e, thr, u, &total, s);
     finish(tok, (double(z[tok]) - M) - std::log(total));

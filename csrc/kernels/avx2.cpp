@@ -578,6 +578,30 @@ struct SelectChunk {
   static __m256d orv(__m256d a, __m256d b) { return _mm256_or_pd(a, b); }
   static int movemask(__m256 v) { return _mm256_movemask_ps(v); }
   static int movemask(__m256d v) { return _mm256_movemask_pd(v); }
+  // The least entry >= t (t when there is none); x holds no NaN.
+  template <class C>
+  static C min_above(const C* x, int64_t n, C t) {
+    using Ops = std::conditional_t<sizeof(C) == 4, F32, F64>;
+    constexpr int64_t W = Ops::W;
+    const auto vt = Ops::set1(t), inf = Ops::set1(std::numeric_limits<C>::infinity());
+    auto m0 = inf, m1 = inf;
+    int64_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+      m0 = keep_min(m0, Ops::load(x + i), vt, inf);
+      m1 = keep_min(m1, Ops::load(x + i + W), vt, inf);
+    }
+    for (; i < n; i += W) m0 = keep_min(m0, Ops::load_n(x + i, std::min<int64_t>(W, n - i)), vt, inf);
+    const C r = -Ops::hmax(Ops::sub(Ops::set1(C(0)), min2(m0, m1)));
+    return r == std::numeric_limits<C>::infinity() ? t : r;
+  }
+  static __m256 keep_min(__m256 m, __m256 v, __m256 t, __m256 inf) {
+    return _mm256_min_ps(m, _mm256_blendv_ps(inf, v, _mm256_cmp_ps(v, t, _CMP_GE_OQ)));
+  }
+  static __m256d keep_min(__m256d m, __m256d v, __m256d t, __m256d inf) {
+    return _mm256_min_pd(m, _mm256_blendv_pd(inf, v, _mm256_cmp_pd(v, t, _CMP_GE_OQ)));
+  }
+  static __m256 min2(__m256 a, __m256 b) { return _mm256_min_ps(a, b); }
+  static __m256d min2(__m256d a, __m256d b) { return _mm256_min_pd(a, b); }
 };
 #define FASTSOFTMAX_SELECT_CHUNK 1
 

@@ -479,6 +479,30 @@ struct SelectChunk {
   }
   static uint32_t unord(__m512 v) { return _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q); }
   static uint32_t unord(__m512d v) { return _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q); }
+  // The least entry >= t (t when there is none); x holds no NaN.
+  template <class C>
+  static C min_above(const C* x, int64_t n, C t) {
+    using Ops = std::conditional_t<sizeof(C) == 4, F32, F64>;
+    constexpr int64_t W = Ops::W;
+    const auto vt = Ops::set1(t), inf = Ops::set1(std::numeric_limits<C>::infinity());
+    auto m0 = inf, m1 = inf;
+    int64_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+      m0 = keep_min(m0, Ops::load(x + i), vt);
+      m1 = keep_min(m1, Ops::load(x + i + W), vt);
+    }
+    for (; i < n; i += W) m0 = keep_min(m0, Ops::load_n(x + i, std::min<int64_t>(W, n - i)), vt);
+    const C r = -Ops::hmax(Ops::sub(Ops::set1(C(0)), min2(m0, m1)));
+    return r == std::numeric_limits<C>::infinity() ? t : r;
+  }
+  static __m512 keep_min(__m512 m, __m512 v, __m512 t) {
+    return _mm512_mask_min_ps(m, _mm512_cmp_ps_mask(v, t, _CMP_GE_OQ), m, v);
+  }
+  static __m512d keep_min(__m512d m, __m512d v, __m512d t) {
+    return _mm512_mask_min_pd(m, _mm512_cmp_pd_mask(v, t, _CMP_GE_OQ), m, v);
+  }
+  static __m512 min2(__m512 a, __m512 b) { return _mm512_min_ps(a, b); }
+  static __m512d min2(__m512d a, __m512d b) { return _mm512_min_pd(a, b); }
 };
 #define FASTSOFTMAX_SELECT_CHUNK 1
 

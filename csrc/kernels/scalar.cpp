@@ -87,6 +87,26 @@ Partial reduce_max(const C* x, int64_t n, C m) {
   return {double(m), s.sum, s.rest};
 }
 
+// The sampler's unfiltered draw (softmax_kernels.h exp_sums / exp_scaled): masses
+// exp((x - m) * s), the raw sum exp(x - m) with the max's terms set apart.
+template <class C>
+Partial exp_sums(const C* x, int64_t n, C m, C s, int64_t block, double* block_sums) {
+  const SumRest raw = sum_exp(x, n, m);
+  for (int64_t b = 0, i0 = 0; i0 < n; ++b, i0 += block) {
+    const int64_t i1 = std::min(n, i0 + block);
+    CompensatedSum acc;
+    for (int64_t i = i0; i < i1; ++i) acc.add(double(std::exp((x[i] - m) * s)));
+    block_sums[b] = acc.value();
+  }
+  if (raw.sum != raw.sum) return {kNaN<double>, raw.sum, raw.sum};
+  return {double(m), raw.sum, raw.rest};
+}
+
+template <class C>
+void exp_scaled(const C* x, C* y, int64_t n, C m, C s) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::exp((x[i] - m) * s);
+}
+
 template <class C>
 void fill(C* y, int64_t n, C v) {
   for (int64_t i = 0; i < n; ++i) y[i] = v;
@@ -310,6 +330,8 @@ void fill_set(SoftmaxKernels<C, C>& k) {
   k.log_softmax_row = log_softmax_row<C>;
   k.reduce = reduce<C>;
   k.reduce_max = reduce_max<C>;
+  k.exp_sums = exp_sums<C>;
+  k.exp_scaled = exp_scaled<C>;
   k.softmax_finish = softmax_finish<C>;
   k.log_softmax_finish = log_softmax_finish<C>;
   k.softmax_panel = softmax_panel<C>;

@@ -45,6 +45,8 @@ struct SelectKernels {
   C (*max_nan)(const C* x, int64_t n) = nullptr;
   // The index of the first entry equal to m, the max of x (finite; x holds no NaN).
   int64_t (*first_max)(const C* x, int64_t n, C m) = nullptr;
+  // The least entry >= t (t when there is none); x holds no NaN.
+  C (*min_above)(const C* x, int64_t n, C t) = nullptr;
   // The number of entries equal to v.
   int64_t (*count_equal)(const C* x, int64_t n, C v) = nullptr;
   // sums[b] = the sum in double of e[i] over the i of block b (`block` entries, the

@@ -39,6 +39,15 @@ struct SoftmaxKernels {
   // y = (x - max) - log_sum   (max finite; x - max formed first, for accuracy).
   void (*log_softmax_finish)(const S* x, S* y, int64_t n, C max, C log_sum) = nullptr;
 
+  // The sampler's draw without filters (csrc/sample.cpp), given x's max m (finite) and
+  // s = 1 / temperature: one pass returning the Partial of sum exp(x - m) (the raw
+  // logits' log-probabilities; a NaN in x: NaN max) and writing, per block of `block`
+  // entries (a multiple of 16), the sum of the masses exp((x - m) * s) to block_sums;
+  // exp_scaled writes those masses (the same bits) to y, compute type. n >= 1.
+  Partial (*exp_sums)(const S* x, int64_t n, C m, C s, int64_t block,
+                      double* block_sums) = nullptr;
+  void (*exp_scaled)(const S* x, C* y, int64_t n, C m, C s) = nullptr;
+
   // Optional: the finish kernels with non-temporal (streaming) stores, for the second
   // pass of rows too long for the cache, whose output is not re-read soon. Same bits
   // as the plain finish kernels (the arithmetic is elementwise).

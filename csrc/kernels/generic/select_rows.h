@@ -38,8 +38,8 @@ inline bool chunk_has_better(const C* x, int64_t len, C t) {
 // FASTSOFTMAX_SELECT_CHUNK and a struct SelectChunk with above(x, t) (an entry > t
 // or NaN) and below(x, t) (an entry < t) on kSelectChunk entries, in mask
 // registers (the plain loop's OR reduces through integer vectors and a horizontal
-// OR per chunk, about twice the instructions), and max_nan(x, n) (below: GCC 12
-// does not vectorize the plain loop's NaN test with the max; it runs 6x slower).
+// OR per chunk, about twice the instructions), and max_nan(x, n) and min_above(x, n, t)
+// (below: GCC 12 does not vectorize the plain loops' selects well; 3-6x slower).
 template <bool kLargest, class C>
 inline bool full_chunk_has_better(const C* x, C t) {
 #ifdef FASTSOFTMAX_SELECT_CHUNK
@@ -231,6 +231,29 @@ int64_t first_max(const C* x, int64_t n, C m) {
   return -1;
 }
 
+// The least entry of x[0..n) at or above t (t itself when none is): x holds no NaN.
+template <class C>
+C min_above(const C* x, int64_t n, C t) {
+#ifdef FASTSOFTMAX_SELECT_CHUNK
+  return SelectChunk::min_above(x, n, t);
+#endif
+  C m[kPassLanes];
+  for (int j = 0; j < kPassLanes; ++j) m[j] = std::numeric_limits<C>::infinity();
+  int64_t i = 0;
+  for (; i + kPassLanes <= n; i += kPassLanes)
+    for (int j = 0; j < kPassLanes; ++j) {
+      const C v = x[i + j] >= t ? x[i + j] : std::numeric_limits<C>::infinity();
+      m[j] = v < m[j] ? v : m[j];
+    }
+  for (int j = 0; i < n; ++i, ++j) {
+    const C v = x[i] >= t ? x[i] : std::numeric_limits<C>::infinity();
+    m[j] = v < m[j] ? v : m[j];
+  }
+  C r = m[0];
+  for (int j = 1; j < kPassLanes; ++j) r = m[j] < r ? m[j] : r;
+  return r == std::numeric_limits<C>::infinity() ? t : r;
+}
+
 template <class C>
 int64_t count_equal(const C* x, int64_t n, C v) {
   int32_t c[kPassLanes] = {};
@@ -282,6 +305,7 @@ void fill_select(Set& k) {
   k.max_nan = max_nan;
   k.first_max = first_max;
   k.count_equal = count_equal;
+  k.min_above = min_above;
   k.kept_block_sums = kept_block_sums;
   k.bucketize = bucketize;
 }

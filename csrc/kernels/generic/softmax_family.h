@@ -28,4 +28,5 @@
 #include "kernels/generic/panel_sweep.h"
 #include "kernels/generic/panel_tiles.h"
 #include "kernels/generic/gather.h"
+#include "kernels/generic/sampler_sums.h"
 #include "kernels/generic/softmax_table.h"

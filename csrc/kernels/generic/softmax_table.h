@@ -1,6 +1,6 @@
 // Part of the ISA-generic softmax family (softmax_family.h): fill_set, one dtype's
 // KernelSet from the entries of the headers before it (row_entries.h, row_batches.h,
-// panel_tiles.h, gather.h), and fill_row_entries, its single-row entries alone. The
+// panel_tiles.h, gather.h, sampler_sums.h), and fill_row_entries, its single-row entries alone. The
 // last header of the family.
 //
 // T fills the softmax entries; TLog (T unless given) those of log_softmax and
@@ -18,6 +18,8 @@ void fill_row_entries(Set& k) {
   k.reduce_max = reduce_max<TLog>;
   k.softmax_finish = softmax_finish<T>;
   k.log_softmax_finish = log_softmax_finish<TLog>;
+  k.exp_sums = exp_sums<TLog>;
+  k.exp_scaled = exp_scaled<T>;
 }
 
 template <class T, class TLog = T, class Set>
