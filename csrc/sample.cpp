@@ -316,9 +316,17 @@ struct RowSampler {
     if (k > 0 && k < n) {
       if (small) {
         const C zk = vals[k - 1];
-        int64_t ties = sel.count_equal(z, n, zk);  // equal to the k-th beyond the k selected
-        for (int64_t j = 0; j < k; ++j) ties -= vals[j] == zk;
-        if (ties == 0) return small_k(k, M, std::max(thr, double(zk)), p, u, idx, vals, finish);
+        // the kept set is every z >= zk: the selected above zk (vals descending), then
+        // the whole tie group at zk in index order (bfloat16 logits tie often), when
+        // it fits the small path's buffers; else the path over the whole row
+        int64_t above = 0;
+        while (vals[above] > zk) ++above;
+        const int64_t cap = std::min<int64_t>(n, kSmallK) - above;
+        const int64_t group = std::isfinite(double(zk))
+                                  ? sel.find_equal(z, n, zk, idx + above, vals + above, cap)
+                                  : cap + 1;
+        if (group <= cap)
+          return small_k(above + group, M, std::max(thr, double(zk)), p, u, idx, vals, finish);
         thr = std::max(thr, double(zk));
       } else {  // a large k: its k-th value by the selection buffer
         Ranked<C>* big = s.work.get(select_work_size(n, k));

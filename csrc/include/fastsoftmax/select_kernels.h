@@ -47,8 +47,10 @@ struct SelectKernels {
   int64_t (*first_max)(const C* x, int64_t n, C m) = nullptr;
   // The least entry >= t (t when there is none); x holds no NaN.
   C (*min_above)(const C* x, int64_t n, C t) = nullptr;
-  // The number of entries equal to v.
-  int64_t (*count_equal)(const C* x, int64_t n, C v) = nullptr;
+  // The entries equal to v (finite; x holds no NaN) in index order: the first cap of
+  // them to idx / vals; returns how many there are.
+  int64_t (*find_equal)(const C* x, int64_t n, C v, int64_t* idx, C* vals,
+                        int64_t cap) = nullptr;
   // sums[b] = the sum in double of e[i] over the i of block b (`block` entries, the
   // last one shorter) with z[i] >= t; returns their total.
   double (*kept_block_sums)(const C* z, const C* e, int64_t n, C t, int64_t block,

@@ -254,18 +254,23 @@ C min_above(const C* x, int64_t n, C t) {
   return r == std::numeric_limits<C>::infinity() ? t : r;
 }
 
+// The entries equal to v (finite; x holds no NaN), in index order: the first `cap` of
+// them to idx/vals; returns how many there are. Chunks with no entry >= v are skipped
+// by the scan's chunk test.
 template <class C>
-int64_t count_equal(const C* x, int64_t n, C v) {
-  int32_t c[kPassLanes] = {};
-  int64_t total = 0, i = 0;
-  while (i < n) {  // int32 lanes, flushed before they could overflow
-    const int64_t end = std::min(n, i + (int64_t(1) << 30));
-    for (; i + kPassLanes <= end; i += kPassLanes)
-      for (int j = 0; j < kPassLanes; ++j) c[j] += x[i + j] == v;
-    for (; i < end; ++i) total += x[i] == v;
-    for (int j = 0; j < kPassLanes; ++j) total += c[j], c[j] = 0;
+int64_t find_equal(const C* x, int64_t n, C v, int64_t* idx, C* vals, int64_t cap) {
+  const C below = std::nextafter(v, -std::numeric_limits<C>::infinity());
+  int64_t c = 0;
+  for (int64_t i = 0; i < n; i += kSelectChunk) {
+    const int64_t len = std::min(kSelectChunk, n - i);
+    if (!any_better<true>(x + i, len, below)) continue;
+    for (int64_t j = i; j < i + len; ++j)
+      if (x[j] == v) {
+        if (c < cap) idx[c] = j, vals[c] = v;
+        ++c;
+      }
   }
-  return total;
+  return c;
 }
 
 template <class C>
@@ -304,7 +309,7 @@ void fill_select(Set& k) {
   k.top_k = top_k_row;
   k.max_nan = max_nan;
   k.first_max = first_max;
-  k.count_equal = count_equal;
+  k.find_equal = find_equal;
   k.min_above = min_above;
   k.kept_block_sums = kept_block_sums;
   k.bucketize = bucketize;
