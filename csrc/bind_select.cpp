@@ -10,6 +10,7 @@
 #include <string>
 
 #include "driver.h"
+#include "gil.h"
 #include "numpy_view.h"
 #include "sample.h"
 #include "select.h"
@@ -67,7 +68,7 @@ void top_k_core(py::array x, int axis, int64_t k, bool largest, int transform, p
   }
   collapse(a.outer, true);
   if (n == 0 || k == 0) return;
-  py::gil_scoped_release release;
+  ReleaseGil release;
   run_top_k(a);
 }
 
@@ -147,7 +148,7 @@ void sample_core(py::array logits, py::object where, py::object temperature, py:
     a.logprob = static_cast<double*>(const_cast<void*>(flat(logprob, a.rows, 'f', 8, true, "logprob")));
   a.threads = current_num_threads();
   if (a.rows * a.n >= 4096) {
-    py::gil_scoped_release release;
+    ReleaseGil release;
     run_sample(a);
   } else {
     run_sample(a);
