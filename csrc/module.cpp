@@ -636,7 +636,7 @@ PYBIND11_MODULE(_core, m) {
   // calls that found it busy and ran on their own thread (engine/threads.h).
   m.def("_pool_stats", []() {
     return py::dict("workers"_a = pool::workers_started(), "inline_calls"_a = pool::calls_inline(),
-                    "pool_calls"_a = pool::stat(0), "worker_chunks"_a = pool::stat(1), "join_sleeps"_a = pool::stat(2));
+                    "pool_calls"_a = pool::stat(0), "worker_chunks"_a = pool::stat(1), "join_sleeps"_a = pool::stat(2), "wakes"_a = pool::stat(3));
   });
   m.def("isa", []() { return std::string(isa_name(kernels().isa)); },
         "The instruction set of the kernels in use: avx512, avx2, neon or scalar.");

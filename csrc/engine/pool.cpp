@@ -51,13 +51,26 @@ inline int limit_of(uint64_t s) { return int((s >> (kNextBits + kChunkBits)) & 0
 inline uint32_t gen_of(uint64_t s) { return uint32_t(s >> (kNextBits + kChunkBits + kLimitBits)); }
 static_assert(kMaxThreads < 256 && kMaxChunks < (1 << 12), "claim word");
 
-// Spins. A worker after its last chunk looks for the next call for kWorkerSpinNs
-// (back-to-back calls find it awake), then sleeps. The caller waiting for a claimed
-// chunk: see run().
-constexpr int64_t kWorkerSpinNs = 50'000;
+// Spins. A worker after its last chunk looks for the next call kWorkerSpins times
+// (pause instructions, 35-50 ns each here: ~1 ms on a core; libgomp's default spins
+// longer), then sleeps;
+// counted, not timed, so that a worker preempted while it spins is still awake for
+// the next call when it runs again (back-to-back calls under load found it asleep,
+// and paid a wake-up each). The caller waiting for a claimed chunk: see run().
+constexpr int kWorkerSpins = 20000;
 constexpr int64_t kJoinSpinExtraNs = 3'000;
 constexpr int64_t kJoinSpinNoChunkNs = 20'000;
 constexpr int64_t kJoinSpinMaxNs = 200'000;
+
+// One step of a spin: a pause, and every 64th a yield. When the thread we wait for
+// (the caller, preempted by this worker's wake-up; a worker holding a chunk) waits
+// for this very core, the yield lets it run; on an idle core it returns at once.
+inline void spin_step(int i) {
+  if ((i & 63) == 63)
+    std::this_thread::yield();
+  else
+    FASTSOFTMAX_PAUSE();
+}
 
 inline int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -70,7 +83,7 @@ inline int64_t now_ns() {
 // workers sleep at once instead of spinning (the callers need the cores).
 std::atomic<int> g_active{0};
 // Counters for the test hook (_core._pool_stats).
-std::atomic<int64_t> g_join_sleeps{0}, g_worker_chunks{0}, g_pool_calls{0};
+std::atomic<int64_t> g_join_sleeps{0}, g_worker_chunks{0}, g_pool_calls{0}, g_wakes{0};
 
 struct Pool {
   std::atomic<uint64_t> state{0};
@@ -131,16 +144,9 @@ struct Pool {
   void worker(int slot, uint32_t seen) {
     for (;;) {
       uint64_t s = state.load(std::memory_order_acquire);
-      int64_t until = 0;
       for (int i = 0; gen_of(s) == seen; s = state.load(std::memory_order_acquire), ++i) {
-        if ((i & 15) != 0) {
-          FASTSOFTMAX_PAUSE();
-          continue;
-        }
-        const int64_t t = now_ns();
-        if (until == 0) until = t + kWorkerSpinNs;
-        if (t < until && g_active.load(std::memory_order_relaxed) <= 1) {
-          FASTSOFTMAX_PAUSE();
+        if (i < kWorkerSpins && g_active.load(std::memory_order_relaxed) <= 1) {
+          spin_step(i);
           continue;
         }
         std::unique_lock<std::mutex> lk(m);
@@ -178,6 +184,7 @@ struct Pool {
                  uint64_t(nt) << (kNextBits + kChunkBits) | uint64_t(chunks) << kNextBits;
     state.store(s, std::memory_order_seq_cst);
     if (sleepers.load(std::memory_order_seq_cst) > 0) {
+      g_wakes.fetch_add(1, std::memory_order_relaxed);
       std::lock_guard<std::mutex> g(m);
       wake_cv.notify_all();
     }
@@ -207,7 +214,7 @@ struct Pool {
       const int64_t per = mine > 0 ? (t1 - t0) / mine : kJoinSpinNoChunkNs;
       const int64_t until = t1 + std::min<int64_t>(2 * per + kJoinSpinExtraNs, kJoinSpinMaxNs);
       for (int i = 0; done.load(std::memory_order_acquire) < chunks; ++i) {
-        FASTSOFTMAX_PAUSE();
+        spin_step(i);
         if ((i & 15) == 0 && now_ns() > until) break;
       }
       if (done.load(std::memory_order_acquire) < chunks) {
@@ -290,7 +297,7 @@ int workers_started() {
 
 int64_t calls_inline() { return g_inline.load(std::memory_order_relaxed); }
 int64_t stat(int i) {
-  return (i == 0 ? g_pool_calls : i == 1 ? g_worker_chunks : g_join_sleeps).load();
+  return (i == 0 ? g_pool_calls : i == 1 ? g_worker_chunks : i == 2 ? g_join_sleeps : g_wakes).load();
 }
 
 }  // namespace pool
