@@ -219,7 +219,8 @@ def latency_table(title, results, all_threads):
     print("| shape | " + " | ".join(present) + " |")
     print("|---|" + "---|" * len(present))
     for shape, r in results.items():
-        print(f"| {shape} | " + " | ".join(fmt(pct(r[c])) if c in r else "" for c in present) + " |")
+        cells = [fmt(pct(r[c])) if c in r else "" for c in present]
+        print(f"| {shape} | " + " | ".join(cells) + " |")
 
 
 def main(argv=None):
@@ -254,9 +255,11 @@ def main(argv=None):
             for k, (shape, axis) in shapes.items():
                 res[k] = latency(peers, contenders(peers, shape, axis, T), a.calls)
             if not a.shapes or "backward" in a.shapes:
-                res[TRAIN] = latency(peers, contenders(peers, (64, 128256), -1, T, train=True), a.calls)
+                calls = contenders(peers, (64, 128256), -1, T, train=True)
+                res[TRAIN] = latency(peers, calls, a.calls)
         load = meter.stop()
-        other = f"{load['other_cpu']:.0%} of the CPUs used by other processes" if load else "load unknown"
+        other = (f"{load['other_cpu']:.0%} of the CPUs used by other processes"
+                 if load else "load unknown")
         title = "quiet" if name == "quiet" else f"{a.busy} competing busy process(es)"
         latency_table(f"{title} ({other}, busy loops included)", res, T)
         summary[name] = res
@@ -329,18 +332,23 @@ def check(summary, T):
         for k, r in summary["busy"].items():
             (a50, a90, a99), (o50, o90, o99) = pct(r[fa]), pct(r[f1])
             ok = a90 <= 1.2 * o90 and a50 <= o50
-            peers99 = [pct(r[p])[2] for p in r if not p.startswith("fastsoftmax") and p.endswith(f" {T}t")]
-            ahead = all(a99 < p for p in peers99)
+            peers99 = [pct(r[p])[2] for p in r
+                       if not p.startswith("fastsoftmax") and p.endswith(f" {T}t")]
+            if peers99:
+                ahead = all(a99 < p for p in peers99)
+                vs = (f"p99 {'ahead of' if ahead else 'NOT ahead of'} peers "
+                      f"({a99:,.0f} vs {', '.join(f'{p:,.0f}' for p in peers99)})")
+            else:
+                vs = "no peer"
             lines.append(
                 f"busy {k}: p50 {a50 / o50:.2f}x, p90 {a90 / o90:.2f}x of 1 thread "
-                f"{'OK' if ok else 'MISS'}; p99 {'ahead of' if ahead else 'NOT ahead of'} peers "
-                f"({a99:,.0f} vs {', '.join(f'{p:,.0f}' for p in peers99)})"
+                f"{'OK' if ok else 'MISS'}; {vs}"
             )
     if "py8" in summary and T > 1:
         for k, r in summary["py8"].items():
             ratio = r[fa] / r[f1]
-            lines.append(f"8 Python threads {k}: all-threads throughput {ratio:.2f}x of 1 thread per call "
-                         f"{'OK' if ratio >= 1.0 else 'MISS'}")
+            lines.append(f"8 Python threads {k}: all-threads throughput {ratio:.2f}x of 1 thread "
+                         f"per call {'OK' if ratio >= 1.0 else 'MISS'}")
     if lines:
         print("\n### targets\n")
         for s in lines:

@@ -1,8 +1,11 @@
 // Releases the GIL for a computation, like pybind11's gil_scoped_release, except at
-// interpreter exit: a daemon thread that comes back while the interpreter finalizes
-// would be ended by CPython (pthread_exit: a forced unwind through the noexcept
-// destructor, std::terminate, the process aborts); this one parks the thread instead,
-// and the process exits around it (what CPython 3.14 does itself).
+// interpreter exit. CPython ends a daemon thread that wants the GIL back while the
+// interpreter finalizes (pthread_exit: a forced unwind); through pybind11's noexcept
+// destructor that is std::terminate, and the process aborted. Here a thread that
+// comes back after finalization began is parked (the process exits around it, as
+// CPython 3.14 does itself), and one already waiting for the GIL when it begins is
+// unwound through this destructor, which lets the unwind pass (noexcept(false); the
+// bindings catch only std::exception types, so it reaches CPython's frames).
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -15,7 +18,7 @@ namespace fastsoftmax {
 class ReleaseGil {
  public:
   ReleaseGil() : state_(PyEval_SaveThread()) {}
-  ~ReleaseGil() {
+  ~ReleaseGil() noexcept(false) {
     if (finalizing())
       for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
     PyEval_RestoreThread(state_);

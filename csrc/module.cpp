@@ -632,11 +632,14 @@ PYBIND11_MODULE(_core, m) {
         "The number of threads the next call may use (set_num_threads, else OpenMP's).");
   m.def("_set_num_threads", &set_num_threads, "n"_a);
   m.def("_restore_num_threads", [](int prev) { g_thread_override.store(prev); });
-  // Test hook (not public API): the pool's worker threads started and the parallel
-  // calls that found it busy and ran on their own thread (engine/threads.h).
+  // Test hook (not public API): the pool's counters (engine/threads.h): workers
+  // started, calls run on their own thread as the pool was busy, and since import the
+  // calls on the pool, chunks the workers computed, joins that slept, wake-ups.
   m.def("_pool_stats", []() {
-    return py::dict("workers"_a = pool::workers_started(), "inline_calls"_a = pool::calls_inline(),
-                    "pool_calls"_a = pool::stat(0), "worker_chunks"_a = pool::stat(1), "join_sleeps"_a = pool::stat(2), "wakes"_a = pool::stat(3));
+    return py::dict("workers"_a = pool::workers_started(),
+                    "inline_calls"_a = pool::calls_inline(), "pool_calls"_a = pool::stat(0),
+                    "worker_chunks"_a = pool::stat(1), "join_sleeps"_a = pool::stat(2),
+                    "wakes"_a = pool::stat(3));
   });
   m.def("isa", []() { return std::string(isa_name(kernels().isa)); },
         "The instruction set of the kernels in use: avx512, avx2, neon or scalar.");

@@ -4,9 +4,9 @@
 // chunk); the caller and the woken workers claim chunks by compare-and-swap on it, and
 // completion is counted by chunks done. A worker that wakes late finds nothing left,
 // takes no part and goes back to waiting; the caller never waits for it. A worker
-// that claimed a chunk is waited for (it holds part of the result). Workers spin a few
-// tens of µs after a call (back-to-back calls find them awake), then sleep on a
-// condition variable. The pool is never destroyed: its workers are detached and end
+// that claimed a chunk is waited for (it holds part of the result). Workers spin
+// (pausing, yielding now and then) for about a millisecond of their own time after a
+// call, so back-to-back calls find them awake, then sleep on a condition variable. The pool is never destroyed: its workers are detached and end
 // with the process; a forked child starts a new pool on its first parallel call.
 #include <atomic>
 #include <chrono>
@@ -297,7 +297,8 @@ int workers_started() {
 
 int64_t calls_inline() { return g_inline.load(std::memory_order_relaxed); }
 int64_t stat(int i) {
-  return (i == 0 ? g_pool_calls : i == 1 ? g_worker_chunks : i == 2 ? g_join_sleeps : g_wakes).load();
+  const std::atomic<int64_t>* c[] = {&g_pool_calls, &g_worker_chunks, &g_join_sleeps, &g_wakes};
+  return i >= 0 && i < 4 ? c[i]->load() : -1;
 }
 
 }  // namespace pool

@@ -51,7 +51,9 @@ void run(int64_t count, int64_t chunks, int nt, ChunkFn fn, void* ctx);
 // workers that joined; distinct among the threads computing one call at once.
 extern thread_local int tl_slot;
 // Test hooks: the number of worker threads started, and the calls that found the pool
-// busy (or ran inside an OpenMP region) and ran on their caller's thread.
+// busy (or ran inside an OpenMP region) and ran on their caller's thread; stat(i):
+// 0 calls that used the pool, 1 chunks computed by workers, 2 joins that slept
+// (waiting for a claimed chunk), 3 calls that woke sleeping workers.
 int workers_started();
 int64_t calls_inline();
 int64_t stat(int i);
