@@ -116,9 +116,13 @@ def test_python_threads_calling_at_once(n_threads):
         assert r is outs[i]
         assert_bits_equal(r, expect[i], f"python thread {i}")
 
+    # Until the policy has been exercised (some call found another in progress): on a
+    # loaded machine a round's calls can happen not to overlap.
     with fs.threads(2):
-        _concurrent(n_threads, one)
-    # the policy was exercised: some calls found another in progress
+        for _ in range(20):
+            _concurrent(n_threads, one)
+            if fs._core._pool_stats()["inline_calls"] > before:
+                break
     assert fs._core._pool_stats()["inline_calls"] > before
 
 
