@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "driver.h"
+#include "gil.h"
 #include "numpy_view.h"
 #include "sample.h"
 #include "select.h"
@@ -73,7 +74,7 @@ void top_k_core(py::array x, int axis, int64_t k, bool largest, int transform, p
   }
   collapse(a.outer, true);
   if (n == 0 || k == 0) return;
-  py::gil_scoped_release release;
+  ReleaseGil release;
   run_top_k(a);
 }
 
@@ -123,7 +124,7 @@ void set_layout(SampleProblem& a, const ArrayView& xv, DType dt, const ArrayView
 
 void run_released(const SampleProblem& a) {
   if (a.rows * a.n >= 4096) {
-    py::gil_scoped_release release;
+    ReleaseGil release;
     run_sample(a);
   } else {
     run_sample(a);

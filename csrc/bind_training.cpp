@@ -13,6 +13,7 @@
 #include <string>
 
 #include "driver.h"
+#include "gil.h"
 #include "numpy_view.h"
 #include "training.h"
 
@@ -137,7 +138,7 @@ void xent_sparse(py::array logits, py::array labels, py::object ignore_index, do
   // bad one in row-major order of the labels' shape.
   int64_t bad_value = 0, count = 0, bad;
   {
-    py::gil_scoped_release release;
+    ReleaseGil release;
     bad = first_bad_label(a, &bad_value, &count);
   }
   if (bad >= 0) {
@@ -150,7 +151,7 @@ void xent_sparse(py::array logits, py::array labels, py::object ignore_index, do
                           std::to_string(bad_value) + " is out of range [0, " +
                           std::to_string(a.n) + ")");
   }
-  py::gil_scoped_release release;
+  ReleaseGil release;
   run_sparse_xent(a, count);
 }
 
@@ -175,7 +176,7 @@ void xent_dense(py::array labels, py::array logits, double eps, int reduction, p
   a.ldt = ldt;
   a.lab = lv.data;
   a.ls = lv.strides[lv.nd - 1];
-  py::gil_scoped_release release;
+  ReleaseGil release;
   run_dense_xent(a);
 }
 
@@ -203,7 +204,7 @@ void softmax_backward_core(bool log, py::array grad, py::array y, py::array out)
   a.threads = current_num_threads();
   const Py_intptr_t* const st[4] = {gv.strides, yv.strides, ov.strides, nullptr};
   a.outer = outer_dims(gv, st, &a.rows);
-  py::gil_scoped_release release;
+  ReleaseGil release;
   run_softmax_backward(a);
 }
 

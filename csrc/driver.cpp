@@ -128,7 +128,7 @@ void row_contiguous(const SoftmaxKernels<S, C>& k, Op op, const S* x, S* y, int6
   }
   const int64_t nb = num_blocks(n);
   std::unique_ptr<Partial[]> parts(new Partial[nb]);
-  parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
+  parallel_blocks(nb, nt, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) parts[b] = k.reduce(x + b * kBlock, block_len(n, b));
   });
   const Merged r = merge(parts.get(), nb);
@@ -150,7 +150,7 @@ void row_contiguous(const SoftmaxKernels<S, C>& k, Op op, const S* x, S* y, int6
   if (op == Op::softmax && k.softmax_finish_min) {
     double mn = HUGE_VAL;
     for (int64_t b = 0; b < nb; ++b) mn = std::min(mn, parts[b].min);
-    parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
+    parallel_blocks(nb, nt, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b)
         k.softmax_finish_min(x + b * kBlock, y + b * kBlock, block_len(n, b), m, a, C(mn));
     });
@@ -160,7 +160,7 @@ void row_contiguous(const SoftmaxKernels<S, C>& k, Op op, const S* x, S* y, int6
                     ? (k.softmax_finish_stream ? k.softmax_finish_stream : k.softmax_finish)
                     : (k.log_softmax_finish_stream ? k.log_softmax_finish_stream
                                                    : k.log_softmax_finish);
-  parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
+  parallel_blocks(nb, nt, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) finish(x + b * kBlock, y + b * kBlock, block_len(n, b), m, a);
   });
 }
@@ -199,7 +199,7 @@ void run_rows(const Problem& p, const Layout& L, const SoftmaxKernels<S, C>& k) 
         k.reduce_rows(x0 + c * ldx, ldx, n, cnt, parts);
         for (int64_t j = 0; j < cnt; ++j) store(y0 + (c + j) * ldy, lse_value<S>(merged_of(parts[j])));
       }
-    });
+    }, rows * n);
     return;
   }
   // One row at a time (a few long rows: in turn, their blocks split across threads).
@@ -257,7 +257,7 @@ void run_panels(const Problem& p, const Layout& L, const SoftmaxKernels<S, C>& k
           store(reinterpret_cast<S*>(ybase + j * lanes.st[Y]), double(lse[j]));
       }
     }
-  });
+  }, L.rows * n);
 }
 
 // ---- GATHER mode -----------------------------------------------------------------
@@ -386,7 +386,7 @@ void gathered_row(const Problem& p, const Layout& L, const SoftmaxKernels<C, C>&
   Partial* parts = pool[0].parts.get(nb);
   // each thread's own block buffer (for_rows: one scratch per thread sharing the row)
   auto block_buf = [&]() { return pool[nt_eff > 1 ? thread_id() : 0].buf.get(kBlock); };
-  parallel_chunks(nb, nt_eff, [&](int64_t b0, int64_t b1) {
+  parallel_blocks(nb, nt_eff, [&](int64_t b0, int64_t b1) {
     C* tb = block_buf();
     for (int64_t b = b0; b < b1; ++b) {
       gather_block<S, C>(p, walk, base, b * kBlock, block_len(n, b), tb, g);
@@ -402,7 +402,7 @@ void gathered_row(const Problem& p, const Layout& L, const SoftmaxKernels<C, C>&
   const double sv = special_value(r.max, p.op);
   const C m = C(r.max);
   const C a = special ? C(0) : p.op == Op::softmax ? C(1.0 / r.sum) : C(std::log1p(r.rest));
-  parallel_chunks(nb, nt_eff, [&](int64_t b0, int64_t b1) {
+  parallel_blocks(nb, nt_eff, [&](int64_t b0, int64_t b1) {
     C* tb = block_buf();
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t len = block_len(n, b);
@@ -529,7 +529,7 @@ void run_lse_weighted(const Problem& p, const Layout& L) {
       store(reinterpret_cast<S*>(p.y.data + w.off[Y]), value);
       if (p.sign.data) store(reinterpret_cast<S*>(p.sign.data + w.off[SG]), sign);
     }
-  });
+  }, rows * n);
 }
 
 template <class S, class C>

@@ -23,6 +23,8 @@
 #include <string>
 
 #include "driver.h"
+#include "gil.h"
+#include "engine/threads.h"
 #include "numpy_view.h"
 #include "fastsoftmax/common.h"
 #include "fastsoftmax/kernels.h"
@@ -167,7 +169,7 @@ void run_released(const Problem& p) {
   int64_t elements = 1;
   for (int64_t s : p.shape) elements *= s;
   if (elements < 4096) return run(p);
-  py::gil_scoped_release release;
+  ReleaseGil release;
   run(p);
 }
 
@@ -464,7 +466,7 @@ void widen_f16(py::array x, py::array out) {
   auto* dst = reinterpret_cast<float*>(o.data);
   const int64_t n = int64_t(x.size());
   const auto gather = kernels().softmax.f16.gather_row;
-  py::gil_scoped_release release;
+  ReleaseGil release;
   for (int64_t i = 0; i < n; i += kBlock) {
     const int64_t cnt = std::min(kBlock, n - i);
     if (gather)
@@ -648,6 +650,15 @@ PYBIND11_MODULE(_core, m) {
         "The number of threads the next call may use (set_num_threads, else OpenMP's).");
   m.def("_set_num_threads", &set_num_threads, "n"_a);
   m.def("_restore_num_threads", [](int prev) { g_thread_override.store(prev); });
+  // Test hook (not public API): the pool's counters (engine/threads.h): workers
+  // started, calls run on their own thread as the pool was busy, and since import the
+  // calls on the pool, chunks the workers computed, joins that slept, wake-ups.
+  m.def("_pool_stats", []() {
+    return py::dict("workers"_a = pool::workers_started(),
+                    "inline_calls"_a = pool::calls_inline(), "pool_calls"_a = pool::stat(0),
+                    "worker_chunks"_a = pool::stat(1), "join_sleeps"_a = pool::stat(2),
+                    "wakes"_a = pool::stat(3));
+  });
   m.def("isa", []() { return std::string(isa_name(kernels().isa)); },
         "The instruction set of the kernels in use: avx512, avx2, neon or scalar.");
   m.def("available_isas", &available_isas,

@@ -141,7 +141,7 @@ void loss_rows(const Problem& a, double* total, LossFn&& loss_of) {
 template <class S, class C, class BlockFn>
 void grad_blocks(int64_t n, int nt, Scratch<C>* pool, RowRef gr, bool direct_g, bool nan_row,
                  BlockFn&& block) {
-  parallel_chunks(num_blocks(n), nt, [&](int64_t b0, int64_t b1) {
+  parallel_blocks(num_blocks(n), nt, [&](int64_t b0, int64_t b1) {
     Scratch<C>& s = pool[nt > 1 ? thread_id() : 0];
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t len = block_len(n, b);
@@ -217,7 +217,7 @@ void sparse_run(const SparseXent& a, int64_t count, double* total) {
           sx[0] = std::isfinite(m) ? tk.sum_minus(xb, n, m) : tk.sum_minus(xb, n, 0.0);
         }
       } else {
-        parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
+        parallel_blocks(nb, nt, [&](int64_t b0, int64_t b1) {
           Scratch<C>& s = pool[nt > 1 ? thread_id() : 0];
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t len = block_len(n, b);
@@ -311,7 +311,7 @@ void dense_run(const DenseXent& a, double* total) {
       s0.size_blocks(nb);
       Partial* parts = s0.parts.data();
       double *sl = s0.e0.data(), *slx = s0.e1.data(), *sx = s0.e2.data();
-      parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
+      parallel_blocks(nb, nt, [&](int64_t b0, int64_t b1) {
         Scratch<C>& s = pool[nt > 1 ? thread_id() : 0];
         for (int64_t b = b0; b < b1; ++b) {
           const int64_t len = block_len(n, b);
@@ -423,7 +423,7 @@ void backward_run(const SoftmaxBackward& a) {
         }
       }
     };
-    parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
+    parallel_blocks(nb, nt, [&](int64_t b0, int64_t b1) {
       Scratch<C>& s = pool[nt > 1 ? thread_id() : 0];
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t len = block_len(n, b);
@@ -451,7 +451,7 @@ void backward_run(const SoftmaxBackward& a) {
       total = std::isfinite(plain) ? acc.value() : plain;
     }
     const C sc = C(total);
-    parallel_chunks(nb, nt, [&](int64_t b0, int64_t b1) {
+    parallel_blocks(nb, nt, [&](int64_t b0, int64_t b1) {
       Scratch<C>& s = pool[nt > 1 ? thread_id() : 0];
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t len = block_len(n, b);
