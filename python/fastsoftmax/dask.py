@@ -164,7 +164,7 @@ def _merge(p: np.ndarray, axis=None, keepdims=False, **_):
     axes = tuple(range(p.ndim)) if axis is None else (axis if isinstance(axis, tuple) else (axis,))
     kept = [d for d in range(p.ndim) if d not in axes]
     kshape = tuple(p.shape[d] for d in kept)
-    q = p.transpose(kept + list(axes)).reshape(kshape + (-1,))
+    q = p.transpose(kept + list(axes)).reshape(kshape + (math.prod(p.shape[d] for d in axes),))
     mx, sm, rs = q["max"], q["sum"], q["rest"]
     with np.errstate(all="ignore"):
         m = mx.max(axis=-1) if mx.shape[-1] else np.full(kshape, -np.inf)
@@ -194,7 +194,9 @@ def _finish_block(xb, wb, st, *, op, axes, cd, rd, t):
     r, kshape, perm = _rows(xb, axes, cd, t, wb)
     y = np.empty_like(r)
     st = st.reshape(-1)
-    args = [np.ascontiguousarray(st[f]) for f in ("max", "sum", "rest")]
+    # fresh aligned copies: a structured block received from another worker may sit
+    # unaligned in its message buffer
+    args = [np.array(st[f], np.float64, order="C") for f in ("max", "sum", "rest")]
     with _one_thread_per_task():
         _core._row_finish(op, r, y, *args)
     y = y.reshape(kshape + tuple(xb.shape[d] for d in axes)).transpose(np.argsort(perm))
@@ -341,7 +343,9 @@ def _check_labels(lab, n: int, ign, block_info=None):
 
 
 def _sparse_call(lab, xb, *, ign, eps, cd, n, block_info=None):
-    _check_labels(lab, n, ign, block_info)
+    lab = lab[..., 0]  # passed as labels[..., None], aligned with the logits' chunks
+    loc = block_info[0]["array-location"][:-1] if block_info else None
+    _check_labels(lab, n, ign, {0: {"array-location": loc}} if loc else None)
     xb = xb if xb.dtype == cd else _api._prepare(xb, cd)
     with _one_thread_per_task():
         return np.asarray(_xent.sparse_softmax_cross_entropy_with_logits(
@@ -406,8 +410,8 @@ def sparse_softmax_cross_entropy_with_logits(labels, logits, *, reduction="none"
     nd = x.ndim
     kept = _ind(nd - 1)
     if x.numblocks[-1] == 1:
-        loss = da.blockwise(_sparse_call, kept, lab, kept, x, _ind(nd), dtype=cd,
-                            meta=_meta(nd - 1, cd), concatenate=True, ign=ign, eps=eps, cd=cd, n=n)
+        loss = da.map_blocks(_sparse_call, lab[..., None], x, drop_axis=nd - 1, dtype=cd,
+                             meta=_meta(nd - 1, cd), ign=ign, eps=eps, cd=cd, n=n)
     else:
         st = _merged_partials(x, None, (nd - 1,), cd, 1.0)
         pk = da.map_blocks(_pick_block, lab[..., None], x, dtype=np.float64, new_axis=nd,
