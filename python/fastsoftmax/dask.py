@@ -78,11 +78,14 @@ def _cd(rd: np.dtype) -> np.dtype:
 # setting, _core._set_thread_local_threads): dask's parallelism over the chunks fills
 # the cores (measured: bench/dask_cases.py, bench/RESULTS.md). A task on the main thread
 # (the synchronous scheduler) keeps fastsoftmax's thread setting.
+_TASK_THREADS = 1  # 0: no override (bench/dask_cases.py measures both)
+
+
 class _one_thread_per_task:
     def __enter__(self):
         self.prev = None
-        if threading.current_thread() is not threading.main_thread():
-            self.prev = _core._set_thread_local_threads(1)
+        if _TASK_THREADS and threading.current_thread() is not threading.main_thread():
+            self.prev = _core._set_thread_local_threads(_TASK_THREADS)
         return self
 
     def __exit__(self, *exc):
@@ -125,14 +128,18 @@ def _rows(xb: np.ndarray, axes, cd: np.dtype, t: float, wb):
     xt = xb.transpose(perm)
     if xt.dtype == np.float16 and cd == _F32 and xt.flags.c_contiguous:
         r = _api._prepare(xt, cd)  # the ISA's conversion
+    elif xt.dtype != cd or not xt.dtype.isnative:
+        r = _api._cast(xt, cd)
     else:
-        r = np.ascontiguousarray(_api._cast(xt, cd))
-    r = r.reshape(math.prod(kshape), n)
+        r = xt  # no copy: the chunk itself when its reduced axes are last
+    r = np.ascontiguousarray(r).reshape(math.prod(kshape), n)
     if wb is not None:
         r = np.where(wb.transpose(perm).reshape(r.shape), r, cd.type(-np.inf))
     if t != 1.0:
         r = np.divide(r, cd.type(t))
-    return np.ascontiguousarray(r), kshape, perm
+    if not r.flags.aligned:
+        r = r.copy()
+    return r, kshape, perm
 
 
 def _partials_block(xb, wb=None, *, axes, cd, t):
@@ -346,10 +353,19 @@ def _sparse_call(lab, xb, *, ign, eps, cd, n, block_info=None):
     lab = lab[..., 0]  # passed as labels[..., None], aligned with the logits' chunks
     loc = block_info[0]["array-location"][:-1] if block_info else None
     _check_labels(lab, n, ign, {0: {"array-location": loc}} if loc else None)
-    xb = xb if xb.dtype == cd else _api._prepare(xb, cd)
+    fn = _xent.sparse_softmax_cross_entropy_with_logits
     with _one_thread_per_task():
-        return np.asarray(_xent.sparse_softmax_cross_entropy_with_logits(
-            lab, xb, ignore_index=ign, label_smoothing=eps))
+        if xb.dtype == cd:
+            return np.asarray(fn(lab, xb, ignore_index=ign, label_smoothing=eps))
+        # float16 logits: the per-row losses in float32 (a reduced loss then adds them
+        # unrounded), widened a few MiB of rows at a time (peak memory: the chunk)
+        xr, lr = xb.reshape(-1, n), lab.reshape(-1)
+        out = np.empty(lr.shape, cd)
+        step = max(1, (8 << 20) // max(1, 4 * n))
+        for r0 in range(0, xr.shape[0], step):
+            out[r0:r0 + step] = fn(lr[r0:r0 + step], _api._prepare(xr[r0:r0 + step], cd),
+                                   ignore_index=ign, label_smoothing=eps)
+        return out.reshape(lab.shape)
 
 
 def _pick_block(lab, xb, *, ign, eps, cd, n, block_info=None):
