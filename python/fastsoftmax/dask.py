@@ -324,9 +324,8 @@ def _reduce_losses(loss, counted, red: int, rd):
         return loss.astype(rd)
     total = loss.astype(np.float64).sum()
     if red == 2:
-        n = counted.sum() if counted is not None else math.prod(loss.shape)
-        total = da.map_blocks(_mean, total, n, dtype=np.float64) if counted is not None else (
-            total.map_blocks(_mean, n, dtype=np.float64))
+        count = counted.sum() if counted is not None else math.prod(loss.shape)
+        total = da.map_blocks(_mean, total, count, dtype=np.float64)
     return total.map_blocks(_api._cast, rd, dtype=rd)
 
 
@@ -443,8 +442,7 @@ def sparse_softmax_cross_entropy_with_logits(labels, logits, *, reduction="none"
 
 
 def _dense_call(lab, xb, *, axes, eps, cd):
-    xb = xb if xb.dtype == cd else _api._prepare(xb, cd)
-    lab = lab if lab.dtype.kind != "f" or lab.dtype.itemsize >= 4 else lab.astype(cd)
+    xb = xb if xb.dtype == cd else _api._prepare(xb, cd)  # float16: per-row losses in float32
     with _one_thread_per_task():
         return np.asarray(_xent.softmax_cross_entropy_with_logits(
             lab, xb, axes, label_smoothing=eps))
