@@ -40,6 +40,14 @@ void finish_as(const RowsProblem& p) {
   C* y = static_cast<C*>(p.y);
   const int64_t n = p.n;
   const bool sm = p.op == Op::softmax;
+  // An output this large leaves the cache before it is read again: streamed stores
+  // where the ISA has them (no read for ownership of y; the same bits), as the
+  // driver's long rows.
+  const bool stream = streams_output(p.rows * n * int64_t(sizeof(C)));
+  const auto sm_finish =
+      stream && k.softmax_finish_stream ? k.softmax_finish_stream : k.softmax_finish;
+  const auto ls_finish =
+      stream && k.log_softmax_finish_stream ? k.log_softmax_finish_stream : k.log_softmax_finish;
   parallel_chunks(p.rows, threads_for(p.rows * n, p.threads), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const C* xr = x + r * n;
@@ -54,10 +62,7 @@ void finish_as(const RowsProblem& p) {
       const C a = sm ? C(1.0 / p.sum[r]) : C(std::log1p(p.rest[r]));
       for (int64_t b = 0; b < num_blocks(n); ++b) {
         const int64_t off = b * kBlock, len = block_len(n, b);
-        if (sm)
-          k.softmax_finish(xr + off, yr + off, len, m, a);
-        else
-          k.log_softmax_finish(xr + off, yr + off, len, m, a);
+        (sm ? sm_finish : ls_finish)(xr + off, yr + off, len, m, a);
       }
     }
   });
