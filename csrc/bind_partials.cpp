@@ -19,16 +19,24 @@ void internal_check(bool ok, const char* what) {
   if (!ok) throw py::value_error(std::string("internal: _row_partials/_row_finish: bad ") + what);
 }
 
-// x: a C-contiguous native float32/float64 (rows, n) array.
+// x: a native float32/float64 (rows, n) array of contiguous rows (any row stride >= 0
+// that is a multiple of the item size).
 RowsProblem rows_of(const py::array& x) {
   const ArrayView v = view_of(x);
   RowsProblem p;
-  internal_check(v.nd == 2 && (v.flags & kFlagC) && native_aligned(v) &&
-                     dtype_of(v.type_num, p.dtype) && p.dtype != DType::f16,
+  internal_check(v.nd == 2 && native_aligned(v) && dtype_of(v.type_num, p.dtype) &&
+                     p.dtype != DType::f16,
                  "x");
+  const int64_t isz = itemsize(p.dtype);
+  const bool one_row = v.shape[0] <= 1;
+  internal_check(v.shape[0] == 0 ||  // nothing is read
+                     ((v.shape[1] <= 1 || v.strides[1] == isz) &&
+                      (one_row || (v.strides[0] >= 0 && v.strides[0] % isz == 0))),
+                 "x strides");
   p.x = v.data;
   p.rows = v.shape[0];
   p.n = v.shape[1];
+  p.ldx = one_row ? p.n : v.strides[0] / isz;
   p.threads = current_num_threads();
   return p;
 }
@@ -75,7 +83,7 @@ void finish_entry(int op, py::array x, py::array y, py::array max, py::array sum
 void register_partials(py::module_& m) {
   using namespace pybind11::literals;
   m.def("_row_partials", &partials_entry, "x"_a, "max"_a, "sum"_a, "rest"_a,
-        "internal (fastsoftmax.dask): per row of a C-contiguous (rows, n) float32/64 x, "
+        "internal (fastsoftmax.dask): per contiguous row of a (rows, n) float32/64 x, "
         "its (max, sum, rest) partial, written to three float64 arrays.");
   m.def("_row_finish", &finish_entry, "op"_a, "x"_a, "y"_a, "max"_a, "sum"_a, "rest"_a,
         "internal (fastsoftmax.dask): softmax (op 0) or log_softmax (op 1) of each row of "

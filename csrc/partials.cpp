@@ -24,7 +24,7 @@ void partials_as(const RowsProblem& p) {
     Buf<Partial> parts;
     for (int64_t r = r0; r < r1; ++r) {
       Merged m{-kInf, 0.0, 0.0};
-      if (n > 0) m = reduce_row(k, x + r * n, n, parts);
+      if (n > 0) m = reduce_row(k, x + r * p.ldx, n, parts);
       if (!std::isfinite(m.max)) m.sum = m.rest = 0.0;
       p.max[r] = m.max;
       p.sum[r] = m.sum;
@@ -50,7 +50,7 @@ void finish_as(const RowsProblem& p) {
       stream && k.log_softmax_finish_stream ? k.log_softmax_finish_stream : k.log_softmax_finish;
   parallel_chunks(p.rows, threads_for(p.rows * n, p.threads), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      const C* xr = x + r * n;
+      const C* xr = x + r * p.ldx;
       C* yr = y + r * n;
       const double mx = p.max[r];
       if (!std::isfinite(mx)) {  // NaN and +inf rows: NaN; -inf (all masked): 0 / -inf

@@ -11,12 +11,13 @@
 
 namespace fastsoftmax {
 
-// `rows` contiguous rows of length n (row r at x + r * n elements), float32 or float64.
+// `rows` contiguous rows of length n, row r at x + r * ldx elements (a dask chunk that
+// is a view of a larger array: no copy), float32 or float64.
 struct RowsProblem {
   DType dtype = DType::f32;
   const void* x = nullptr;
-  void* y = nullptr;  // finish only: same layout and dtype as x
-  int64_t rows = 0, n = 0;
+  void* y = nullptr;  // finish only: x's dtype, C-contiguous (rows, n)
+  int64_t rows = 0, n = 0, ldx = 0;
   // Per row, float64: written by row_partials, read by row_finish.
   double *max = nullptr, *sum = nullptr, *rest = nullptr;
   Op op = Op::softmax;  // finish: softmax or log_softmax

@@ -118,8 +118,8 @@ def _where(where, x):
 
 # ------------------------------------------------------------- per-block pieces
 def _rows(xb: np.ndarray, axes, cd: np.dtype, t: float, wb):
-    """A block's rows: kept axes first, reduced axes last and flattened, as a
-    C-contiguous (rows, n) array of the compute dtype; masked entries -inf (they take
+    """A block's rows: kept axes first, reduced axes last and flattened, as a (rows, n)
+    array of contiguous rows (a view of the chunk where it can be) of the compute dtype; masked entries -inf (they take
     no part, docs/contract.md §2.6), then x / t (one division in the compute dtype)."""
     kept = [d for d in range(xb.ndim) if d not in axes]
     perm = kept + list(axes)
@@ -132,7 +132,10 @@ def _rows(xb: np.ndarray, axes, cd: np.dtype, t: float, wb):
         r = _api._cast(xt, cd)
     else:
         r = xt  # no copy: the chunk itself when its reduced axes are last
-    r = np.ascontiguousarray(r).reshape(math.prod(kshape), n)
+    r = r.reshape(math.prod(kshape), n)  # a view where it can be (a chunk of rows)
+    rows_ok = r.shape[0] <= 1 or (r.strides[0] >= 0 and r.strides[0] % r.itemsize == 0)
+    if r.size and not (rows_ok and (n <= 1 or r.strides[1] == r.itemsize)):
+        r = np.ascontiguousarray(r)
     if wb is not None:
         r = np.where(wb.transpose(perm).reshape(r.shape), r, cd.type(-np.inf))
     if t != 1.0:
@@ -199,7 +202,7 @@ def _identity(p, axis=None, keepdims=False, **_):
 def _finish_block(xb, wb, st, *, op, axes, cd, rd, t):
     """softmax / log_softmax of a block from its rows' merged partials ``st``."""
     r, kshape, perm = _rows(xb, axes, cd, t, wb)
-    y = np.empty_like(r)
+    y = np.empty(r.shape, r.dtype)
     st = st.reshape(-1)
     # fresh aligned copies: a structured block received from another worker may sit
     # unaligned in its message buffer
