@@ -106,8 +106,8 @@ def in_memory(n_rounds: int) -> dict:
     }
     with dask.config.set(scheduler="threads", num_workers=2):
         t = rounds(c, n_rounds)
-    fd1, mb, rec1 = ("1 chunk: fastsoftmax.dask.softmax", "1 chunk: map_blocks(fastsoftmax.softmax)",
-                     "1 chunk: dask recipe")
+    fd1, mb = "1 chunk: fastsoftmax.dask.softmax", "1 chunk: map_blocks(fastsoftmax.softmax)"
+    rec1 = "1 chunk: dask recipe"
     fd4, rec4 = "4 chunks: fastsoftmax.dask.softmax", "4 chunks: dask recipe"
     return {
         "median ms": {k: 1e3 * statistics.median(v) for k, v in t.items()},
@@ -133,9 +133,11 @@ def distributed_case(n_rounds: int) -> dict:
 
     out = {}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
+                      dashboard_address=None, silence_logs=40) as cluster, \
+            Client(cluster) as client:
         rng = da.random.default_rng(0)
-        x1 = (rng.standard_normal((ROWS, VOCAB), chunks=(1024, VOCAB), dtype=np.float32) * 3).persist()
+        x1 = rng.standard_normal((ROWS, VOCAB), chunks=(1024, VOCAB), dtype=np.float32) * 3
+        x1 = x1.persist()
         x4 = x1.rechunk((1024, VOCAB // 4)).persist()
         wait([x1, x4])
 
@@ -169,8 +171,8 @@ def distributed_case(n_rounds: int) -> dict:
                       "tasks": log[0][2],
                       "overhead: 1 - busy / (2 workers x wall)": 1 - busy / (2 * wall)}
         out["ratios"] = {
-            "1 chunk: fastsoftmax.dask / map_blocks": ratio(t, "1 chunk: fastsoftmax.dask.softmax",
-                                                            "1 chunk: map_blocks(fastsoftmax.softmax)"),
+            "1 chunk: fastsoftmax.dask / map_blocks": ratio(
+                t, "1 chunk: fastsoftmax.dask.softmax", "1 chunk: map_blocks(fastsoftmax.softmax)"),
             "1 chunk: recipe / fastsoftmax.dask": ratio(t, "1 chunk: dask recipe",
                                                         "1 chunk: fastsoftmax.dask.softmax"),
             "4 chunks / 1 chunk": ratio(t, "4 chunks: fastsoftmax.dask.softmax",
@@ -192,7 +194,8 @@ def write_store(path: str, gib: float, chunk_rows: int) -> tuple:
                           dtype="float16", compressors=None, fill_value=0, overwrite=True)
     rng = np.random.default_rng(1)
     for r0 in range(0, rows, chunk_rows):
-        z[r0:r0 + chunk_rows] = (rng.standard_normal((chunk_rows, VOCAB), np.float32) * 3).astype(np.float16)
+        block = rng.standard_normal((chunk_rows, VOCAB), np.float32) * 3
+        z[r0:r0 + chunk_rows] = block.astype(np.float16)
     return rows, VOCAB
 
 
@@ -255,7 +258,8 @@ def main(argv=None):
 
     res = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                       f"load {os.getloadavg()[0]:.1f}",
-           "versions": f"fastsoftmax isa {fs.isa()}, numpy {np.__version__}, dask {dask.__version__}"}
+           "versions": f"fastsoftmax isa {fs.isa()}, numpy {np.__version__}, "
+                       f"dask {dask.__version__}"}
     if not a.skip_in_memory:
         res["in memory, threaded scheduler"] = in_memory(a.rounds)
     if not a.skip_distributed:

@@ -119,8 +119,9 @@ def _where(where, x):
 # ------------------------------------------------------------- per-block pieces
 def _rows(xb: np.ndarray, axes, cd: np.dtype, t: float, wb):
     """A block's rows: kept axes first, reduced axes last and flattened, as a (rows, n)
-    array of contiguous rows (a view of the chunk where it can be) of the compute dtype; masked entries -inf (they take
-    no part, docs/contract.md §2.6), then x / t (one division in the compute dtype)."""
+    array of contiguous rows (a view of the chunk where it can be) of the compute
+    dtype; masked entries -inf (they take no part, docs/contract.md §2.6), then x / t
+    (one division in the compute dtype)."""
     kept = [d for d in range(xb.ndim) if d not in axes]
     perm = kept + list(axes)
     kshape = tuple(xb.shape[d] for d in kept)
@@ -266,7 +267,8 @@ def _softmax_like(op, x, axis, temperature, where, dtype, out):
     meta = _meta(x.ndim, rd)
     if not _split(x, axes):
         fn_args = (x,) if w is None else (x, w)
-        return da.map_blocks(_softmax_call, *fn_args, dtype=rd, meta=meta, op=op, axes=axes, rd=rd, t=t)
+        return da.map_blocks(_softmax_call, *fn_args, dtype=rd, meta=meta, op=op, axes=axes,
+                             rd=rd, t=t)
     cd = _cd(rd)
     st = _merged_partials(x, w, axes, cd, t)
     ind = _ind(x.ndim)
@@ -479,7 +481,8 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, reduction="non
     x = _as_dask(logits)
     rd = _api._compute_dtype(x, None, "logits")
     lab = labels if isinstance(labels, da.Array) else np.asarray(labels)
-    if lab.dtype.kind not in "biuf" or (lab.dtype.kind == "f" and _api._float_dtype(lab.dtype) is None):
+    kind = lab.dtype.kind
+    if kind not in "biuf" or (kind == "f" and _api._float_dtype(lab.dtype) is None):
         raise TypeError(
             f"labels has unsupported dtype {lab.dtype}: expected a float, integer or bool dtype"
         )
@@ -576,7 +579,8 @@ def top_k(x, k, axis=-1, *, largest=True, transform=None):
         raise ValueError(f"k = {kk} is larger than the length {n} of axis {ax}")
     if not isinstance(largest, (bool, np.bool_)):
         raise TypeError(f"largest must be a bool; got {type(largest).__name__}")
-    if not (transform is None or isinstance(transform, str)) or transform not in _select._TRANSFORMS:
+    if not (transform is None or isinstance(transform, str)) or (
+            transform not in _select._TRANSFORMS):
         raise ValueError(f"transform must be None, 'softmax' or 'log_softmax'; got {transform!r}")
     rec_dt = _topk_rec(rd)
     largest = bool(largest)
@@ -590,7 +594,8 @@ def top_k(x, k, axis=-1, *, largest=True, transform=None):
         return _select.TopK(rec["v"], rec["i"])
     cand = da.map_blocks(
         _topk_chunk, x, dtype=rec_dt, meta=_meta(x.ndim, rec_dt),
-        chunks=tuple(tuple(min(kk, c) for c in cs) if d == ax else cs for d, cs in enumerate(x.chunks)),
+        chunks=tuple(tuple(min(kk, c) for c in cs) if d == ax else cs
+                     for d, cs in enumerate(x.chunks)),
         ax=ax, k=kk, largest=largest, rd=rd,
     )
     merge = functools.partial(_topk_merge, k=kk, largest=largest)
