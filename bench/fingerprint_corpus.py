@@ -681,7 +681,64 @@ def build_backward():
         case(f"{name}/f32/big-axis0/1024x4096", mk, lambda d, bw=bw: bw(d["g"], d["y"], axis=0), big=True)
 
 
+def build_bfloat16():
+    """bfloat16 (ml_dtypes.bfloat16; only when ml_dtypes imports: the bench extra has it):
+    the softmax family's paths, dtype= both ways, top_k (values, transform=) and sample
+    (given u; logprobs and top_logprobs float32)."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return
+    B = np.dtype(ml_dtypes.bfloat16)
+
+    def bn(r, s, scale=4.0):
+        return normal(r, s, F32, scale).astype(B)
+
+    for op in OPS:
+        f = fn(op)
+        for s in [(33, 100), (7, 17), (5, 1000), (1, 262145), (2, 300000)]:
+            case(f"{op}/bf16/c/{sh(s)}", lambda r, s=s: {"x": bn(r, s)}, lambda d, f=f: f(d["x"]))
+        case(f"{op}/bf16/axis0/300x128", lambda r: {"x": bn(r, (300, 128))},
+             lambda d, f=f: f(d["x"], axis=0))
+        case(f"{op}/bf16/axis0/5000x40", lambda r: {"x": bn(r, (5000, 40))},
+             lambda d, f=f: f(d["x"], axis=0))
+        case(f"{op}/bf16/step2/33x200", lambda r: {"x": bn(r, (33, 200))},
+             lambda d, f=f: f(d["x"][:, ::2]))
+        case(f"{op}/bf16/where/33x100",
+             lambda r: {"x": bn(r, (33, 100)), "m": r.random((33, 100)) < 0.7},
+             lambda d, f=f: f(d["x"], where=d["m"]))
+        case(f"{op}/bf16/special/15x37",
+             lambda r: {"x": special_rows(r, F32).astype(F32).astype(B)}, lambda d, f=f: f(d["x"]))
+        case(f"{op}/f32/dtype-bf16/33x100", lambda r: {"x": normal(r, (33, 100), F32)},
+             lambda d, f=f, B=B: f(d["x"], dtype=B))
+        case(f"{op}/bf16/dtype-f32/33x100", lambda r: {"x": bn(r, (33, 100))},
+             lambda d, f=f: f(d["x"], dtype=np.float32))
+        if op != "logsumexp":
+            case(f"{op}/bf16/temp0.7/33x100", lambda r: {"x": bn(r, (33, 100))},
+                 lambda d, f=f: f(d["x"], temperature=0.7))
+            case(f"{op}/bf16/out-inplace/33x100", lambda r: {"x": bn(r, (33, 100))},
+                 lambda d, f=f: with_out(f(d["x"], out=d["x"]), d["x"], d["x"]))
+    for tr in (None, "softmax", "log_softmax"):
+        for s in [(9, 3000), (2, 262145)]:
+            case(f"top_k/bf16/{tr}/{sh(s)}", lambda r, s=s: {"x": bn(r, s)},
+                 lambda d, tr=tr: tuple(fs.top_k(d["x"], 7, transform=tr)))
+        case(f"top_k/bf16/{tr}/axis0-smallest/300x128", lambda r: {"x": bn(r, (300, 128))},
+             lambda d, tr=tr: tuple(fs.top_k(d["x"], 5, axis=0, largest=False, transform=tr)))
+    settings = {"plain": {}, "T0.7-k50-p0.9": dict(temperature=0.7, top_k=50, top_p=0.9),
+                "p0.9": dict(top_p=0.9), "minp0.05": dict(min_p=0.05)}
+    for name, kw in settings.items():
+        for lp in ("raw", "processed"):
+            case(f"sample/bf16/{name}/{lp}/16x5000",
+                 lambda r: {"x": bn(r, (16, 5000), 2.0), "u": r.random(16)},
+                 lambda d, kw=kw, lp=lp: tuple(v for v in fs.sample(
+                     d["x"], u=d["u"], logprobs=lp, top_logprobs=3, **kw) if v is not None))
+    case("sample/bf16/step2-where/8x10000",
+         lambda r: {"x": bn(r, (8, 10000), 2.0), "m": r.random((8, 5000)) < 0.5, "u": r.random(8)},
+         lambda d: tuple(fs.sample(d["x"][:, ::2], where=d["m"], u=d["u"], temperature=1.3)[:2]))
+
+
 build_softmax_family()
 build_logsumexp_extras()
 build_xent()
 build_backward()
+build_bfloat16()

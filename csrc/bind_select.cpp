@@ -42,11 +42,16 @@ void top_k_core(py::array x, int axis, int64_t k, bool largest, int transform, p
   internal_check(k >= 0 && k <= n, "k");
   internal_check(transform >= 0 && transform <= 2, "transform");
   const ArrayView vv = view_of(values), iv = view_of(indices);
-  check_result(vv, xv, axis, k, xv.type_num, itemsize(dt), values, "values");
+  // values in x's dtype; or, for bfloat16 x with a transform, float32 (the sampler's
+  // top_logprobs are in its logprobs' dtype, docs/contract.md §12.3)
+  const bool values_compute = dt == DType::bf16 && transform != 0 && vv.type_num == kNpyFloat;
+  check_result(vv, xv, axis, k, values_compute ? kNpyFloat : xv.type_num,
+               values_compute ? 4 : itemsize(dt), values, "values");
   check_result(iv, xv, axis, k, iv.type_num, 8, indices, "indices");
   internal_check(iv.type_num == kNpyLong || iv.type_num == kNpyLongLong, "indices");
   TopK a{};
   a.dt = dt;
+  a.values_compute = values_compute;
   a.n = n;
   a.k = k;
   a.largest = largest;

@@ -30,7 +30,7 @@ ArrayView checked_view(const py::array& a, const char* name) {
 
 DType float_dtype(const ArrayView& v, const char* name) {
   DType d;
-  if (!dtype_of(v.type_num, d))
+  if (!dtype_of(v.type_num, d) || d == DType::bf16)  // (no bfloat16 training kernels)
     throw py::type_error(std::string("internal: ") + name + " must be float16/32/64");
   return d;
 }

@@ -126,6 +126,19 @@ const KernelTable* choose_default() {
 
 bool cpu_supports(Isa isa) { return tables().ok[int(isa)]; }
 
+// AVX512_BF16 (CPUID leaf 7 subleaf 1, EAX bit 5): fill_avx512 takes its conversions
+// for the bfloat16 kernels (same bits as its integer ones; kernels/avx512.cpp).
+bool cpu_has_avx512_bf16() {
+#ifdef FASTSOFTMAX_X86
+  if (!detect_x86().avx512 || __get_cpuid_max(0, nullptr) < 7) return false;
+  unsigned a, b, c, d;
+  __cpuid_count(7, 1, a, b, c, d);
+  return a & (1u << 5);
+#else
+  return false;
+#endif
+}
+
 const KernelTable& kernels() {
   const KernelTable* k = g_active.load(std::memory_order_acquire);
   if (k) return *k;

@@ -281,8 +281,8 @@ void gather_stride(const C* __restrict src, int64_t cnt, C* __restrict buf) {
 }
 
 // The ISA's helpers for gathered rows (nullptr where it has none): gather_row for a
-// contiguous row of x (and of the mask), narrow_row for float16 results into a
-// contiguous row of y.
+// contiguous row of x (and of the mask), narrow_row for float16 and bfloat16 results
+// into a contiguous row of y.
 template <class S, class C>
 struct GatherKernels {
   void (*gather)(const S* x, const bool* m, C* y, int64_t n, C t);
@@ -336,8 +336,8 @@ void scatter_block(const Problem& p, const RowWalk& walk, const int64_t base[kMa
   if (walk.dims.size() == 1) {
     const int64_t st = walk.dims[0].st[Y];
     char* dst = yb + e0 * st;
-    // float16 into a contiguous row: converted in vectors (the scalar conversion below
-    // costs ten times the kernels)
+    // float16 / bfloat16 into a contiguous row: converted in vectors (the scalar
+    // conversion below costs ten times the kernels)
     if (g.narrow && st == int64_t(sizeof(S))) return g.narrow(buf, reinterpret_cast<S*>(dst), cnt);
     for (int64_t i = 0; i < cnt; ++i) store(reinterpret_cast<S*>(dst + i * st), double(buf[i]));
     return;
@@ -536,7 +536,7 @@ template <class S, class C>
 void run_kernels(const Problem& p, const Layout& L) {
   const KernelTable& table = kernels();
   const SoftmaxKernels<S, C>& ks = softmax_set<S, C>(table);
-  const SoftmaxKernels<C, C>& kc = softmax_set<C, C>(table);
+  const SoftmaxKernels<C, C>& kc = gathered_set<S, C>(table);
   const int64_t isz = int64_t(sizeof(S));
   const bool lse = p.op == Op::logsumexp;
   const bool plain = p.temperature == 1.0 && !p.mask.data && ks.reduce != nullptr;
@@ -587,22 +587,20 @@ void run(const Problem& p) {
   if (L.n == 0) {
     // Empty reduction: softmax outputs are empty too; logsumexp gives -inf (sign 0).
     if (p.op != Op::logsumexp) return;
-    OuterWalk w(L.outer);
-    w.seek(0);
-    for (int64_t r = 0; r < L.rows; ++r, w.next()) {
-      char* y = p.y.data + w.off[Y];
-      char* s = p.sign.data ? p.sign.data + w.off[SG] : nullptr;
-      switch (p.dtype) {
-        case DType::f16: store(reinterpret_cast<uint16_t*>(y), -kInf);
-          if (s) store(reinterpret_cast<uint16_t*>(s), 0.0);
-          break;
-        case DType::f32: store(reinterpret_cast<float*>(y), -kInf);
-          if (s) store(reinterpret_cast<float*>(s), 0.0);
-          break;
-        case DType::f64: store(reinterpret_cast<double*>(y), -kInf);
-          if (s) store(reinterpret_cast<double*>(s), 0.0);
-          break;
+    auto fill = [&](auto* type) {
+      using S = std::remove_pointer_t<decltype(type)>;
+      OuterWalk w(L.outer);
+      w.seek(0);
+      for (int64_t r = 0; r < L.rows; ++r, w.next()) {
+        store(reinterpret_cast<S*>(p.y.data + w.off[Y]), -kInf);
+        if (p.sign.data) store(reinterpret_cast<S*>(p.sign.data + w.off[SG]), 0.0);
       }
+    };
+    switch (p.dtype) {
+      case DType::f16: return fill(static_cast<uint16_t*>(nullptr));
+      case DType::f32: return fill(static_cast<float*>(nullptr));
+      case DType::f64: return fill(static_cast<double*>(nullptr));
+      case DType::bf16: return fill(static_cast<bf16_t*>(nullptr));
     }
     return;
   }
@@ -615,6 +613,7 @@ void run(const Problem& p) {
     case DType::f16: return run_typed<uint16_t, float>(p, L);
     case DType::f32: return run_typed<float, float>(p, L);
     case DType::f64: return run_typed<double, double>(p, L);
+    case DType::bf16: return run_typed<bf16_t, float>(p, L);
   }
 }
 

@@ -7,6 +7,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "engine/dims.h"
@@ -35,13 +36,23 @@ inline ArrayView view_of(pybind11::handle h) {
   return {a->data, a->nd, a->dimensions, a->strides, d->type_num, d->byteorder, a->flags};
 }
 
+// ml_dtypes' bfloat16 has no fixed type number: NumPy assigns one (>= NPY_USERDEF,
+// 256) when ml_dtypes registers the dtype. fastsoftmax._api recognizes the dtype and
+// hands its number over (_core._register_bfloat16) the first time it sees it (or at
+// import, when ml_dtypes is loaded already); -1 until then.
+inline std::atomic<int> g_bf16_type_num{-1};
+
 // The float dtype of a NumPy type number, if it is one the drivers compute on.
 inline bool dtype_of(int type_num, DType& out) {
   switch (type_num) {
     case kNpyHalf: out = DType::f16; return true;
     case kNpyFloat: out = DType::f32; return true;
     case kNpyDouble: out = DType::f64; return true;
-    default: return false;
+    default:
+      if (type_num < 256 || type_num != g_bf16_type_num.load(std::memory_order_relaxed))
+        return false;
+      out = DType::bf16;
+      return true;
   }
 }
 

@@ -383,6 +383,7 @@ void run_sample(const SampleProblem& a) {
     case DType::f16: return sample_rows<uint16_t, float>(a);
     case DType::f32: return sample_rows<float, float>(a);
     case DType::f64: return sample_rows<double, double>(a);
+    case DType::bf16: return sample_rows<bf16_t, float>(a);  // rows read into float32
   }
 }
 

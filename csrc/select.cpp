@@ -4,9 +4,10 @@
 // finish kernels), without writing the full result.
 //
 // Rows whose elements are contiguous in the compute type are read in place; others
-// (strided, float16) are gathered into a per-thread compute-type buffer. Each row is
+// (strided, float16, bfloat16) are gathered into a per-thread compute-type buffer. Each row is
 // one thread's work (rows split across threads); values are exact copies of x's
-// elements (transform none) or computed in the compute type and stored once.
+// elements (transform none) or computed in the compute type and stored once, in x's
+// dtype or (values_compute: the sampler's float32 top_logprobs of bfloat16) unrounded.
 #include "select.h"
 
 #include <cmath>
@@ -49,7 +50,7 @@ template <class S, class C>
 void top_k_rows(const TopK& a) {
   const KernelTable& table = kernels();
   const SelectKernels<C>& sel = select_set<C>(table);
-  const SoftmaxKernels<C, C>& sm = softmax_set<C, C>(table);
+  const SoftmaxKernels<C, C>& sm = gathered_set<S, C>(table);
   const int64_t n = a.n, kk = a.k;
   const bool direct = in_place<S, C>(a.xs);
   for_rows<SelectScratch<C>>(a.outer, a.rows, n, a.threads,
@@ -85,7 +86,10 @@ void top_k_rows(const TopK& a) {
       m = reduce_row(sm, row, n, s.parts);
     C* out = s.out.get(kk);
     transform_values(sm, a.transform, m, vals, kk, out);
-    for (int64_t j = 0; j < kk; ++j) store(reinterpret_cast<S*>(vb + j * a.vs), double(out[j]));
+    if (a.values_compute)
+      for (int64_t j = 0; j < kk; ++j) std::memcpy(vb + j * a.vs, &out[j], sizeof(C));
+    else
+      for (int64_t j = 0; j < kk; ++j) store(reinterpret_cast<S*>(vb + j * a.vs), double(out[j]));
   });
 }
 
@@ -97,6 +101,7 @@ void run_top_k(const TopK& a) {
     case DType::f16: return top_k_rows<uint16_t, float>(a);
     case DType::f32: return top_k_rows<float, float>(a);
     case DType::f64: return top_k_rows<double, double>(a);
+    case DType::bf16: return top_k_rows<bf16_t, float>(a);
   }
 }
 

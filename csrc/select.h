@@ -17,7 +17,9 @@ enum TopKOperand : int { kTopKX = 0, kTopKValues = 1, kTopKIndices = 2 };
 enum class Transform : int { none = 0, softmax = 1, log_softmax = 2 };
 
 struct TopK {
-  DType dt;             // of x and values
+  DType dt;             // of x (and of values, unless values_compute)
+  bool values_compute;  // transform= values stored in the compute type (float32 for
+                        // bfloat16 x: the sampler's top_logprobs), not x's dtype
   int64_t n;            // row length
   int64_t k;            // 1 <= k <= n
   bool largest;

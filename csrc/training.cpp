@@ -492,6 +492,7 @@ void dispatch_dtype(DType dt, Fn&& fn) {
     case DType::f16: return fn(uint16_t{}, float{});
     case DType::f32: return fn(float{}, float{});
     case DType::f64: return fn(double{}, double{});
+    case DType::bf16: return;  // not a training dtype: bind_training.cpp refuses it
   }
 }
 
@@ -500,6 +501,7 @@ void store_scalar(char* p, DType dt, double v) {
     case DType::f16: return store(reinterpret_cast<uint16_t*>(p), v);
     case DType::f32: return store(reinterpret_cast<float*>(p), v);
     case DType::f64: return store(reinterpret_cast<double*>(p), v);
+    case DType::bf16: return;  // (never: as above)
   }
 }
 

@@ -34,11 +34,15 @@ FUNC_NAMES = ("softmax", "log_softmax", "logsumexp")
 # they were deselected, as tools/build_wheel.py does with -m "not hooks and not source".
 HAVE_HOOKS = importlib.util.find_spec("fastsoftmax._testing") is not None
 HAVE_SOURCE = (pathlib.Path(__file__).resolve().parent.parent / "csrc").is_dir()
+# ml_dtypes (bfloat16 arrays) is in the test extra, not a run-time dependency; it has no
+# musllinux wheels, so the musllinux wheel test deselects -m "not bfloat16"
+HAVE_ML_DTYPES = importlib.util.find_spec("ml_dtypes") is not None
 _NEEDS = {
     "hooks": (HAVE_HOOKS, "fastsoftmax._testing (the test hooks), which this install lacks: "
               "install with the README's test command (pip install -v \".[test]\" "
               "-Ccmake.define.FASTSOFTMAX_TEST_HOOKS=ON)"),
     "source": (HAVE_SOURCE, "the source tree (csrc/) beside tests/"),
+    "bfloat16": (HAVE_ML_DTYPES, "ml_dtypes (bfloat16 arrays; in the test extra)"),
 }
 
 

@@ -54,9 +54,11 @@ def _unavailable() -> str | None:
     return None
 
 
-# a module whose tests need the test hooks passes the `hooks` marker on to its run here
-PARAMS = [pytest.param(m, marks=pytest.mark.hooks)
-          if "pytest.mark.hooks" in (TESTS / m).read_text() else m for m in MODULES]
+# a module whose tests need the test hooks (or ml_dtypes) passes the `hooks` (`bfloat16`)
+# marker on to its run here
+PARAMS = [pytest.param(m, marks=[getattr(pytest.mark, k) for k in ("hooks", "bfloat16")
+                                 if f"pytest.mark.{k}" in (TESTS / m).read_text()])
+          for m in MODULES]
 
 
 @pytest.mark.slow  # about ten minutes in all

@@ -39,8 +39,10 @@ inline Merged merged_of(const Partial& p) { return {p.max, p.sum, rest_of(p)}; }
 constexpr int64_t kStreamOutputBytes = int64_t(8) << 20;
 inline bool streams_output(int64_t bytes) { return bytes >= kStreamOutputBytes; }
 
-// Storage <-> compute conversions (float16 is stored as its bits).
+// Storage <-> compute conversions (float16 and bfloat16 are stored as their bits;
+// a bfloat16 result is rounded from the double once, correctly).
 inline float load(const uint16_t* p) { return half_to_float(*p); }
+inline float load(const bf16_t* p) { return bf16_to_float(p->bits); }
 inline float load(const float* p) { return *p; }
 inline double load(const double* p) { return *p; }
 // The dense cross-entropy's labels, read as they are: bool, int32, int64.
@@ -48,11 +50,12 @@ inline double load(const uint8_t* p) { return *p ? 1.0 : 0.0; }
 inline double load(const int32_t* p) { return double(*p); }
 inline double load(const int64_t* p) { return double(*p); }
 inline void store(uint16_t* p, double v) { *p = float_to_half(float(v)); }
+inline void store(bf16_t* p, double v) { p->bits = double_to_bf16(v); }
 inline void store(float* p, double v) { *p = float(v); }
 inline void store(double* p, double v) { *p = v; }
 
 // A row of storage type S read (or written) in place as compute type C: contiguous,
-// and S == C (float16 rows go through float32 buffers).
+// and S == C (float16 and bfloat16 rows go through float32 buffers).
 template <class S, class C>
 bool in_place(int64_t stride) {
   return std::is_same<S, C>::value && stride == int64_t(sizeof(C));
@@ -73,9 +76,14 @@ struct Buf {
 };
 
 // n elements of type Src at byte stride st, converted to the compute type C: a
-// strided or float16 row gathered into a contiguous buffer.
+// strided, float16 or bfloat16 row gathered into a contiguous buffer.
 template <class Src, class C>
 void gather_as(const char* p, int64_t st, int64_t n, C* dst) {
+  if (st == int64_t(sizeof(Src))) {  // contiguous: a loop the compiler vectorizes
+    const Src* src = reinterpret_cast<const Src*>(p);  // (bfloat16: a 16-bit shift)
+    for (int64_t i = 0; i < n; ++i) dst[i] = C(load(src + i));
+    return;
+  }
   for (int64_t i = 0; i < n; ++i) dst[i] = C(load(reinterpret_cast<const Src*>(p + i * st)));
 }
 

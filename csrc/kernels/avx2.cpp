@@ -206,10 +206,11 @@ inline __m256d load_part_pd(const double* p, int64_t k) {
   return k & 2 ? _mm256_set_m128d(r, lo) : _mm256_set_m128d(ninf, r);
 }
 
-// The same for 8 float16 lanes (-inf: 0xfc00), through general registers: a
-// buffer written piecewise and read as one vector stalls on store forwarding.
-inline __m128i load_part_epi16(const uint16_t* p, int64_t k) {
-  constexpr uint64_t kNegInf4 = 0xfc00fc00fc00fc00u;
+// The same for 8 float16 lanes (-inf: 0xfc00; bfloat16: 0xff80 given as kNegInf4),
+// through general registers: a buffer written piecewise and read as one vector stalls
+// on store forwarding.
+inline __m128i load_part_epi16(const uint16_t* p, int64_t k,
+                               uint64_t kNegInf4 = 0xfc00fc00fc00fc00u) {
   uint64_t lo = kNegInf4, r = kNegInf4;
   if (k & 4) {
     std::memcpy(&lo, p, 8);
@@ -300,6 +301,11 @@ struct F32 {
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V div(V a, V b) { return _mm256_div_ps(a, b); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }  // a * b + c, one rounding
+  // 1 where e == 1, else +0 (generic/set_apart.h)
+  static V ones(V e) {
+    const V one = _mm256_set1_ps(1.0f);
+    return _mm256_and_ps(_mm256_cmp_ps(e, one, _CMP_EQ_OQ), one);
+  }
   static V exp(V v) { return exp_ps(v); }
   static V exp_le0(V v) { return exp_ps<true>(v); }
   // exp_le0 for x >= kExpLe0NfMin (or NaN): the same bits, no clamp and no flush
@@ -368,6 +374,50 @@ struct F16 : F32 {
   static void stream(S* p, V v) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), to_half(v)); }
   static bool s_is_nan(S h) { return (h & 0x7fffu) > 0x7c00u; }
 };
+
+// bfloat16 storage, float32 compute, F16's exp: loads widen by a 16-bit shift
+// (exact), stores round to nearest even in integer lanes (float_to_bf16's bits,
+// common.h: a NaN keeps its sign and upper payload, made quiet); tails as F16's,
+// padded with -inf (0xff80).
+inline __m256 bf16_widen(__m128i h) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+inline __m128i bf16_narrow(__m256 v) {
+  const __m256i x = _mm256_castps_si256(v);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+  const __m256i r = _mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7fff)), lsb);
+  const __m256i q = _mm256_or_si256(x, _mm256_set1_epi32(0x00400000));
+  const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+  const __m256 sel = _mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(q), nan);
+  const __m256i h = _mm256_srli_epi32(_mm256_castps_si256(sel), 16);
+  // (each lane < 2^16: the pack's unsigned saturation keeps it)
+  return _mm_packus_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+struct BF16 : F32 {
+  using S = bf16_t;
+  static constexpr bool kStoreExp = false;
+  static V exp(V v) { return F16::exp(v); }
+  static V exp_le0(V v) { return F16::exp_le0(v); }
+  static V exp_le0_nf(V v) { return F16::exp_le0_nf(v); }
+  static const uint16_t* bits(const S* p) { return reinterpret_cast<const uint16_t*>(p); }
+  static V load(const S* p) {
+    return bf16_widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static V load_n(const S* p, int64_t k) {
+    if (k == W) return load(p);
+    return bf16_widen(load_part_epi16(bits(p), k, 0xff80ff80ff80ff80u));
+  }
+  static void store(S* p, V v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), bf16_narrow(v)); }
+  static void store_n(S* p, int64_t k, V v) {
+    if (k == W) return store(p, v);
+    store_part_epi16(reinterpret_cast<uint16_t*>(p), k, bf16_narrow(v));
+  }
+  // non-temporal: as F16's (16 bytes, p 16-byte aligned)
+  static void stream(S* p, V v) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), bf16_narrow(v)); }
+  static bool s_is_nan(S h) { return (h.bits & 0x7fffu) > 0x7f80u; }
+};
+using BF16Native = BF16;  // (no native conversions)
+inline bool bf16_native() { return false; }
 
 // Compensated (Neumaier) sums per double lane: the exps are >= 0, so the larger
 // of the two addends is their max and Fast2Sum's error term is exact.

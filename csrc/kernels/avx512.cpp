@@ -193,6 +193,11 @@ struct F32 {
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static V div(V a, V b) { return _mm512_div_ps(a, b); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }  // a * b + c, one rounding
+  // 1 where e == 1, else +0 (generic/set_apart.h)
+  static V ones(V e) {
+    const V one = _mm512_set1_ps(1.0f);
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(e, one, _CMP_EQ_OQ), one);
+  }
   static V exp(V v) { return exp_ps(v); }
   static V exp_le0(V v) { return exp_ps<true>(v); }
   static C hmax(V v) { return _mm512_reduce_max_ps(v); }
@@ -230,6 +235,63 @@ struct F16 : F32 {
   static void stream(S* p, V v) { _mm256_stream_si256(reinterpret_cast<__m256i*>(p), to_half(v)); }
   static bool s_is_nan(S h) { return (h & 0x7fffu) > 0x7c00u; }
 };
+
+// bfloat16 storage, float32 compute (the F16 kernels' exp: 8-bit significands need no
+// more). Loads widen by a 16-bit shift (exact); stores round to nearest even,
+// float_to_bf16's bits (common.h: a NaN keeps its sign and upper payload, made quiet),
+// except that float32 subnormals become +-0, as AVX512_BF16's vcvtneps2bf16 makes them:
+// kNative uses that instruction (the table takes it where the CPU has the extension,
+// fill_table), the integer form gives the same bits on every other AVX-512 CPU. (Only
+// softmax results below 2^-126 are subnormal: inside docs/contract.md §5's floor.)
+// The instruction is inline assembly, so that no other code of this ISA is compiled
+// for a target with that extension. -inf is 0xff80.
+inline __m512 bf16_widen(__m256i h) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+template <bool kNative>
+inline __m256i bf16_narrow(__m512 v) {
+  if constexpr (kNative) {
+    __m256i h;
+    __asm__("vcvtneps2bf16 %1, %0" : "=v"(h) : "v"(v));
+    return h;
+  } else {
+    const __m512i x = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7fff)), lsb);
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    r = _mm512_mask_or_epi32(r, nan, x, _mm512_set1_epi32(0x00400000));
+    const __mmask16 sub = _mm512_fpclass_ps_mask(v, 0x20);  // subnormal: +-0
+    r = _mm512_mask_and_epi32(r, sub, x, _mm512_set1_epi32(int(0x80000000u)));
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
+  }
+}
+template <bool kNative>
+struct BF16T : F32 {
+  using S = bf16_t;
+  static constexpr bool kStoreExp = false;
+  static V exp(V v) { return exp_ps<false, kExpF16>(v); }
+  static V exp_le0(V v) { return exp_ps<true, kExpF16>(v); }
+  static V load(const S* p) {
+    return bf16_widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static V load_n(const S* p, int64_t k) {
+    return bf16_widen(_mm256_mask_loadu_epi16(_mm256_set1_epi16(short(0xff80)), mask16(k), p));
+  }
+  static void store(S* p, V v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), bf16_narrow<kNative>(v));
+  }
+  static void store_n(S* p, int64_t k, V v) {
+    _mm256_mask_storeu_epi16(p, mask16(k), bf16_narrow<kNative>(v));
+  }
+  // non-temporal: as F16's (32 bytes, p 32-byte aligned)
+  static void stream(S* p, V v) {
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(p), bf16_narrow<kNative>(v));
+  }
+  static bool s_is_nan(S h) { return (h.bits & 0x7fffu) > 0x7f80u; }
+};
+using BF16 = BF16T<false>;
+using BF16Native = BF16T<true>;
+inline bool bf16_native() { return cpu_has_avx512_bf16(); }
 
 // Compensated (Neumaier) sums per double lane: the exps are >= 0, so the larger
 // of the two addends is their max and Fast2Sum's error term is exact.

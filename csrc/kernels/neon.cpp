@@ -154,6 +154,11 @@ struct F32 {
   static V mul(V a, V b) { return vmulq_f32(a, b); }
   static V div(V a, V b) { return vdivq_f32(a, b); }
   static V fma(V a, V b, V c) { return vfmaq_f32(c, a, b); }  // a * b + c, one rounding
+  // 1 where e == 1, else +0 (generic/set_apart.h)
+  static V ones(V e) {
+    const V one = vdupq_n_f32(1.0f);
+    return vreinterpretq_f32_u32(vandq_u32(vceqq_f32(e, one), vreinterpretq_u32_f32(one)));
+  }
   static V exp(V v) { return exp_ps(v); }
   static V exp_le0(V v) { return exp_ps<true>(v); }
   static C hmax(V v) { return vmaxvq_f32(v); }
@@ -209,6 +214,44 @@ struct F16 : F32 {
   }
   static bool s_is_nan(S h) { return (h & 0x7fffu) > 0x7c00u; }
 };
+
+// bfloat16 storage, float32 compute: loads widen by a 16-bit shift (SHLL, exact),
+// stores round to nearest even in integer lanes (float_to_bf16's bits, common.h: a
+// NaN keeps its sign and upper payload, made quiet) and narrow by SHRN; tails lane by
+// lane, padded with -inf (0xff80).
+struct BF16 : F32 {
+  using S = bf16_t;
+  static constexpr bool kStoreExp = false;
+  static const uint16_t* bits(const S* p) { return reinterpret_cast<const uint16_t*>(p); }
+  static V widen(uint16x4_t h) { return vreinterpretq_f32_u32(vshll_n_u16(h, 16)); }
+  static uint16x4_t narrow(V v) {
+    const uint32x4_t x = vreinterpretq_u32_f32(v);
+    const uint32x4_t lsb = vandq_u32(vshrq_n_u32(x, 16), vdupq_n_u32(1));
+    const uint32x4_t r = vaddq_u32(vaddq_u32(x, vdupq_n_u32(0x7fff)), lsb);
+    const uint32x4_t q = vorrq_u32(x, vdupq_n_u32(0x00400000));
+    return vshrn_n_u32(vbslq_u32(vceqq_f32(v, v), r, q), 16);  // (v == v: not NaN)
+  }
+  static V load(const S* p) { return widen(vld1_u16(bits(p))); }
+  static V load_n(const S* p, int64_t k) {
+    if (k == W) return load(p);
+    uint16x4_t h = vld1_lane_u16(bits(p), vdup_n_u16(0xff80), 0);
+    if (k > 1) h = vld1_lane_u16(bits(p) + 1, h, 1);
+    if (k > 2) h = vld1_lane_u16(bits(p) + 2, h, 2);
+    return widen(h);
+  }
+  static void store(S* p, V v) { vst1_u16(reinterpret_cast<uint16_t*>(p), narrow(v)); }
+  static void store_n(S* p, int64_t k, V v) {
+    if (k == W) return store(p, v);
+    uint16_t* q = reinterpret_cast<uint16_t*>(p);
+    const uint16x4_t h = narrow(v);
+    vst1_lane_u16(q, h, 0);
+    if (k > 1) vst1_lane_u16(q + 1, h, 1);
+    if (k > 2) vst1_lane_u16(q + 2, h, 2);
+  }
+  static bool s_is_nan(S h) { return (h.bits & 0x7fffu) > 0x7f80u; }
+};
+using BF16Native = BF16;  // (no native conversions)
+inline bool bf16_native() { return false; }
 
 // Compensated (Neumaier) sums per double lane (the exps are >= 0, so Fast2Sum with
 // max/min ordering is exact).

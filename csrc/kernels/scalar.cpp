@@ -325,6 +325,8 @@ bool fill_scalar(KernelTable& t) {
   scalar::fill_set(t.softmax.f32);
   scalar::fill_set(t.softmax.f64);
   t.softmax.f16 = SoftmaxKernels<uint16_t, float>{};  // float16 goes through float32 buffers
+  t.softmax.bf16 = SoftmaxKernels<bf16_t, float>{};   // bfloat16 too,
+  t.softmax.bf16_f32 = t.softmax.f32;  // whose sums set the max's terms apart already
   scalar::fill_training(t.training.f32);
   scalar::fill_training(t.training.f64);
   scalar::fill_select(t.select.f32);

@@ -1,4 +1,4 @@
-// Test hooks into each ISA's vector exp and row-batch kernels (used by
+// Test hooks into each ISA's vector exp, row-batch kernels and bfloat16 conversions (used by
 // csrc/testing/testing.cpp and the C++ kernel tests). Plain declarations, no ISA code.
 #pragma once
 
@@ -34,6 +34,9 @@ struct ExpHooks {
   // or +inf / NaN): four at a time as log_softmax's groups of short rows do, the last
   // n % 4 one by one as a single row does.
   void (*log1p_rest_f32)(const double* r, double* y, int64_t n) = nullptr;
+  // y = x rounded to bfloat16 by the ISA's BF16 Ops (the integer form, also where the
+  // table takes the CPU's own conversions: avx512.cpp's BF16Native gives the same bits).
+  void (*bf16_narrow)(const float* x, bf16_t* y, int64_t n) = nullptr;
 };
 
 // Defined in csrc/kernels/<isa>.cpp; false when that ISA is not compiled in (the

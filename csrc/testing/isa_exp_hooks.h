@@ -1,11 +1,12 @@
 // The exp test hooks of one SIMD ISA (ExpHooks, testing/exp_hooks.h): its vector exp
-// over arrays, and the float32 row kernels' log1p of a row's rest. Test-only code,
+// over arrays, the float32 row kernels' log1p of a row's rest, and its BF16 Ops'
+// rounding (narrow_row). Test-only code,
 // used by testing/testing.cpp and tests/neon/neon_test.cpp through exp_hooks_<isa>().
 //
 // Included, like kernels/generic/softmax_family.h, INSIDE the ISA's namespace and
 // target region, after the family, generic/training_rows.h and isa_table.h: it relies on the
 // family's HasExpNf, log1p_rest and log1p_rest4, and on the Ops classes the ISA file
-// defines: F32, F64, F16Exp and F32Train (see isa_table.h).
+// defines: F32, F64, F16Exp, F32Train and BF16 (see isa_table.h).
 
 // exp over an array with the ISA's vector exp (test hook; tails via load_n/store_n).
 // kNf (with kLe0): the no-flush form, on Ops that have it.
@@ -49,4 +50,5 @@ inline void fill_exp_hooks(ExpHooks& h) {
   if constexpr (HasExpNf<F16Exp>::value) h.exp_f16_le0_nf = exp_array<F16Exp, true, true>;
   if constexpr (HasExpNf<F32Train>::value) h.exp_train_le0_nf = exp_array<F32Train, true, true>;
   h.log1p_rest_f32 = log1p_rest_array<F32>;
+  h.bf16_narrow = narrow_row<BF16>;
 }

@@ -30,6 +30,15 @@
 // worst_input, max_err (|result - exact| in ULPs), max_err_input, flushed (exact
 // result subnormal and result +0, as the kernels' exp documents), bad (any other
 // result there, or a NaN/sign error), first_bad_input.
+//   bf16_narrow(isa, x, variant="table") -> uint16 ndarray
+//       float32 -> bfloat16 bits as the ISA's kernels store them: "table" its table's
+//       narrow_row (on avx512 the AVX512_BF16 instruction where the CPU has it),
+//       "integer" its BF16 Ops' integer form; "scalar": float_to_bf16
+//   bf16_widen(isa, bits) -> float32 ndarray
+//       bfloat16 bits -> float32 by the table's gather_row ("scalar": bf16_to_float)
+//   bf16_native() -> bool: whether the avx512 table converts with AVX512_BF16
+//   bf16_from_double(x) -> uint16 ndarray: double_to_bf16 (the driver's store of
+//       results formed in float64: logsumexp), correctly rounded
 // ISA names as everywhere ("scalar", "avx2", "avx512", "neon"); an unknown name or
 // one this CPU/build lacks raises ValueError. "scalar" means std::exp.
 #include <pybind11/numpy.h>
@@ -39,6 +48,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "fastsoftmax/common.h"
 #include "fastsoftmax/kernels.h"
 #include "testing/exp_check.h"
 #include "testing/exp_hooks.h"
@@ -150,10 +160,63 @@ py::array_t<T> apply(void (*fn)(const T*, T*, int64_t),
   return y;
 }
 
+// The bfloat16 conversions of an ISA (bf16_narrow / bf16_widen above).
+py::array_t<uint16_t> bf16_narrow(const std::string& isa,
+                                  py::array_t<float, py::array::c_style | py::array::forcecast> x,
+                                  const std::string& variant) {
+  if (x.ndim() != 1) throw std::invalid_argument("x must be 1-D");
+  if (variant != "table" && variant != "integer")
+    throw std::invalid_argument("variant must be 'table' or 'integer'");
+  const Isa id = parse_isa(isa.c_str());
+  void (*fn)(const float*, bf16_t*, int64_t) = kernels_for(id).softmax.bf16.narrow_row;
+  if (id != Isa::scalar && variant == "integer") fn = hooks_for(isa).bf16_narrow;
+  const int64_t n = x.shape(0);
+  py::array_t<uint16_t> y(n);
+  const float* xp = x.data();
+  auto* yp = reinterpret_cast<bf16_t*>(y.mutable_data());
+  if (id == Isa::scalar)
+    for (int64_t i = 0; i < n; ++i) yp[i].bits = float_to_bf16(xp[i]);
+  else if (n > 0)
+    fn(xp, yp, n);
+  return y;
+}
+
+py::array_t<float> bf16_widen(const std::string& isa,
+                              py::array_t<uint16_t, py::array::c_style | py::array::forcecast> h) {
+  if (h.ndim() != 1) throw std::invalid_argument("bits must be 1-D");
+  const Isa id = parse_isa(isa.c_str());
+  const auto gather = kernels_for(id).softmax.bf16.gather_row;
+  const int64_t n = h.shape(0);
+  py::array_t<float> y(n);
+  const auto* hp = reinterpret_cast<const bf16_t*>(h.data());
+  float* yp = y.mutable_data();
+  if (id == Isa::scalar)
+    for (int64_t i = 0; i < n; ++i) yp[i] = bf16_to_float(hp[i].bits);
+  else if (n > 0)
+    gather(hp, nullptr, yp, n, 1.0f);
+  return y;
+}
+
 }  // namespace
 
 void register_testing(py::module_& m) {
   m.doc() = "fastsoftmax test hooks (built with -DFASTSOFTMAX_TEST_HOOKS=ON; not public API)";
+  m.def("bf16_narrow", &bf16_narrow, py::arg("isa"), py::arg("x"), py::arg("variant") = "table",
+        "float32 -> bfloat16 bits by the ISA's kernels' stores.");
+  m.def("bf16_widen", &bf16_widen, py::arg("isa"), py::arg("bits"),
+        "bfloat16 bits -> float32 by the ISA's kernels' loads.");
+  m.def(
+      "bf16_from_double",
+      [](py::array_t<double, py::array::c_style | py::array::forcecast> x) {
+        if (x.ndim() != 1) throw std::invalid_argument("x must be 1-D");
+        py::array_t<uint16_t> y(x.shape(0));
+        uint16_t* yp = y.mutable_data();
+        for (py::ssize_t i = 0; i < x.shape(0); ++i) yp[i] = double_to_bf16(x.data()[i]);
+        return y;
+      },
+      py::arg("x"), "float64 -> bfloat16 bits as the driver stores float64 results.");
+  m.def("bf16_native", &cpu_has_avx512_bf16,
+        "Whether the avx512 table converts bfloat16 with AVX512_BF16.");
   m.def(
       "exp_f32",
       [](const std::string& isa, py::array_t<float, py::array::c_style | py::array::forcecast> x,

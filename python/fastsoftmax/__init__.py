@@ -41,6 +41,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 _core._set_fallbacks(_api.softmax, _api.log_softmax, _api.logsumexp)
+_api._register_loaded_bfloat16()  # ml_dtypes.bfloat16, if loaded already (§2.3)
 
 
 def _set_isa(name: str) -> None:

@@ -32,41 +32,79 @@ except ImportError:  # pragma: no cover - older NumPy
 _SOFTMAX, _LOG_SOFTMAX, _LOGSUMEXP = 0, 1, 2
 _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
+# ml_dtypes' bfloat16 (docs/contract.md §2.3), once recognized. ml_dtypes is not a
+# dependency and is never imported here: a bfloat16 array can only exist once its
+# user imported it, and the dtype is recognized by its scalar type.
+_bf16: np.dtype | None = None
 
-def _float_dtype(d: np.dtype) -> np.dtype | None:
-    """The native float16/32/64 dtype equal to `d` up to byte order, else None."""
+
+def _is_bfloat16(d: np.dtype) -> bool:
+    """Whether `d` is ml_dtypes' bfloat16. The first time it is seen, its dtype is handed
+    to the C++ core (whose fast entries and bindings take such arrays from then on)."""
+    global _bf16
+    if _bf16 is not None:
+        return d == _bf16
+    if d.kind != "V" or d.itemsize != 2:
+        return False
+    t = d.type
+    if t.__name__ != "bfloat16" or not t.__module__.startswith("ml_dtypes"):
+        return False
+    _core._register_bfloat16(d)
+    _bf16 = d
+    return True
+
+
+def _register_loaded_bfloat16() -> None:
+    """At import: recognize bfloat16 now if ml_dtypes is loaded already (so the first
+    call takes the fast path too)."""
+    m = sys.modules.get("ml_dtypes")
+    bf16 = getattr(m, "bfloat16", None) if m is not None else None
+    if bf16 is not None:
+        _is_bfloat16(np.dtype(bf16))
+
+
+def _float_dtype(d: np.dtype, bf16: bool = False) -> np.dtype | None:
+    """The native float16/32/64 dtype equal to `d` up to byte order (with `bf16`: or
+    ml_dtypes' bfloat16), else None."""
     if d.kind == "f" and d.itemsize in (2, 4, 8) and d.type is not np.longdouble:
         return d.newbyteorder("=")
+    if bf16 and _is_bfloat16(d):
+        return d
     return None
 
 
-def _compute_dtype(x: np.ndarray, dtype, name: str = "x") -> np.dtype:
+def _compute_dtype(x: np.ndarray, dtype, name: str = "x", bf16: bool = False) -> np.dtype:
+    """The dtype `x` is computed and returned in (docs/contract.md §2.3). `bf16`: the
+    function takes bfloat16 (the softmax and selection families; the training family
+    does not)."""
+    what = "float16, float32, float64 or bfloat16" if bf16 else "float16, float32 or float64"
     if dtype is not None:
         try:
             d = np.dtype(dtype)
         except TypeError:
-            raise TypeError(f"dtype must be float16, float32 or float64; got {dtype!r}") from None
-        fd = _float_dtype(d)
+            raise TypeError(f"dtype must be {what}; got {dtype!r}") from None
+        fd = _float_dtype(d, bf16)
         if fd is None:
-            raise TypeError(f"dtype must be float16, float32 or float64; got {d}")
-        if not np.can_cast(x.dtype, fd, casting="unsafe") or x.dtype.kind not in "biuf":
+            raise TypeError(f"dtype must be {what}; got {d}")
+        castable = x.dtype.kind in "biuf" or (bf16 and _is_bfloat16(x.dtype))
+        if not castable or not np.can_cast(x.dtype, fd, casting="unsafe"):
             raise TypeError(f"{name} has unsupported dtype {x.dtype}")
         return fd
-    fd = _float_dtype(x.dtype)
+    fd = _float_dtype(x.dtype, bf16)
     if fd is not None:
         return fd
     if x.dtype.kind in "biu":
         return np.dtype(np.float64)  # as np.exp and SciPy do
     raise TypeError(
-        f"{name} has unsupported dtype {x.dtype}: expected float16, float32, float64, "
+        f"{name} has unsupported dtype {x.dtype}: expected {what.replace(' or', ',')}, "
         "an integer or bool dtype"
     )
 
 
-def _prepare(x, dtype, name: str = "x") -> np.ndarray:
+def _prepare(x, dtype, name: str = "x", bf16: bool = False) -> np.ndarray:
     """x as an aligned native array of its compute dtype (copies only if it must)."""
     x = np.asarray(x)
-    rd = _compute_dtype(x, dtype, name)
+    rd = _compute_dtype(x, dtype, name, bf16)
     if x.dtype != rd or not x.flags.aligned:
         if x.dtype == np.float16 and rd == np.float32 and x.flags.c_contiguous:
             out = np.empty(x.shape, rd)
@@ -146,7 +184,11 @@ def _out(out, shape: tuple[int, ...], rd: np.dtype, inputs: tuple, name: str = "
         raise TypeError(f"{name} must be a numpy.ndarray; got {type(out).__name__}")
     if out.shape != tuple(shape):
         raise ValueError(f"{name} has shape {out.shape}; expected {tuple(shape)}")
-    if out.dtype.kind != "f" or out.dtype.itemsize != rd.itemsize:
+    if rd.kind == "f":
+        bad = out.dtype.kind != "f" or out.dtype.itemsize != rd.itemsize
+    else:  # bfloat16: that dtype exactly (it has one byte order)
+        bad = out.dtype != rd
+    if bad:
         raise TypeError(f"{name} has dtype {out.dtype}; expected {rd}")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
@@ -176,7 +218,7 @@ def _softmax_like(op, x, axis, temperature, where, dtype, out):
     if _is_dask(x, where):  # a lazy result (docs/contract.md §13)
         fn = _dask().softmax if op == _SOFTMAX else _dask().log_softmax
         return fn(x, axis, temperature=temperature, where=where, dtype=dtype, out=out)
-    x = _prepare(x, dtype)
+    x = _prepare(x, dtype, bf16=True)
     axes = _axes(axis, x.ndim)
     t = _temperature(temperature)
     mask = _where(where, x.shape)
@@ -209,11 +251,13 @@ def logsumexp(
     bw = None
     if b is not None:
         bw = np.asarray(b)
-        if bw.dtype.kind not in "biuf" or (bw.dtype.kind == "f" and _float_dtype(bw.dtype) is None):
+        if bw.dtype.kind not in "biu" and _float_dtype(bw.dtype, bf16=True) is None:
             raise TypeError(f"b has unsupported dtype {bw.dtype}: expected a real dtype")
         if dtype is None:
-            dtype = np.result_type(_compute_dtype(x, None), _compute_dtype(bw, None, "b"))
-    x = _prepare(x, dtype)
+            dtype = np.result_type(
+                _compute_dtype(x, None, bf16=True), _compute_dtype(bw, None, "b", bf16=True)
+            )
+    x = _prepare(x, dtype, bf16=True)
     if bw is not None:
         try:
             shape = np.broadcast_shapes(x.shape, bw.shape)

@@ -120,8 +120,11 @@ def sample(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, where=None
     for the row of flat index r when ``seed`` is one int; ``rng``: ``rng.random(batch)``;
     none: fresh entropy. A row with a NaN or +inf allowed logit, or none allowed: token
     -1, logprob NaN. Returns ``Sample(tokens, logprobs, top_tokens, top_logprobs)``.
+    bfloat16 logits (ml_dtypes) are computed in float32; their logprobs and
+    top_logprobs are float32.
     """
-    x = _api._prepare(logits, None, "logits")
+    x = _api._prepare(logits, None, "logits", bf16=True)
+    bf16 = _api._is_bfloat16(x.dtype)  # computed in float32; logprobs float32 (§12.3)
     if x.ndim == 0:
         raise ValueError("logits must have a vocabulary axis (the last); got a 0-d array")
     V = x.shape[-1]
@@ -177,8 +180,12 @@ def sample(logits, *, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, where=None
         return a[()] if a.ndim == 0 else a
 
     top_t = top_lp = None
-    if top_logprobs:
+    if top_logprobs and bf16:  # top_k's log_softmax values, stored in float32
+        shape = batch + (int(top_logprobs),)
+        top_t, top_lp = np.empty(shape, np.int64), np.empty(shape, np.float32)
+        _core._top_k(x, x.ndim - 1, int(top_logprobs), True, 2, top_lp, top_t)
+    elif top_logprobs:
         tk = _top_k(x, int(top_logprobs), -1, transform="log_softmax")
         top_t, top_lp = tk.indices, tk.values
-    lp_out = None if lp is None else shaped(lp.astype(x.dtype))
+    lp_out = None if lp is None else shaped(lp.astype(np.float32 if bf16 else x.dtype))
     return Sample(shaped(tokens), lp_out, top_t, top_lp)

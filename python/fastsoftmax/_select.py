@@ -43,14 +43,15 @@ def top_k(x, k, axis=-1, *, largest=True, transform=None) -> TopK:
     Returns ``TopK(values, indices)``, both of x's shape with ``axis`` of length k,
     ordered best first; ties go to the lower index, NaN ranks above +inf (as NumPy's
     sort puts it last), -0.0 ties with 0.0. ``indices`` are int64. ``values`` have the
-    dtype softmax would return for x (float16/32/64 as given; bool/int as float64).
+    dtype softmax would return for x (float16/32/64 and bfloat16 as given; bool/int
+    as float64).
     ``transform="softmax"`` / ``"log_softmax"``: the values are those entries of
     softmax(x) / log_softmax(x) along ``axis`` (not renormalized), computed without
     writing the full result. k > the axis length: ValueError; k = 0: empty results.
     """
     if _api._is_dask(x):  # a lazy result (docs/contract.md §13)
         return _api._dask().top_k(x, k, axis, largest=largest, transform=transform)
-    x = _api._prepare(x, None)
+    x = _api._prepare(x, None, bf16=True)
     ax = _single_axis(axis, x.ndim)
     kk = _count(k)
     n = x.shape[ax]

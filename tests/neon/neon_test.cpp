@@ -81,6 +81,18 @@ struct Elem<uint16_t> {
   static SoftmaxKernels<uint16_t, float> set(const KernelTable& t) { return t.softmax.f16; }
 };
 
+template <>
+struct Elem<bf16_t> {
+  using C = float;
+  static constexpr double eps = 0x1p-7;
+  static constexpr double K = 4;
+  static constexpr double tiny = 0;
+  static constexpr const char* name = "bf16";
+  static bf16_t from(double v) { return {double_to_bf16(v)}; }
+  static double to(bf16_t v) { return bf16_to_float(v.bits); }
+  static SoftmaxKernels<bf16_t, float> set(const KernelTable& t) { return t.softmax.bf16; }
+};
+
 template <class S>
 bool same_bits(S a, S b) {
   return std::memcmp(&a, &b, sizeof(S)) == 0;
@@ -94,9 +106,11 @@ bool is_nan(S v) {
 template <class S>
 int64_t ulp_dist(S a, S b) {
   auto key = [](S v) -> int64_t {
-    if constexpr (sizeof(S) == 2) {
-      const int64_t m = v & 0x7fff;
-      return (v & 0x8000) ? -m : m;
+    if constexpr (sizeof(S) == 2) {  // float16 or bfloat16 bits
+      uint16_t u;
+      std::memcpy(&u, &v, 2);
+      const int64_t m = u & 0x7fff;
+      return (u & 0x8000) ? -m : m;
     } else if constexpr (sizeof(S) == 4) {
       uint32_t u;
       std::memcpy(&u, &v, 4);
@@ -158,9 +172,9 @@ bool check_elem(S xv, S yv, const Ref& r, bool log, std::string* why) {
   if (!log) {
     const LD ref = std::exp(x - r.m) / r.sum;
     if constexpr (sizeof(S) == 2) {
-      const S cr = float_to_half(float(ref));
+      const S cr = E::from(double(ref));
       if (ulp_dist(yv, cr) > 1) {
-        *why = "f16 softmax more than 1 ULP from the correctly rounded value";
+        *why = std::string(E::name) + " softmax more than 1 ULP from the correctly rounded value";
         return false;
       }
       return true;
@@ -687,15 +701,18 @@ void test_gather(const KernelTable& t, const char* isa) {
       for (auto& e : v) e = C(E::to(x[0])) * C(1.0009765625) + C(std::normal_distribution<double>(0, 3)(g_rng));
       v[0] = std::numeric_limits<C>::quiet_NaN();
       if (n > 1) v[1] = -std::numeric_limits<C>::infinity();
-      std::vector<S> y(static_cast<size_t>(n) + 1, S(0x1234));
+      const S mark = E::from(1234.0);
+      std::vector<S> y(static_cast<size_t>(n) + 1, mark);
       k.narrow_row(v.data(), y.data(), n);
       ++g_checks;
       for (int64_t i = 0; i < n; ++i)
-        if (y[i] != float_to_half(v[i])) {
-          fail(std::string(isa) + " narrow_row n=" + std::to_string(n) + " i=" + std::to_string(i));
+        if (!same_bits(y[i], E::from(double(v[i])))) {
+          fail(std::string(isa) + " " + E::name + " narrow_row n=" + std::to_string(n) + " i=" +
+               std::to_string(i));
           break;
         }
-      if (y[n] != S(0x1234)) fail(std::string(isa) + " narrow_row wrote past n=" + std::to_string(n));
+      if (!same_bits(y[n], mark))
+        fail(std::string(isa) + " " + E::name + " narrow_row wrote past n=" + std::to_string(n));
     }
   }
 }
@@ -728,21 +745,27 @@ int main(int argc, char** argv) {
     test_rows<float>(t, sc, name);
     test_rows<double>(t, sc, name);
     test_rows<uint16_t>(t, sc, name);
+    test_rows<bf16_t>(t, sc, name);
     test_specials<float>(t, name);
     test_specials<double>(t, name);
     test_specials<uint16_t>(t, name);
+    test_specials<bf16_t>(t, name);
     test_blocked<float>(t, name);
     test_blocked<double>(t, name);
     test_blocked<uint16_t>(t, name);
+    test_blocked<bf16_t>(t, name);
     test_panels<float>(t, name);
     test_panels<double>(t, name);
     test_panels<uint16_t>(t, name);
+    test_panels<bf16_t>(t, name);
     test_row_batches<float>(t, name);
     test_row_batches<double>(t, name);
     test_row_batches<uint16_t>(t, name);
+    test_row_batches<bf16_t>(t, name);
     test_gather<float>(t, name);
     test_gather<double>(t, name);
     test_gather<uint16_t>(t, name);
+    test_gather<bf16_t>(t, name);
     std::printf("  %s kernels: %d failures\n", name, g_failures - before);
   }
   std::printf("%d SIMD ISA(s) tested, %d checks, %d failures\n", tested, g_checks, g_failures);

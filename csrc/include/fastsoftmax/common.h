@@ -1,5 +1,6 @@
 // Small portable helpers shared by the driver and the scalar kernels:
-// IEEE float16 <-> float32 conversion and a compensated (Neumaier) sum.
+// IEEE float16 <-> float32 and bfloat16 <-> float32 conversions and a compensated
+// (Neumaier) sum.
 #pragma once
 
 #include <cmath>
@@ -60,6 +61,49 @@ inline uint16_t float_to_half(float f) {
   r >>= 13;
   if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) ++r;  // may carry into exponent: fine
   return uint16_t(sign | r);
+}
+
+// bfloat16 (ml_dtypes.bfloat16: float32's sign and exponent, 7 fraction bits), stored
+// as its bits. A type of its own, not uint16_t: float16 is two bytes too, and the
+// kernel sets (kernels.h softmax_set), the driver's load/store (engine/blocks.h) and
+// the ISAs' Ops tell the two apart by type.
+struct bf16_t {
+  uint16_t bits;
+};
+static_assert(sizeof(bf16_t) == 2 && alignof(bf16_t) == 2, "bfloat16 is two bytes");
+
+// bfloat16 bits -> float32, exact: the bits are float32's upper half.
+inline float bf16_to_float(uint16_t h) {
+  const uint32_t bits = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// float32 -> bfloat16 bits, round to nearest even (overflow -> inf, subnormals
+// rounded as they are); a NaN stays a NaN of its sign and upper payload, made quiet
+// (as the AVX512_BF16 conversion; the vector stores of every ISA do the same).
+inline uint16_t float_to_bf16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x | 0x00400000u) >> 16);
+  return uint16_t((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);  // a carry moves the exponent: fine
+}
+
+// float64 -> bfloat16 bits, correctly rounded (nearest even; no double rounding
+// through float32): rounded to float32 by round-to-odd first (exact where float32
+// holds the value, else truncated with the last bit set), which float_to_bf16's
+// 16 fewer bits then round correctly.
+inline uint16_t double_to_bf16(double d) {
+  float f = float(d);
+  if (double(f) != d && d == d) {
+    uint32_t x;
+    std::memcpy(&x, &f, 4);
+    if (std::fabs(double(f)) > std::fabs(d)) --x;  // toward zero (f may be inf: then FLT_MAX)
+    x |= 1u;
+    std::memcpy(&f, &x, 4);
+  }
+  return float_to_bf16(f);
 }
 
 // Neumaier's compensated summation: error ~2 eps regardless of the number of terms.

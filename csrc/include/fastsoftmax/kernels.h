@@ -21,7 +21,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
+#include "fastsoftmax/common.h"  // bf16_t
 #include "fastsoftmax/partial.h"
 #include "fastsoftmax/select_kernels.h"
 #include "fastsoftmax/softmax_kernels.h"
@@ -33,12 +35,17 @@ enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
 constexpr int kNumIsas = 4;
 const char* isa_name(Isa isa);
 
-// softmax, log_softmax, logsumexp: every storage dtype (float16 entries optional:
-// the driver converts through float32 buffers where they are nullptr).
+// softmax, log_softmax, logsumexp: every storage dtype (float16 and bfloat16 entries
+// optional: the driver converts through float32 buffers where they are nullptr).
 struct SoftmaxFamily {
   SoftmaxKernels<float, float> f32;
   SoftmaxKernels<double, double> f64;
   SoftmaxKernels<uint16_t, float> f16;
+  SoftmaxKernels<bf16_t, float> bf16;
+  // The single-row entries (fill_row_entries) for bfloat16 rows gathered into float32
+  // buffers (GATHER mode, top_k's transform): float32 kernels whose sums set the max's
+  // own terms apart (kernels/generic/set_apart.h), for bfloat16's 1-ULP log_softmax.
+  SoftmaxKernels<float, float> bf16_f32;
 };
 
 // cross-entropy and backward passes: compute types only.
@@ -63,9 +70,17 @@ struct KernelTable {
 // The set of a family for storage type S (compute type C).
 template <class S, class C>
 const SoftmaxKernels<S, C>& softmax_set(const KernelTable& t) {
-  if constexpr (sizeof(S) == 2) return t.softmax.f16;
+  if constexpr (std::is_same<S, bf16_t>::value) return t.softmax.bf16;
+  else if constexpr (std::is_same<S, uint16_t>::value) return t.softmax.f16;
   else if constexpr (sizeof(S) == 4) return t.softmax.f32;
   else return t.softmax.f64;
+}
+// The compute-type set that rows of S gathered into C buffers take: C's own, but
+// bfloat16's (bf16_f32: its entries for single rows only).
+template <class S, class C>
+const SoftmaxKernels<C, C>& gathered_set(const KernelTable& t) {
+  if constexpr (std::is_same<S, bf16_t>::value) return t.softmax.bf16_f32;
+  else return softmax_set<C, C>(t);
 }
 template <class C>
 const TrainingKernels<C>& training_set(const KernelTable& t) {
@@ -86,6 +101,7 @@ bool fill_neon(KernelTable& t);
 
 // dispatch.cpp
 bool cpu_supports(Isa isa);          // compiled in AND the CPU + OS support it
+bool cpu_has_avx512_bf16();          // AVX512_BF16 (the avx512 table's bf16 conversions)
 const KernelTable& kernels();        // the active table (chosen on first use)
 const KernelTable& kernels_for(Isa isa);  // a specific table (throws if unsupported)
 void set_active_isa(Isa isa);        // throws std::invalid_argument if unsupported

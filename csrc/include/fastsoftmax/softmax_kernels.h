@@ -15,10 +15,11 @@
 
 namespace fastsoftmax {
 
-// Kernels for one storage dtype. S is the storage type (float, double, or uint16_t
-// for IEEE float16); C is the compute type (float for float16 and float32, double
-// for float64). float16 kernels are optional (nullptr): the driver then converts
-// through a float32 buffer and calls the float32 kernels.
+// Kernels for one storage dtype. S is the storage type (float, double, uint16_t for
+// IEEE float16, bf16_t for bfloat16); C is the compute type (float for float16,
+// bfloat16 and float32, double for float64). float16 and bfloat16 kernels are
+// optional (nullptr): the driver then converts through a float32 buffer and calls
+// the float32 kernels.
 template <class S, class C>
 struct SoftmaxKernels {
   // Whole row, 1 <= n <= kBlock. softmax: y = exp(x - max) / sum exp(x - max).
@@ -83,9 +84,10 @@ struct SoftmaxKernels {
   // division when t == 1), for i < n (n >= 1). y is a compute-type buffer of n
   // elements, disjoint from x.
   void (*gather_row)(const S* x, const bool* m, C* y, int64_t n, C t) = nullptr;
-  // Optional, where S != C (float16): y_i = x_i rounded to S (nearest even; the
-  // kernels' outputs hold no NaN but the canonical one), for the driver's scatter of a
-  // gathered row into a contiguous output.
+  // Optional, where S != C (float16, bfloat16): y_i = x_i rounded to S (nearest
+  // even, the bits of the driver's scalar store; the kernels' outputs hold no NaN but
+  // the canonical one), for the driver's scatter of a gathered row into a contiguous
+  // output.
   void (*narrow_row)(const C* x, S* y, int64_t n) = nullptr;
   // Optional, float64 set: logsumexp's weighted sum (b=) over one chunk of a row,
   // sum_i w_i * exp(d_i) for d_i <= 0 or -inf (-inf with w_i = 0 for an entry that

@@ -120,9 +120,19 @@ void sweep_sum_group(const typename T::S* x, int64_t ldx, int64_t i0, int64_t nb
       mu[l] = mun;
     }
     for (int64_t l = 0; l < L; l += F64::W) F64::storec(f + l, F64::exp(F64::loadc(f + l)));
-    for (int64_t l = 0; l < L; ++l) {
-      s[l] *= f[l];
-      c[l] *= f[l];
+    if constexpr (IsSetApart<T>::value) {
+      // (set_apart.h: the count stays an integer; where the max moved, the block holds
+      // its new max, counted from 0)
+      for (int64_t l = 0; l < L; ++l) {
+        if (f[l] == 1.0) continue;
+        c[l] = (s[l] + c[l]) * f[l];
+        s[l] = 0.0;
+      }
+    } else {
+      for (int64_t l = 0; l < L; ++l) {
+        s[l] *= f[l];
+        c[l] *= f[l];
+      }
     }
   }
 
