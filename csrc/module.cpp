@@ -39,6 +39,7 @@ using namespace pybind11::literals;
 namespace fastsoftmax {
 void register_training(py::module_& m);
 void register_select(py::module_& m);
+void register_partials(py::module_& m);
 
 namespace {
 
@@ -58,7 +59,12 @@ int num_procs() {
 
 }  // namespace
 
+// The calling thread's own count, above every other setting (0 = none): fastsoftmax.dask
+// runs each task on one thread when several run at once (python/fastsoftmax/dask.py).
+thread_local int t_thread_override = 0;
+
 int current_num_threads() {
+  if (t_thread_override > 0) return t_thread_override;
   const int o = g_thread_override.load(std::memory_order_relaxed);
   if (o > 0) return o;
 #ifdef FASTSOFTMAX_OPENMP
@@ -649,6 +655,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &get_num_threads,
         "The number of threads the next call may use (set_num_threads, else OpenMP's).");
   m.def("_set_num_threads", &set_num_threads, "n"_a);
+  m.def("_set_thread_local_threads", [](int n) {  // internal: 0 <= n, returns the previous
+    if (n < 0 || n > (1 << 16)) throw py::value_error("internal: _set_thread_local_threads: bad n");
+    const int prev = t_thread_override;
+    t_thread_override = n;
+    return prev;
+  });
   m.def("_restore_num_threads", [](int prev) { g_thread_override.store(prev); });
   // Test hook (not public API): the pool's counters (engine/threads.h): workers
   // started, calls run on their own thread as the pool was busy, and since import the
@@ -685,4 +697,5 @@ PYBIND11_MODULE(_core, m) {
   });
   register_training(m);
   register_select(m);
+  register_partials(m);
 }

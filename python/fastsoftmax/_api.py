@@ -200,7 +200,24 @@ def _out(out, shape: tuple[int, ...], rd: np.dtype, inputs: tuple, name: str = "
     return out, None
 
 
+def _is_dask(*arrays) -> bool:
+    """Any of ``arrays`` is a dask array. Checked only once dask.array is imported (no
+    dask array can exist before), so NumPy users never import dask; the C++ fast entries
+    decline anything but an ndarray, and nothing here converts (computes) it first."""
+    m = sys.modules.get("dask.array")
+    return m is not None and any(isinstance(a, m.Array) for a in arrays)
+
+
+def _dask():
+    from . import dask as fd  # fastsoftmax.dask (needs dask[array])
+
+    return fd
+
+
 def _softmax_like(op, x, axis, temperature, where, dtype, out):
+    if _is_dask(x, where):  # a lazy result (docs/contract.md §13)
+        fn = _dask().softmax if op == _SOFTMAX else _dask().log_softmax
+        return fn(x, axis, temperature=temperature, where=where, dtype=dtype, out=out)
     x = _prepare(x, dtype, bf16=True)
     axes = _axes(axis, x.ndim)
     t = _temperature(temperature)
@@ -227,6 +244,9 @@ def log_softmax(x, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None
 def logsumexp(
     x, axis=-1, *, keepdims=False, b=None, return_sign=False, where=None, dtype=None, out=None
 ):
+    if _is_dask(x, where, b):  # a lazy result (docs/contract.md §13)
+        return _dask().logsumexp(x, axis, keepdims=keepdims, b=b, return_sign=return_sign,
+                                 where=where, dtype=dtype, out=out)
     x = np.asarray(x)
     bw = None
     if b is not None:

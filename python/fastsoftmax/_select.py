@@ -49,6 +49,8 @@ def top_k(x, k, axis=-1, *, largest=True, transform=None) -> TopK:
     softmax(x) / log_softmax(x) along ``axis`` (not renormalized), computed without
     writing the full result. k > the axis length: ValueError; k = 0: empty results.
     """
+    if _api._is_dask(x):  # a lazy result (docs/contract.md §13)
+        return _api._dask().top_k(x, k, axis, largest=largest, transform=transform)
     x = _api._prepare(x, None, bf16=True)
     ax = _single_axis(axis, x.ndim)
     kk = _count(k)

@@ -164,6 +164,10 @@ def sparse_softmax_cross_entropy_with_logits(
     ``(1 - eps) * onehot + eps / C``). With ``return_grad=True`` returns
     ``(loss, dlogits)``: the gradient of the reduced loss (of the sum for "none").
     """
+    if _api._is_dask(labels, logits):  # a lazy result (docs/contract.md §13)
+        return _api._dask().sparse_softmax_cross_entropy_with_logits(
+            labels, logits, reduction=reduction, ignore_index=ignore_index,
+            label_smoothing=label_smoothing, return_grad=return_grad)
     red = _reduction(reduction)
     eps = _smoothing(label_smoothing)
     ign = _ignore(ignore_index)
@@ -214,6 +218,10 @@ def softmax_cross_entropy_with_logits(
     ``cross_entropy`` with probability targets. With ``return_grad=True`` returns
     ``(loss, dlogits)``: ``(softmax * sum(target) - target) * scale``.
     """
+    if _api._is_dask(labels, logits):  # a lazy result (docs/contract.md §13)
+        return _api._dask().softmax_cross_entropy_with_logits(
+            labels, logits, axis, reduction=reduction, label_smoothing=label_smoothing,
+            return_grad=return_grad)
     red = _reduction(reduction)
     eps = _smoothing(label_smoothing)
     x = _logits(logits)
