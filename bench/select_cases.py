@@ -85,9 +85,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", default="1,2")
     p.add_argument("--budget", type=float, default=3.0, help="seconds per case and thread count")
+    p.add_argument("--warm", action="store_true",
+                   help="one buffer, in cache (the logits just written by the model's last "
+                        "layer); default: buffers rotated through 4x the L3 (cold)")
     args = p.parse_args(argv)
     settings = timing.Settings(budget_s=args.budget)
-    print(f"isa {fs.isa()}, numpy {np.__version__}, torch {torch.__version__ if torch else '-'}\n")
+    print(f"isa {fs.isa()}, numpy {np.__version__}, torch {torch.__version__ if torch else '-'}, "
+          f"{'warm (one buffer)' if args.warm else 'cold (buffers rotated through 4x L3)'}\n")
     names = [c.name for c in contenders(1)]
     print("| case | threads | " + " | ".join(names[1:]) + " |")
     print("|---|--:|" + "--:|" * (len(names) - 1))
@@ -96,7 +100,7 @@ def main(argv=None):
             case = cases_mod.Case(f"{shape[0]}x{shape[1]}/{label}", shape)
             rng = np.random.default_rng(0)
             base = (rng.standard_normal(shape, dtype=np.float32) * sd).astype(np.float32)
-            bufs = cases_mod.make_buffers(case, base, 4 * cases_mod.l3_bytes())
+            bufs = cases_mod.make_buffers(case, base, 0 if args.warm else 4 * cases_mod.l3_bytes())
             for th in (int(t) for t in args.threads.split(",")):
                 fs.set_num_threads(th)
                 cons = contenders(th)

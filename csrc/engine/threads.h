@@ -24,8 +24,10 @@
 namespace fastsoftmax {
 
 // Below this many elements a call runs on the calling thread; above it each
-// thread gets at least kMinPerThread elements. Waking the pool costs a few µs.
-constexpr int64_t kParallelMin = int64_t(1) << 15;
+// thread gets at least kMinPerThread elements. Waking the pool costs a few µs, and a
+// call of ~20 µs ((64, 1000) float32) gained nothing from a second thread even on a
+// quiet machine, while under load its p90 / p99 paid for a preempted worker.
+constexpr int64_t kParallelMin = int64_t(1) << 17;
 constexpr int64_t kMinPerThread = int64_t(1) << 14;
 // A parallel call is cut into chunks: at least kChunksPerThread per thread, and about
 // kChunkElems elements each where the call is larger (tens of µs of work), at most
