@@ -549,59 +549,24 @@ struct SelectChunk {
   static bool above(const C* x, C t) { return any<_CMP_NLE_UQ>(x, t); }  // > t or NaN
   template <class C>
   static bool below(const C* x, C t) { return any<_CMP_LT_OQ>(x, t); }
-  // The max of x[0..n) (n >= 1), NaN when x holds one: four vector maxima and an
-  // unordered compare OR-ed (a vector max drops NaN).
-  template <class C>
-  static C max_nan(const C* x, int64_t n) {
-    using Ops = std::conditional_t<sizeof(C) == 4, F32, F64>;
-    constexpr int64_t W = Ops::W;
-    const typename Ops::V lo = Ops::set1(-std::numeric_limits<C>::infinity());
-    typename Ops::V m0 = lo, m1 = lo, m2 = lo, m3 = lo, bad = Ops::set1(C(0));
-    int64_t i = 0;
-    for (; i + 4 * W <= n; i += 4 * W) {
-      const auto v0 = Ops::load(x + i), v1 = Ops::load(x + i + W);
-      const auto v2 = Ops::load(x + i + 2 * W), v3 = Ops::load(x + i + 3 * W);
-      m0 = Ops::max(m0, v0), m1 = Ops::max(m1, v1), m2 = Ops::max(m2, v2), m3 = Ops::max(m3, v3);
-      bad = orv(bad, orv(orv(unord(v0), unord(v1)), orv(unord(v2), unord(v3))));
-    }
-    for (; i < n; i += W) {  // load_n: the missing lanes -inf
-      const auto v = Ops::load_n(x + i, std::min<int64_t>(W, n - i));
-      m0 = Ops::max(m0, v);
-      bad = orv(bad, unord(v));
-    }
-    const C r = Ops::hmax(Ops::max(Ops::max(m0, m1), Ops::max(m2, m3)));
-    return movemask(bad) ? std::numeric_limits<C>::quiet_NaN() : r;
-  }
+  // The primitives of generic/select_rows.h's max_nan and min_above: NaN lanes as a
+  // vector (OR-able), and a min over the lanes at or above t.
   static __m256 unord(__m256 v) { return _mm256_cmp_ps(v, v, _CMP_UNORD_Q); }
   static __m256d unord(__m256d v) { return _mm256_cmp_pd(v, v, _CMP_UNORD_Q); }
-  static __m256 orv(__m256 a, __m256 b) { return _mm256_or_ps(a, b); }
-  static __m256d orv(__m256d a, __m256d b) { return _mm256_or_pd(a, b); }
-  static int movemask(__m256 v) { return _mm256_movemask_ps(v); }
-  static int movemask(__m256d v) { return _mm256_movemask_pd(v); }
-  // The least entry >= t (t when there is none); x holds no NaN.
-  template <class C>
-  static C min_above(const C* x, int64_t n, C t) {
-    using Ops = std::conditional_t<sizeof(C) == 4, F32, F64>;
-    constexpr int64_t W = Ops::W;
-    const auto vt = Ops::set1(t), inf = Ops::set1(std::numeric_limits<C>::infinity());
-    auto m0 = inf, m1 = inf;
-    int64_t i = 0;
-    for (; i + 2 * W <= n; i += 2 * W) {
-      m0 = keep_min(m0, Ops::load(x + i), vt, inf);
-      m1 = keep_min(m1, Ops::load(x + i + W), vt, inf);
-    }
-    for (; i < n; i += W) m0 = keep_min(m0, Ops::load_n(x + i, std::min<int64_t>(W, n - i)), vt, inf);
-    const C r = -Ops::hmax(Ops::sub(Ops::set1(C(0)), min2(m0, m1)));
-    return r == std::numeric_limits<C>::infinity() ? t : r;
-  }
-  static __m256 keep_min(__m256 m, __m256 v, __m256 t, __m256 inf) {
+  static __m256 either(__m256 a, __m256 b) { return _mm256_or_ps(a, b); }
+  static __m256d either(__m256d a, __m256d b) { return _mm256_or_pd(a, b); }
+  static bool any(__m256 v) { return _mm256_movemask_ps(v) != 0; }
+  static bool any(__m256d v) { return _mm256_movemask_pd(v) != 0; }
+  static __m256 keep_min(__m256 m, __m256 v, __m256 t) {
+    const __m256 inf = _mm256_set1_ps(std::numeric_limits<float>::infinity());
     return _mm256_min_ps(m, _mm256_blendv_ps(inf, v, _mm256_cmp_ps(v, t, _CMP_GE_OQ)));
   }
-  static __m256d keep_min(__m256d m, __m256d v, __m256d t, __m256d inf) {
+  static __m256d keep_min(__m256d m, __m256d v, __m256d t) {
+    const __m256d inf = _mm256_set1_pd(std::numeric_limits<double>::infinity());
     return _mm256_min_pd(m, _mm256_blendv_pd(inf, v, _mm256_cmp_pd(v, t, _CMP_GE_OQ)));
   }
-  static __m256 min2(__m256 a, __m256 b) { return _mm256_min_ps(a, b); }
-  static __m256d min2(__m256d a, __m256d b) { return _mm256_min_pd(a, b); }
+  static __m256 min(__m256 a, __m256 b) { return _mm256_min_ps(a, b); }
+  static __m256d min(__m256d a, __m256d b) { return _mm256_min_pd(a, b); }
 };
 #define FASTSOFTMAX_SELECT_CHUNK 1
 

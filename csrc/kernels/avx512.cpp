@@ -453,56 +453,20 @@ struct SelectChunk {
     for (int j = 1; j < 8; ++j) m |= _mm512_cmp_pd_mask(_mm512_loadu_pd(x + 8 * j), v, _CMP_LT_OQ);
     return m != 0;
   }
-  // The max of x[0..n) (n >= 1), NaN when x holds one: four vector maxima and an
-  // unordered-compare mask (a vector max drops NaN).
-  template <class C>
-  static C max_nan(const C* x, int64_t n) {
-    using Ops = std::conditional_t<sizeof(C) == 4, F32, F64>;
-    constexpr int64_t W = Ops::W;
-    const typename Ops::V lo = Ops::set1(-std::numeric_limits<C>::infinity());
-    typename Ops::V m0 = lo, m1 = lo, m2 = lo, m3 = lo;
-    uint32_t bad = 0;
-    int64_t i = 0;
-    for (; i + 4 * W <= n; i += 4 * W) {
-      const auto v0 = Ops::load(x + i), v1 = Ops::load(x + i + W);
-      const auto v2 = Ops::load(x + i + 2 * W), v3 = Ops::load(x + i + 3 * W);
-      m0 = Ops::max(m0, v0), m1 = Ops::max(m1, v1), m2 = Ops::max(m2, v2), m3 = Ops::max(m3, v3);
-      bad |= unord(v0) | unord(v1) | unord(v2) | unord(v3);
-    }
-    for (; i < n; i += W) {  // load_n: the missing lanes -inf
-      const auto v = Ops::load_n(x + i, std::min<int64_t>(W, n - i));
-      m0 = Ops::max(m0, v);
-      bad |= unord(v);
-    }
-    const C r = Ops::hmax(Ops::max(Ops::max(m0, m1), Ops::max(m2, m3)));
-    return bad ? std::numeric_limits<C>::quiet_NaN() : r;
-  }
+  // The primitives of generic/select_rows.h's max_nan and min_above: NaN lanes as a mask
+  // (OR-able), and a min over the lanes at or above t.
   static uint32_t unord(__m512 v) { return _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q); }
   static uint32_t unord(__m512d v) { return _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q); }
-  // The least entry >= t (t when there is none); x holds no NaN.
-  template <class C>
-  static C min_above(const C* x, int64_t n, C t) {
-    using Ops = std::conditional_t<sizeof(C) == 4, F32, F64>;
-    constexpr int64_t W = Ops::W;
-    const auto vt = Ops::set1(t), inf = Ops::set1(std::numeric_limits<C>::infinity());
-    auto m0 = inf, m1 = inf;
-    int64_t i = 0;
-    for (; i + 2 * W <= n; i += 2 * W) {
-      m0 = keep_min(m0, Ops::load(x + i), vt);
-      m1 = keep_min(m1, Ops::load(x + i + W), vt);
-    }
-    for (; i < n; i += W) m0 = keep_min(m0, Ops::load_n(x + i, std::min<int64_t>(W, n - i)), vt);
-    const C r = -Ops::hmax(Ops::sub(Ops::set1(C(0)), min2(m0, m1)));
-    return r == std::numeric_limits<C>::infinity() ? t : r;
-  }
+  static uint32_t either(uint32_t a, uint32_t b) { return a | b; }
+  static bool any(uint32_t a) { return a != 0; }
   static __m512 keep_min(__m512 m, __m512 v, __m512 t) {
     return _mm512_mask_min_ps(m, _mm512_cmp_ps_mask(v, t, _CMP_GE_OQ), m, v);
   }
   static __m512d keep_min(__m512d m, __m512d v, __m512d t) {
     return _mm512_mask_min_pd(m, _mm512_cmp_pd_mask(v, t, _CMP_GE_OQ), m, v);
   }
-  static __m512 min2(__m512 a, __m512 b) { return _mm512_min_ps(a, b); }
-  static __m512d min2(__m512d a, __m512d b) { return _mm512_min_pd(a, b); }
+  static __m512 min(__m512 a, __m512 b) { return _mm512_min_ps(a, b); }
+  static __m512d min(__m512d a, __m512d b) { return _mm512_min_pd(a, b); }
 };
 #define FASTSOFTMAX_SELECT_CHUNK 1
 

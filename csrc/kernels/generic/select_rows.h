@@ -38,8 +38,9 @@ inline bool chunk_has_better(const C* x, int64_t len, C t) {
 // FASTSOFTMAX_SELECT_CHUNK and a struct SelectChunk with above(x, t) (an entry > t
 // or NaN) and below(x, t) (an entry < t) on kSelectChunk entries, in mask
 // registers (the plain loop's OR reduces through integer vectors and a horizontal
-// OR per chunk, about twice the instructions), and max_nan(x, n) and min_above(x, n, t)
-// (below: GCC 12 does not vectorize the plain loops' selects well; 3-6x slower).
+// OR per chunk, about twice the instructions), and the primitives of max_nan and
+// min_above's vector loops below (unord, either, any, keep_min, min): GCC 12 does not
+// vectorize the plain loops' selects well (3-6x slower).
 template <bool kLargest, class C>
 inline bool full_chunk_has_better(const C* x, C t) {
 #ifdef FASTSOFTMAX_SELECT_CHUNK
@@ -190,11 +191,55 @@ void top_k_row(const C* x, int64_t n, int64_t k, bool largest, int64_t* idx, C* 
 
 constexpr int kPassLanes = 16;
 
+#ifdef FASTSOFTMAX_SELECT_CHUNK
+// The vector loops on the ISA's Ops and SelectChunk's primitives.
+template <class C>
+using SelectOps = std::conditional_t<sizeof(C) == 4, F32, F64>;
+
+// Four vector maxima and the NaN lanes OR-ed (a vector max drops NaN).
 template <class C>
 C max_nan(const C* x, int64_t n) {
-#ifdef FASTSOFTMAX_SELECT_CHUNK
-  return SelectChunk::max_nan(x, n);
-#endif
+  using Ops = SelectOps<C>;
+  constexpr int64_t W = Ops::W;
+  const typename Ops::V lo = Ops::set1(-std::numeric_limits<C>::infinity());
+  typename Ops::V m0 = lo, m1 = lo, m2 = lo, m3 = lo;
+  auto bad = SelectChunk::unord(lo);  // no lane
+  int64_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    const auto v0 = Ops::load(x + i), v1 = Ops::load(x + i + W);
+    const auto v2 = Ops::load(x + i + 2 * W), v3 = Ops::load(x + i + 3 * W);
+    m0 = Ops::max(m0, v0), m1 = Ops::max(m1, v1), m2 = Ops::max(m2, v2), m3 = Ops::max(m3, v3);
+    bad = SelectChunk::either(
+        bad, SelectChunk::either(SelectChunk::either(SelectChunk::unord(v0), SelectChunk::unord(v1)),
+                                 SelectChunk::either(SelectChunk::unord(v2), SelectChunk::unord(v3))));
+  }
+  for (; i < n; i += W) {  // load_n: the missing lanes -inf
+    const auto v = Ops::load_n(x + i, std::min<int64_t>(W, n - i));
+    m0 = Ops::max(m0, v);
+    bad = SelectChunk::either(bad, SelectChunk::unord(v));
+  }
+  const C r = Ops::hmax(Ops::max(Ops::max(m0, m1), Ops::max(m2, m3)));
+  return SelectChunk::any(bad) ? std::numeric_limits<C>::quiet_NaN() : r;
+}
+
+template <class C>
+C min_above(const C* x, int64_t n, C t) {
+  using Ops = SelectOps<C>;
+  constexpr int64_t W = Ops::W;
+  const auto vt = Ops::set1(t), inf = Ops::set1(std::numeric_limits<C>::infinity());
+  auto m0 = inf, m1 = inf;
+  int64_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    m0 = SelectChunk::keep_min(m0, Ops::load(x + i), vt);
+    m1 = SelectChunk::keep_min(m1, Ops::load(x + i + W), vt);
+  }
+  for (; i < n; i += W) m0 = SelectChunk::keep_min(m0, Ops::load_n(x + i, std::min<int64_t>(W, n - i)), vt);
+  const C r = -Ops::hmax(Ops::sub(Ops::set1(C(0)), SelectChunk::min(m0, m1)));
+  return r == std::numeric_limits<C>::infinity() ? t : r;
+}
+#else
+template <class C>
+C max_nan(const C* x, int64_t n) {
   C m[kPassLanes];
   int bad[kPassLanes] = {};
   for (int j = 0; j < kPassLanes; ++j) m[j] = -std::numeric_limits<C>::infinity();
@@ -219,24 +264,9 @@ C max_nan(const C* x, int64_t n) {
   return any ? std::numeric_limits<C>::quiet_NaN() : r;
 }
 
-// m is x's max and x holds no NaN: an entry equals m iff it is above the float just
-// below m, the selection scan's chunk test.
-template <class C>
-int64_t first_max(const C* x, int64_t n, C m) {
-  const C below = std::nextafter(m, -std::numeric_limits<C>::infinity());
-  int64_t i = 0;
-  while (i + kSelectChunk <= n && !full_chunk_has_better<true>(x + i, below)) i += kSelectChunk;
-  for (; i < n; ++i)
-    if (x[i] == m) return i;
-  return -1;
-}
-
 // The least entry of x[0..n) at or above t (t itself when none is): x holds no NaN.
 template <class C>
 C min_above(const C* x, int64_t n, C t) {
-#ifdef FASTSOFTMAX_SELECT_CHUNK
-  return SelectChunk::min_above(x, n, t);
-#endif
   C m[kPassLanes];
   for (int j = 0; j < kPassLanes; ++j) m[j] = std::numeric_limits<C>::infinity();
   int64_t i = 0;
@@ -252,6 +282,19 @@ C min_above(const C* x, int64_t n, C t) {
   C r = m[0];
   for (int j = 1; j < kPassLanes; ++j) r = m[j] < r ? m[j] : r;
   return r == std::numeric_limits<C>::infinity() ? t : r;
+}
+#endif  // FASTSOFTMAX_SELECT_CHUNK
+
+// m is x's max and x holds no NaN: an entry equals m iff it is above the float just
+// below m, the selection scan's chunk test.
+template <class C>
+int64_t first_max(const C* x, int64_t n, C m) {
+  const C below = std::nextafter(m, -std::numeric_limits<C>::infinity());
+  int64_t i = 0;
+  while (i + kSelectChunk <= n && !full_chunk_has_better<true>(x + i, below)) i += kSelectChunk;
+  for (; i < n; ++i)
+    if (x[i] == m) return i;
+  return -1;
 }
 
 // The entries equal to v (finite; x holds no NaN), in index order: the first `cap` of
