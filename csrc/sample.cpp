@@ -294,8 +294,12 @@ struct RowSampler {
     const bool small = k > 0 && k < n && k <= kSmallK;
     // the row max: a small top_k's selection gives it (NaN ranks first), else one max
     // pass (NaN when z holds one)
+    // (greedy: the first max's index in the same pass)
     if (small) sel.top_k(z, n, k, true, idx, vals, work);
-    const double M = small ? double(vals[0]) : double(sel.max_nan(z, n));
+    const int64_t top = T == 0.0 ? sel.argmax_nan(z, n) : -1;
+    const double M = small ? double(vals[0])
+                     : T == 0.0 ? (top < 0 ? kNaN : double(z[top]))
+                                : double(sel.max_nan(z, n));
     if (!std::isfinite(M)) {  // NaN or +inf allowed logit, or nothing allowed
       a.tokens[r] = -1;
       if (a.logprobs != Logprobs::none) a.logprob[r] = kNaN;
@@ -308,7 +312,7 @@ struct RowSampler {
       if (a.logprobs == Logprobs::processed) a.logprob[r] = processed;
       if (a.logprobs == Logprobs::raw) a.logprob[r] = raw_logprob(xb, tok, raw_max, s);
     };
-    if (T == 0.0) return finish(sel.first_max(z, n, C(M)), 0.0);  // greedy: lowest index
+    if (T == 0.0) return finish(top, 0.0);  // greedy: the lowest index of the max
 
     const double u = uniform(r);
     const double minp = a.min_p.at(r), p = a.top_p.at(r);

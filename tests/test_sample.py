@@ -320,3 +320,30 @@ def test_fast_path_errors_are_the_python_paths(kw):
     assert errs[0] == errs[1]
     with pytest.raises(TypeError):
         fs.sample(x, x)  # logits is the only positional argument
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_greedy_is_the_first_argmax(dtype):
+    # the one-pass argmax: lanes, accumulators and tails at every length near the vector
+    # widths, ties (the lowest index wins), plateaus, -inf entries, and invalid rows
+    rng = np.random.default_rng(21)
+    for V in list(range(1, 70)) + [127, 128, 129, 255, 256, 257, 1000, 4099]:
+        x = rng.integers(-3, 4, (6, V)).astype(dtype)  # many ties
+        x[1] = rng.standard_normal(V)
+        x[2, ::2] = -np.inf
+        x[3] = -np.inf
+        x[3, V - 1] = 1.0  # the max in the last tail lane
+        x[4] = 5.0  # one plateau: token 0
+        x[5, rng.integers(0, V)] = np.nan
+        r = fs.sample(x, temperature=0.0, logprobs="raw", seed=1)
+        want = np.argmax(np.where(np.isnan(x), -np.inf, x), axis=-1)
+        want[np.max(x, axis=-1) == -np.inf] = -1  # nothing allowed (V = 1, row 2)
+        assert list(r.tokens[:5]) == list(want[:5]), V
+        assert r.tokens[5] == -1 and np.isnan(r.logprobs[5])
+        ok = want[:5] >= 0
+        lp = scipy.special.log_softmax(x[:5][ok].astype(np.float64), axis=-1)
+        lp = lp[np.arange(ok.sum()), want[:5][ok]]
+        assert np.allclose(r.logprobs[:5][ok], lp, rtol=1e-5, atol=1e-6)
+    bad = np.array([[np.inf, 1.0], [-np.inf, -np.inf], [1.0, np.nan]], dtype)
+    r = fs.sample(bad, temperature=0.0, logprobs=None, seed=1)
+    assert list(r.tokens) == [-1, -1, -1]

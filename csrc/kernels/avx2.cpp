@@ -567,6 +567,11 @@ struct SelectChunk {
   }
   static __m256 min(__m256 a, __m256 b) { return _mm256_min_ps(a, b); }
   static __m256d min(__m256d a, __m256d b) { return _mm256_min_pd(a, b); }
+  // argmax: lanes above the running max, and a blend by them
+  static __m256 gt(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+  static __m256d gt(__m256d a, __m256d b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
+  static __m256 select(__m256 m, __m256 a, __m256 b) { return _mm256_blendv_ps(b, a, m); }
+  static __m256d select(__m256d m, __m256d a, __m256d b) { return _mm256_blendv_pd(b, a, m); }
 };
 #define FASTSOFTMAX_SELECT_CHUNK 1
 

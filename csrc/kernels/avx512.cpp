@@ -467,6 +467,11 @@ struct SelectChunk {
   }
   static __m512 min(__m512 a, __m512 b) { return _mm512_min_ps(a, b); }
   static __m512d min(__m512d a, __m512d b) { return _mm512_min_pd(a, b); }
+  // argmax: lanes above the running max, and a blend by them
+  static __mmask16 gt(__m512 a, __m512 b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+  static __mmask8 gt(__m512d a, __m512d b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
+  static __m512 select(__mmask16 m, __m512 a, __m512 b) { return _mm512_mask_blend_ps(m, b, a); }
+  static __m512d select(__mmask8 m, __m512d a, __m512d b) { return _mm512_mask_blend_pd(m, b, a); }
 };
 #define FASTSOFTMAX_SELECT_CHUNK 1
 

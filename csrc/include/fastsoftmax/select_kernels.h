@@ -43,8 +43,9 @@ struct SelectKernels {
   // The sampler's row passes (csrc/sample.cpp), vectorized for the ISA:
   // the max of x[0..n) (n >= 1), or NaN when x holds a NaN.
   C (*max_nan)(const C* x, int64_t n) = nullptr;
-  // The index of the first entry equal to m, the max of x (finite; x holds no NaN).
-  int64_t (*first_max)(const C* x, int64_t n, C m) = nullptr;
+  // The index of x's first max (n >= 1; 0 when every entry is -inf), or -1 when x holds
+  // a NaN: greedy decoding's one pass.
+  int64_t (*argmax_nan)(const C* x, int64_t n) = nullptr;
   // The least entry >= t (t when there is none); x holds no NaN.
   C (*min_above)(const C* x, int64_t n, C t) = nullptr;
   // The entries equal to v (finite; x holds no NaN) in index order: the first cap of

@@ -237,6 +237,57 @@ C min_above(const C* x, int64_t n, C t) {
   const C r = -Ops::hmax(Ops::sub(Ops::set1(C(0)), SelectChunk::min(m0, m1)));
   return r == std::numeric_limits<C>::infinity() ? t : r;
 }
+// The index of x's first max in one pass (-1 when x holds a NaN; n >= 1): per lane the
+// max and its first index (a strict compare keeps the first; indices as C values, exact
+// within segments of 2^24 float32 / 2^52 float64 entries), then the lowest index among
+// the lanes at the max.
+template <class C>
+int64_t argmax_nan(const C* x, int64_t n) {
+  using Ops = SelectOps<C>;
+  using V = typename Ops::V;
+  constexpr int64_t W = Ops::W;
+  constexpr int64_t kSeg = sizeof(C) == 4 ? int64_t(1) << 24 : int64_t(1) << 52;
+  const V lo = Ops::set1(-std::numeric_limits<C>::infinity()), one = Ops::set1(C(1));
+  alignas(64) C lane[W];
+  for (int64_t j = 0; j < W; ++j) lane[j] = C(j);
+  const V first = Ops::loadc(lane), step = Ops::set1(C(W)), step2 = Ops::set1(C(2 * W));
+  auto bad = SelectChunk::unord(lo);
+  C best = -std::numeric_limits<C>::infinity();
+  int64_t best_i = 0;
+  for (int64_t s0 = 0; s0 < n; s0 += kSeg) {
+    const int64_t len = std::min(kSeg, n - s0);
+    const C* xs = x + s0;
+    V m0 = lo, m1 = lo, i0 = Ops::set1(C(0)), i1 = i0;
+    V c0 = first, c1 = Ops::fma(one, first, step);  // c + W: exact integers
+    int64_t i = 0;
+    for (; i + 2 * W <= len; i += 2 * W) {
+      const V v0 = Ops::load(xs + i), v1 = Ops::load(xs + i + W);
+      const auto g0 = SelectChunk::gt(v0, m0), g1 = SelectChunk::gt(v1, m1);
+      m0 = SelectChunk::select(g0, v0, m0), i0 = SelectChunk::select(g0, c0, i0);
+      m1 = SelectChunk::select(g1, v1, m1), i1 = SelectChunk::select(g1, c1, i1);
+      bad = SelectChunk::either(bad, SelectChunk::either(SelectChunk::unord(v0), SelectChunk::unord(v1)));
+      c0 = Ops::fma(one, c0, step2), c1 = Ops::fma(one, c1, step2);
+    }
+    for (; i < len; i += W) {  // load_n: the missing lanes -inf, never above the max
+      const V v = Ops::load_n(xs + i, std::min<int64_t>(W, len - i));
+      const auto g = SelectChunk::gt(v, m0);
+      m0 = SelectChunk::select(g, v, m0), i0 = SelectChunk::select(g, c0, i0);
+      bad = SelectChunk::either(bad, SelectChunk::unord(v));
+      c0 = Ops::fma(one, c0, step);
+    }
+    alignas(64) C mv[2 * W], iv[2 * W];
+    Ops::storec(mv, m0), Ops::storec(mv + W, m1), Ops::storec(iv, i0), Ops::storec(iv + W, i1);
+    C m = mv[0];
+    for (int64_t j = 1; j < 2 * W; ++j) m = mv[j] > m ? mv[j] : m;
+    if (m > best) {  // a later segment takes over only with a larger max
+      int64_t at = len;
+      for (int64_t j = 0; j < 2 * W; ++j)
+        if (mv[j] == m) at = std::min(at, int64_t(iv[j]));
+      best = m, best_i = s0 + at;
+    }
+  }
+  return SelectChunk::any(bad) ? -1 : best_i;
+}
 #else
 template <class C>
 C max_nan(const C* x, int64_t n) {
@@ -297,6 +348,15 @@ int64_t first_max(const C* x, int64_t n, C m) {
   return -1;
 }
 
+#ifndef FASTSOFTMAX_SELECT_CHUNK
+template <class C>
+int64_t argmax_nan(const C* x, int64_t n) {  // two passes: the max, then its first index
+  const C m = max_nan(x, n);
+  if (m != m) return -1;
+  return m == -std::numeric_limits<C>::infinity() ? 0 : first_max(x, n, m);
+}
+#endif
+
 // The entries equal to v (finite; x holds no NaN), in index order: the first `cap` of
 // them to idx/vals; returns how many there are. Chunks with no entry >= v are skipped
 // by the scan's chunk test.
@@ -351,7 +411,7 @@ template <class Set>
 void fill_select(Set& k) {
   k.top_k = top_k_row;
   k.max_nan = max_nan;
-  k.first_max = first_max;
+  k.argmax_nan = argmax_nan;
   k.find_equal = find_equal;
   k.min_above = min_above;
   k.kept_block_sums = kept_block_sums;
