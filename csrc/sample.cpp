@@ -128,11 +128,14 @@ struct RowSampler {
   // log_softmax(x)[tok] of the raw logits; `raw_max` when known (no mask, T 1 or 0:
   // the max of z is x's), else NaN: then one max pass (NaN when x holds one). The
   // sum exp(x - max) by the softmax family's reduce_max, block by block.
-  double raw_logprob(const char* xb, int64_t tok, double raw_max, SampleScratch<C>& s) const {
+  // `raw_sum`: sum exp(x - raw_max) where a pass already has it (top_p's histogram), else NaN.
+  double raw_logprob(const char* xb, int64_t tok, double raw_max, double raw_sum,
+                     SampleScratch<C>& s) const {
     const C* raw = load_raw(xb, s);
     const int64_t n = a.n;
     const C mx = raw_max == raw_max ? C(raw_max) : sel.max_nan(raw, n);
     if (!std::isfinite(double(mx))) return mx == -std::numeric_limits<C>::infinity() ? -HUGE_VAL : kNaN;
+    if (raw_max == raw_max && raw_sum == raw_sum) return (double(raw[tok]) - raw_max) - std::log(raw_sum);
     double log_sum;
     if (n <= kBlock) {  // the max's own term set apart (docs/contract.md §5)
       const Merged m = merged_of(sm.reduce_max(raw, n, mx));
@@ -307,10 +310,10 @@ struct RowSampler {
     }
     // z's max is x's where z == x (no mask, T 1 or 0); a division may tie distinct x
     const double raw_max = (mb || (T != 1.0 && T != 0.0)) ? kNaN : M;
-    auto finish = [&](int64_t tok, double processed) {
+    auto finish = [&](int64_t tok, double processed, double raw_sum = kNaN) {
       a.tokens[r] = tok;
       if (a.logprobs == Logprobs::processed) a.logprob[r] = processed;
-      if (a.logprobs == Logprobs::raw) a.logprob[r] = raw_logprob(xb, tok, raw_max, s);
+      if (a.logprobs == Logprobs::raw) a.logprob[r] = raw_logprob(xb, tok, raw_max, raw_sum, s);
     };
     if (T == 0.0) return finish(top, 0.0);  // greedy: the lowest index of the max
 
@@ -350,17 +353,10 @@ struct RowSampler {
     sm.softmax_finish(z, e, n, C(M), C(1));  // masses exp(z - M); -inf gives 0
     double all_mass = kNaN;
     if (p < 1.0) thr = std::max(thr, top_p_threshold(z, e, M, thr, p, &all_mass, s));
-    if (raw_max == raw_max && all_mass == all_mass && a.logprobs == Logprobs::raw) {
-      // z == x: the histogram's total is the raw sum exp(x - M), no second exp pass
-      double total;
-      const int64_t tok = draw_all(z, e, thr, u, &total, s);
-      a.tokens[r] = tok;
-      a.logprob[r] = (double(z[tok]) - M) - std::log(all_mass);
-      return;
-    }
     double total;
     const int64_t tok = draw_all(z, e, thr, u, &total, s);
-    finish(tok, (double(z[tok]) - M) - std::log(total));
+    // where z == x the histogram's total is the raw sum exp(x - M): no second exp pass
+    finish(tok, (double(z[tok]) - M) - std::log(total), all_mass);
   }
 
   // top_k <= kSmallK with no tie beyond the k-th: the k selected carry everything.

@@ -429,30 +429,24 @@ struct F16Exp : F32 {
 // mask registers, OR-ed, one test per chunk.
 struct SelectChunk {
   static_assert(kSelectChunk == 64, "four float32 / eight float64 vectors a chunk");
-  static bool above(const float* x, float t) {  // an entry > t or NaN
+  template <int kCmp>
+  static bool any(const float* x, float t) {
     const __m512 v = _mm512_set1_ps(t);
-    __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(x), v, _CMP_NLE_UQ);
-    for (int j = 1; j < 4; ++j) m |= _mm512_cmp_ps_mask(_mm512_loadu_ps(x + 16 * j), v, _CMP_NLE_UQ);
+    __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(x), v, kCmp);
+    for (int j = 1; j < 4; ++j) m |= _mm512_cmp_ps_mask(_mm512_loadu_ps(x + 16 * j), v, kCmp);
     return m != 0;
   }
-  static bool below(const float* x, float t) {
-    const __m512 v = _mm512_set1_ps(t);
-    __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(x), v, _CMP_LT_OQ);
-    for (int j = 1; j < 4; ++j) m |= _mm512_cmp_ps_mask(_mm512_loadu_ps(x + 16 * j), v, _CMP_LT_OQ);
-    return m != 0;
-  }
-  static bool above(const double* x, double t) {
+  template <int kCmp>
+  static bool any(const double* x, double t) {
     const __m512d v = _mm512_set1_pd(t);
-    __mmask8 m = _mm512_cmp_pd_mask(_mm512_loadu_pd(x), v, _CMP_NLE_UQ);
-    for (int j = 1; j < 8; ++j) m |= _mm512_cmp_pd_mask(_mm512_loadu_pd(x + 8 * j), v, _CMP_NLE_UQ);
+    __mmask8 m = _mm512_cmp_pd_mask(_mm512_loadu_pd(x), v, kCmp);
+    for (int j = 1; j < 8; ++j) m |= _mm512_cmp_pd_mask(_mm512_loadu_pd(x + 8 * j), v, kCmp);
     return m != 0;
   }
-  static bool below(const double* x, double t) {
-    const __m512d v = _mm512_set1_pd(t);
-    __mmask8 m = _mm512_cmp_pd_mask(_mm512_loadu_pd(x), v, _CMP_LT_OQ);
-    for (int j = 1; j < 8; ++j) m |= _mm512_cmp_pd_mask(_mm512_loadu_pd(x + 8 * j), v, _CMP_LT_OQ);
-    return m != 0;
-  }
+  template <class C>
+  static bool above(const C* x, C t) { return any<_CMP_NLE_UQ>(x, t); }  // > t or NaN
+  template <class C>
+  static bool below(const C* x, C t) { return any<_CMP_LT_OQ>(x, t); }
   // The primitives of generic/select_rows.h's max_nan and min_above: NaN lanes as a mask
   // (OR-able), and a min over the lanes at or above t.
   static uint32_t unord(__m512 v) { return _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q); }

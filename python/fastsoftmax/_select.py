@@ -37,6 +37,22 @@ def _count(k) -> int:
         raise TypeError(f"k must be an int; got {type(k).__name__}") from None
 
 
+def _arguments(shape: tuple, axis, k, largest, transform) -> tuple[int, int]:
+    """The rules for top_k's arguments (fastsoftmax.dask's too): (axis, k) normalized."""
+    ax = _single_axis(axis, len(shape))
+    kk = _count(k)
+    n = shape[ax]
+    if kk < 0:
+        raise ValueError(f"k must be >= 0; got {kk}")
+    if kk > n:
+        raise ValueError(f"k = {kk} is larger than the length {n} of axis {ax}")
+    if not isinstance(largest, (bool, np.bool_)):
+        raise TypeError(f"largest must be a bool; got {type(largest).__name__}")
+    if not (transform is None or isinstance(transform, str)) or transform not in _TRANSFORMS:
+        raise ValueError(f"transform must be None, 'softmax' or 'log_softmax'; got {transform!r}")
+    return ax, kk
+
+
 def top_k(x, k, axis=-1, *, largest=True, transform=None) -> TopK:
     """The k largest (smallest if ``largest=False``) entries of x along ``axis``.
 
@@ -52,17 +68,7 @@ def top_k(x, k, axis=-1, *, largest=True, transform=None) -> TopK:
     if _api._is_dask(x):  # a lazy result (docs/contract.md §13)
         return _api._dask().top_k(x, k, axis, largest=largest, transform=transform)
     x = _api._prepare(x, None, bf16=True)
-    ax = _single_axis(axis, x.ndim)
-    kk = _count(k)
-    n = x.shape[ax]
-    if kk < 0:
-        raise ValueError(f"k must be >= 0; got {kk}")
-    if kk > n:
-        raise ValueError(f"k = {kk} is larger than the length {n} of axis {ax}")
-    if not isinstance(largest, (bool, np.bool_)):
-        raise TypeError(f"largest must be a bool; got {type(largest).__name__}")
-    if not (transform is None or isinstance(transform, str)) or transform not in _TRANSFORMS:
-        raise ValueError(f"transform must be None, 'softmax' or 'log_softmax'; got {transform!r}")
+    ax, kk = _arguments(x.shape, axis, k, largest, transform)
     shape = x.shape[:ax] + (kk,) + x.shape[ax + 1:]
     values = np.empty(shape, x.dtype)
     indices = np.empty(shape, np.int64)

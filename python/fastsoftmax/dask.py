@@ -570,18 +570,7 @@ def top_k(x, k, axis=-1, *, largest=True, transform=None):
     (ties to the lower index, as the in-memory function)."""
     x = _as_dask(x)
     rd = _api._compute_dtype(x, None)
-    ax = _select._single_axis(axis, x.ndim)
-    kk = _select._count(k)
-    n = x.shape[ax]
-    if kk < 0:
-        raise ValueError(f"k must be >= 0; got {kk}")
-    if kk > n:
-        raise ValueError(f"k = {kk} is larger than the length {n} of axis {ax}")
-    if not isinstance(largest, (bool, np.bool_)):
-        raise TypeError(f"largest must be a bool; got {type(largest).__name__}")
-    if not (transform is None or isinstance(transform, str)) or (
-            transform not in _select._TRANSFORMS):
-        raise ValueError(f"transform must be None, 'softmax' or 'log_softmax'; got {transform!r}")
+    ax, kk = _select._arguments(x.shape, axis, k, largest, transform)
     rec_dt = _topk_rec(rd)
     largest = bool(largest)
     if x.numblocks[ax] == 1 or kk == 0:
