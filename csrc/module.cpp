@@ -669,8 +669,11 @@ PYBIND11_MODULE(_core, m) {
     return py::dict("workers"_a = pool::workers_started(),
                     "inline_calls"_a = pool::calls_inline(), "pool_calls"_a = pool::stat(0),
                     "worker_chunks"_a = pool::stat(1), "join_sleeps"_a = pool::stat(2),
-                    "wakes"_a = pool::stat(3));
+                    "wakes"_a = pool::stat(3), "contention"_a = pool::contention_score(),
+                    "contended"_a = pool::contended());
   });
+  // Test hook: force the pool's contention estimate (1 contended, 0 not, -1 measured).
+  m.def("_force_contention", [](int mode) { pool::force_contention(mode < 0 ? -1 : mode > 0); });
   m.def("isa", []() { return std::string(isa_name(kernels().isa)); },
         "The instruction set of the kernels in use: avx512, avx2, neon or scalar.");
   m.def("available_isas", &available_isas,

@@ -224,3 +224,45 @@ print("exit")
             p = run_python(code.replace("SHAPE", shape), env_update=_pkg_env(), timeout=60)
             assert p.returncode == 0, p.stderr
             assert p.stdout.strip() == "exit"
+
+
+@pytest.fixture
+def contention():
+    """Forces the pool's contention estimate (engine/pool.cpp) for one test."""
+    yield fs._core._force_contention
+    fs._core._force_contention(-1)
+
+
+@pytest.mark.parametrize("name,shape,axis,dtype", _CASES, ids=[c[0] for c in _CASES])
+def test_bits_equal_when_the_cores_are_shared(name, shape, axis, dtype, contention):
+    # Under contention a call below 2^22 elements runs on its caller's thread, larger
+    # ones on the pool as before: the bits are the 1-thread bits either way.
+    x = _x(shape, dtype, seed=3)
+    with fs.threads(1):
+        base = _calls(x, axis)
+    for mode in (1, 0):
+        contention(mode)
+        with fs.threads(2):
+            got = _calls(x, axis)
+        for k in base:
+            assert_bits_equal(got[k], base[k], f"{name} {k} contention {mode}")
+
+
+def test_contended_calls_stay_on_their_thread(contention):
+    small = _x((4096, 512), np.float32)  # 2^21 elements: below the contended minimum
+    large = _x((4, 1 << 21), np.float32)  # 2^23 elements: still shared among threads
+    with fs.threads(2):
+        contention(1)
+        assert fs._core._pool_stats()["contended"]
+        before = fs._core._pool_stats()
+        for _ in range(3):
+            fs.softmax(small, axis=0)
+        after = fs._core._pool_stats()
+        assert after["pool_calls"] == before["pool_calls"]
+        fs.softmax(large)
+        assert fs._core._pool_stats()["pool_calls"] > after["pool_calls"]
+        contention(0)
+        before = fs._core._pool_stats()["pool_calls"]
+        fs.softmax(small, axis=0)
+        assert fs._core._pool_stats()["pool_calls"] > before
+    assert_softmax_close(fs.softmax(small, axis=0), small, axis=0)

@@ -39,8 +39,19 @@ constexpr int64_t kMaxChunks = 1024;
 // The most threads one call uses (the pool's claim word holds the count in 8 bits).
 constexpr int kMaxThreads = 255;
 
+// Where another process shares the cores (pool::contended), a worker the OS preempts
+// in the middle of a chunk holds the call for a time slice (milliseconds: the
+// scheduler does not move a thread that just ran to the core the caller frees): calls
+// below kContendedParallelMin elements (about 2 ms on one thread) then run on their
+// caller's thread, whose core is its own.
+constexpr int64_t kContendedParallelMin = int64_t(1) << 22;
+namespace pool {
+bool contended();
+}
+
 inline int threads_for(int64_t elements, int threads) {
   if (threads <= 1 || elements < kParallelMin) return 1;
+  if (elements < kContendedParallelMin && pool::contended()) return 1;
   return int(std::max<int64_t>(1, std::min<int64_t>(threads, elements / kMinPerThread)));
 }
 
@@ -57,6 +68,9 @@ extern thread_local int tl_slot;
 // 0 calls that used the pool, 1 chunks computed by workers, 2 joins that slept
 // (waiting for a claimed chunk), 3 calls that woke sleeping workers.
 int workers_started();
+// Test hooks: the contention score (0..256), and forcing it (-1 measured, 0 no, 1 yes).
+int contention_score();
+void force_contention(int mode);
 int64_t calls_inline();
 int64_t stat(int i);
 }  // namespace pool
