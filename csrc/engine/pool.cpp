@@ -327,12 +327,13 @@ bool contended() {
   return g_contention.load(std::memory_order_relaxed) >= kContendedAt &&
          now_ns() - g_last_pool_call_ns.load(std::memory_order_relaxed) < kContendedHoldNs;
 }
-bool idle() {
-  if (g_active.load(std::memory_order_relaxed) != 0) return false;
+bool available() {
+  bool in_use = g_active.load(std::memory_order_relaxed) != 0;
 #ifdef FASTSOFTMAX_OPENMP
-  if (omp_in_parallel()) return false;
+  in_use = in_use || omp_in_parallel();
 #endif
-  return true;
+  if (in_use) g_inline.fetch_add(1, std::memory_order_relaxed);
+  return !in_use;
 }
 int contention_score() { return g_contention.load(std::memory_order_relaxed); }
 void force_contention(int mode) { g_contention_force.store(mode, std::memory_order_relaxed); }

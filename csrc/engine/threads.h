@@ -48,13 +48,14 @@ constexpr int64_t kContendedParallelMin = int64_t(1) << 22;
 namespace pool {
 bool contended();
 // No parallel call in progress (from any Python thread) and not inside an OpenMP
-// parallel region: a call that finds the pool in use plans for one thread (its own).
-bool idle();
+// parallel region. A call that finds the pool in use plans for one thread (its own),
+// and is counted in calls_inline().
+bool available();
 }
 
 inline int threads_for(int64_t elements, int threads) {
   if (threads <= 1 || elements < kParallelMin) return 1;
-  if (!pool::idle()) return 1;  // the pool is another call's: this one runs on its thread
+  if (!pool::available()) return 1;  // the pool is another call's: this one runs on its thread
   if (elements < kContendedParallelMin && pool::contended()) return 1;
   return int(std::max<int64_t>(1, std::min<int64_t>(threads, elements / kMinPerThread)));
 }
