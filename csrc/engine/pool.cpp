@@ -65,20 +65,18 @@ constexpr int64_t kJoinSpinMaxNs = 200'000;
 // Contention. A pool call whose workers computed at under kSlowWorker of the caller's
 // rate (chunks a worker finished per ns of the call, against the caller's chunks per
 // ns of its own claiming) was slowed by a thread the OS did not run: another process
-// (or more Python threads than cores) shares the cores. g_contention is a running
-// score of such calls (each call keeps 7/8 of it and adds kEventWeight if it was one;
-// 0..256); at kContendedAt or more the pool is contended (contended()): calls then
-// run on their caller's thread (threads.h threads_for), but for one pool call every
-// kProbeNs, the probe that keeps the score current (a balanced probe halves it, so
-// two or three clear it once the other process stops); spinning threads yield their
-// core every 64 pauses; and a pool call's workers take chunks from its first half
-// only (Pool::worker_limit).
+// shares the cores. g_contention is a running score of such calls (each call keeps
+// 7/8 of it and adds kEventWeight if it was one; 0..256); at kContendedAt or more, and
+// while the last pool call is less than kContendedHoldNs old, the pool is contended
+// (contended()): threads_for then keeps calls too short to outlast a preempted
+// worker on their caller's thread. The hold makes a call after it a probe: the score
+// follows the machine, and decays within about 6 balanced calls.
 constexpr double kSlowWorker = 0.6;
 constexpr int kEventWeight = 32;
 constexpr int kContendedAt = 128;
-constexpr int64_t kProbeNs = 100'000'000;
+constexpr int64_t kContendedHoldNs = 20'000'000;
 std::atomic<int> g_contention{0};
-std::atomic<int64_t> g_last_probe_ns{0};
+std::atomic<int64_t> g_last_pool_call_ns{0};
 std::atomic<int> g_contention_force{-1};  // test hook: -1 measured, 0 quiet, 1 contended
 
 // One step of a spin: a pause, and under contention every 64th a yield: when the
@@ -113,8 +111,8 @@ void note_balance(int64_t chunks, int64_t mine, int nt, int64_t t0, int64_t t1, 
   const double caller_rate = double(mine) / double(t1 - t0);
   const bool slow = worker_rate < kSlowWorker * caller_rate;
   const int s = g_contention.load(std::memory_order_relaxed);
-  const int keep = s >= kContendedAt && !slow ? s / 2 : s - s / 8;  // a balanced probe
-  g_contention.store(std::min(256, keep + (slow ? kEventWeight : 0)), std::memory_order_relaxed);
+  g_contention.store(s - s / 8 + (slow ? kEventWeight : 0), std::memory_order_relaxed);
+  g_last_pool_call_ns.store(t2, std::memory_order_relaxed);
 }
 
 struct Pool {
@@ -133,20 +131,12 @@ struct Pool {
   std::mutex m;
   std::condition_variable wake_cv, done_cv;
   std::atomic<int> workers{0};  // started; grown only by the call that holds busy
-  // Workers claim only chunks before this one. Under contention the caller keeps the
-  // second half of a call for itself: a worker preempted while it holds a chunk (its
-  // core shared with another process) is then waited for only if it stays off its core
-  // longer than the caller takes over the second half, not at every preemption; the
-  // workers still take their share of the first half.
-  std::atomic<int64_t> worker_limit{0};
 
   // Claims and runs chunks of the current job as `slot` while any are left; false
   // when the word shows none for this thread (another generation, or none left).
   bool claim_one(uint64_t& s, int slot) {
     for (;;) {
       if (slot >= limit_of(s) || next_of(s) >= chunks_of(s)) return false;
-      if (slot > 0 && int64_t(next_of(s)) >= worker_limit.load(std::memory_order_relaxed))
-        return false;  // the rest is the caller's (contention)
       if (!state.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel,
                                        std::memory_order_acquire))
         continue;
@@ -218,7 +208,6 @@ struct Pool {
     ctx = c;
     count = cnt;
     done.store(0, std::memory_order_relaxed);
-    worker_limit.store(contended() ? (chunks + 1) / 2 : chunks, std::memory_order_relaxed);
     const uint64_t prev = state.load(std::memory_order_relaxed);
     const uint64_t gen = uint64_t(gen_of(prev) + 1);
     uint64_t s = gen << (kNextBits + kChunkBits + kLimitBits) |
@@ -335,16 +324,8 @@ void run(int64_t count, int64_t chunks, int nt, ChunkFn fn, void* ctx) {
 bool contended() {
   const int f = g_contention_force.load(std::memory_order_relaxed);
   if (f >= 0) return f == 1;
-  return g_contention.load(std::memory_order_relaxed) >= kContendedAt;
-}
-bool stay_inline() {
-  if (!contended()) return false;
-  if (g_contention_force.load(std::memory_order_relaxed) == 1) return true;
-  // one caller at a time wins the probe
-  const int64_t now = now_ns();
-  int64_t last = g_last_probe_ns.load(std::memory_order_relaxed);
-  return now - last < kProbeNs ||
-         !g_last_probe_ns.compare_exchange_strong(last, now, std::memory_order_relaxed);
+  return g_contention.load(std::memory_order_relaxed) >= kContendedAt &&
+         now_ns() - g_last_pool_call_ns.load(std::memory_order_relaxed) < kContendedHoldNs;
 }
 bool available() {
   bool in_use = g_active.load(std::memory_order_relaxed) != 0;

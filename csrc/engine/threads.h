@@ -41,15 +41,12 @@ constexpr int kMaxThreads = 255;
 
 // Where another process shares the cores (pool::contended), a worker the OS preempts
 // in the middle of a chunk holds the call for a time slice (milliseconds: the
-// scheduler does not move a thread that just ran to the core the caller frees), and
-// workers sharing a core with a busy process made calls slower than one thread
-// ((64, 128256): p50 4.3 against 3.6-4.0 ms, the worker taking 47% of the rows). So a
-// contended pool runs calls on their caller's thread, whose core is its own, but for
-// a probe every pool::kProbeNs that keeps the estimate current (engine/pool.cpp).
+// scheduler does not move a thread that just ran to the core the caller frees): calls
+// below kContendedParallelMin elements (about 2 ms on one thread) then run on their
+// caller's thread, whose core is its own.
+constexpr int64_t kContendedParallelMin = int64_t(1) << 22;
 namespace pool {
 bool contended();
-// contended(), and no probe due: the call should run on its caller's thread.
-bool stay_inline();
 // No parallel call in progress (from any Python thread) and not inside an OpenMP
 // parallel region. A call that finds the pool in use plans for one thread (its own),
 // and is counted in calls_inline().
@@ -59,7 +56,7 @@ bool available();
 inline int threads_for(int64_t elements, int threads) {
   if (threads <= 1 || elements < kParallelMin) return 1;
   if (!pool::available()) return 1;  // the pool is another call's: this one runs on its thread
-  if (pool::stay_inline()) return 1;
+  if (elements < kContendedParallelMin && pool::contended()) return 1;
   return int(std::max<int64_t>(1, std::min<int64_t>(threads, elements / kMinPerThread)));
 }
 
