@@ -18,7 +18,11 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include "engine/threads.h"
 
@@ -62,22 +66,30 @@ constexpr int64_t kJoinSpinExtraNs = 3'000;
 constexpr int64_t kJoinSpinNoChunkNs = 20'000;
 constexpr int64_t kJoinSpinMaxNs = 200'000;
 
-// Contention. A pool call whose workers computed at under kSlowWorker of the caller's
-// rate (chunks a worker finished per ns of the call, against the caller's chunks per
-// ns of its own claiming) was slowed by a thread the OS did not run: another process
-// shares the cores. g_contention is a running score of such calls (each call keeps
-// 7/8 of it and adds kEventWeight if it was one; 0..256); at kContendedAt or more, and
-// while the last pool call is less than kContendedHoldNs old, the pool is contended
-// (contended()): threads_for then keeps calls too short to outlast a preempted
-// worker on their caller's thread. The hold makes a call after it a probe: the score
-// follows the machine, and decays within about 6 balanced calls.
+// Contention: whether other threads (another process's, or this process's other
+// Python threads) want the cores our workers would use. Where the OS shows it (Linux:
+// /proc/loadavg's count of runnable threads, sampled at most every kSampleNs while
+// calls come), a sample finds other threads running beside the caller and the workers
+// awake; elsewhere, a pool call whose workers computed at under kSlowWorker of the
+// caller's rate (chunks per ns) counts as one that did. The score (0..256) keeps
+// 3/4 (sampled) or 7/8 (pool calls) of itself and gains kEventWeight for each such
+// sample or call: at kContendedAt or more the pool is contended (contended()), and
+// threads_for keeps calls too short to outlast a preempted worker on their caller's
+// thread. A busy neighbour shows in two samples, a quiet machine within three.
 constexpr double kSlowWorker = 0.6;
-constexpr int kEventWeight = 32;
+constexpr int kEventWeight = 64;
 constexpr int kContendedAt = 128;
-constexpr int64_t kContendedHoldNs = 20'000'000;
+constexpr int64_t kSampleNs = 2'000'000;
 std::atomic<int> g_contention{0};
-std::atomic<int64_t> g_last_pool_call_ns{0};
+std::atomic<int64_t> g_last_sample_ns{0};
+std::atomic<int> g_loadavg_fd{-2};  // -2 not opened yet, -1 not available
 std::atomic<int> g_contention_force{-1};  // test hook: -1 measured, 0 quiet, 1 contended
+
+void add_event(bool event, int keep_den) {
+  const int s = g_contention.load(std::memory_order_relaxed);
+  g_contention.store(std::min(256, s - s / keep_den + (event ? kEventWeight : 0)),
+                     std::memory_order_relaxed);
+}
 
 // One step of a spin: a pause, and under contention every 64th a yield: when the
 // thread we wait for (the caller, preempted by this worker's wake-up; a worker holding
@@ -104,15 +116,14 @@ std::atomic<int> g_active{0};
 // Counters for the test hook (_core._pool_stats).
 std::atomic<int64_t> g_join_sleeps{0}, g_worker_chunks{0}, g_pool_calls{0}, g_wakes{0};
 
-// One call's balance into the score: its workers' rate per thread against the caller's.
+// One call's balance into the score where the OS shows no run queue: its workers'
+// rate per thread against the caller's.
 void note_balance(int64_t chunks, int64_t mine, int nt, int64_t t0, int64_t t1, int64_t t2) {
+  if (g_loadavg_fd.load(std::memory_order_relaxed) >= 0) return;  // sampled instead
   if (mine <= 0 || t1 <= t0 || t2 <= t0 || nt < 2) return;
   const double worker_rate = double(chunks - mine) / double(nt - 1) / double(t2 - t0);
   const double caller_rate = double(mine) / double(t1 - t0);
-  const bool slow = worker_rate < kSlowWorker * caller_rate;
-  const int s = g_contention.load(std::memory_order_relaxed);
-  g_contention.store(s - s / 8 + (slow ? kEventWeight : 0), std::memory_order_relaxed);
-  g_last_pool_call_ns.store(t2, std::memory_order_relaxed);
+  add_event(worker_rate < kSlowWorker * caller_rate, 8);
 }
 
 struct Pool {
@@ -321,11 +332,47 @@ void run(int64_t count, int64_t chunks, int nt, ChunkFn fn, void* ctx) {
   p->run(count, chunks, nt, fn, ctx);
 }
 
+// Runnable threads now, system-wide (/proc/loadavg's fourth field, "running/total"),
+// or -1 where not available.
+int runnable_now() {
+  int fd = g_loadavg_fd.load(std::memory_order_relaxed);
+  if (fd == -2) {
+    int expected = -2;
+    const int opened = ::open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    if (!g_loadavg_fd.compare_exchange_strong(expected, opened < 0 ? -1 : opened)) {
+      if (opened >= 0) ::close(opened);
+    }
+    fd = g_loadavg_fd.load(std::memory_order_relaxed);
+  }
+  if (fd < 0) return -1;
+  char buf[128];
+  const ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  const char* p = buf;
+  for (int field = 0; field < 3 && *p; ++p)
+    if (*p == ' ') ++field;
+  return std::atoi(p);
+}
+
 bool contended() {
   const int f = g_contention_force.load(std::memory_order_relaxed);
   if (f >= 0) return f == 1;
-  return g_contention.load(std::memory_order_relaxed) >= kContendedAt &&
-         now_ns() - g_last_pool_call_ns.load(std::memory_order_relaxed) < kContendedHoldNs;
+  const int64_t now = now_ns();
+  int64_t last = g_last_sample_ns.load(std::memory_order_relaxed);
+  if (now - last >= kSampleNs &&
+      g_last_sample_ns.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
+    const int running = runnable_now();
+    if (running >= 0) {
+      // ours among them: this thread and at most every worker (a worker just woken
+      // is runnable before it counts itself awake: counting the sleepers too keeps
+      // our own wake-ups from reading as contention)
+      Pool* p = g_pool.load(std::memory_order_acquire);
+      const int awake = p ? p->workers.load(std::memory_order_relaxed) : 0;
+      add_event(running - 1 - std::max(0, awake) >= 1, 4);
+    }
+  }
+  return g_contention.load(std::memory_order_relaxed) >= kContendedAt;
 }
 bool available() {
   bool in_use = g_active.load(std::memory_order_relaxed) != 0;
