@@ -2,10 +2,13 @@
 // -inf), then min_p, top_k and top_p as thresholds on z, then one inverse-CDF draw in
 // token-id order (docs/contract.md §12). Never sorts the vocabulary:
 //  * the row max and top_k's k-th value come from the selection kernel's O(n) scan;
-//  * top_p over many survivors: a histogram of their masses over z below the max
-//    (kBuckets buckets), the one bucket that crosses the mass p * S refined by the
-//    same bucketing on its members (a tie group is decided whole), sorting at most
-//    kSortMax candidates at the end: O(n) per row whatever the logits;
+//  * top_p over many survivors: their masses at kLevels levels of z below the max (one
+//    vectorized pass, two for a level of many tokens), the one level that crosses the
+//    mass p * S compacted out and refined by the same levels on its members (a tie
+//    group is decided whole), refine_top_p's histogram on the last few hundred,
+//    sorting at most kSortMax candidates at the end: O(n) per row whatever the logits
+//    (the histogram of every token, kBuckets buckets, where rounding makes the levels'
+//    float sums pick a level that does not cross);
 //  * small top_k (k <= kSmallK, no tie beyond the k-th): the k selected entries alone
 //    carry the filters and the draw (no pass over the row after the scan);
 //  * masses exp(z - M) by the softmax family's finish kernel, sums in double.
@@ -302,35 +305,36 @@ struct RowSampler {
   double top_p_levels(const C* z, const C* e, double M, double thr, double p, double* all_mass,
                       double* kept_total, SampleScratch<C>& s) const {
     constexpr C kInf = std::numeric_limits<C>::infinity();
+    constexpr int kLast = kLevels - 1;
     const int64_t n = a.n, nb = (n + kDrawBlock - 1) / kDrawBlock;
     const double cap = std::min(sizeof(C) == 4 ? 48.0 : 64.0, std::log(double(n) / (1.0 - p)) + 1.0);
     // the survivors: z >= C(thr); a -inf token (mass 0) is never a candidate
     const C fl = std::max(C(thr), std::numeric_limits<C>::lowest());
     const double lo = double(sel.min_above(z, n, C(std::max(thr, M - cap))));
-    // t[0..6] spread over (lo, M], t[7] the survivors' bound
+    // t[0..6] spread over (lo, M], t[kLast] the survivors' bound
     C t[kLevels];
-    double w = (M - lo) / 8.0;
-    for (int j = 0; j < 7; ++j) t[j] = C(M - (j + 1) * w);
-    t[7] = fl;
+    double w = (M - lo) / kLevels;
+    for (int j = 0; j < kLast; ++j) t[j] = C(M - (j + 1) * w);
+    t[kLast] = fl;
     double sums[kLevels];
     sel.level_sums(z, e, n, t, sums);
     int j = 0;
-    while (j < 7 && sums[j] < p * sums[7]) ++j;
+    while (j < kLast && sums[j] < p * sums[kLast]) ++j;
     C lvl_lo = t[j], lvl_hi = j == 0 ? kInf : t[j - 1];
     // a level of many tokens (about its mass over the mass at its middle; flat rows):
     // the same levels within it, a second pass
     const double lvl_mass = sums[j] - (j == 0 ? 0.0 : sums[j - 1]);
-    const double mid = j == 7 ? double(lvl_lo) : j == 0 ? M - 0.5 * w : double(lvl_lo) + 0.5 * w;
+    const double mid = j == kLast ? double(lvl_lo) : j == 0 ? M - 0.5 * w : double(lvl_lo) + 0.5 * w;
     if (lvl_mass > double(n / 16) * std::exp(mid - M)) {
-      const double top = j == 0 ? M : double(lvl_hi), bottom = j == 7 ? lo : double(lvl_lo);
-      w = (top - bottom) / 8.0;
+      const double top = j == 0 ? M : double(lvl_hi), bottom = j == kLast ? lo : double(lvl_lo);
+      w = (top - bottom) / kLevels;
       C u[kLevels];
-      for (int k = 0; k < 7; ++k) u[k] = C(top - (k + 1) * w);
-      u[7] = lvl_lo;
-      const double approx_target = p * sums[7];
+      for (int k = 0; k < kLast; ++k) u[k] = C(top - (k + 1) * w);
+      u[kLast] = lvl_lo;
+      const double approx_target = p * sums[kLast];
       sel.level_sums(z, e, n, u, sums);
       int k = 0;
-      while (k < 7 && sums[k] < approx_target) ++k;
+      while (k < kLast && sums[k] < approx_target) ++k;
       lvl_lo = u[k], lvl_hi = k == 0 ? lvl_hi : u[k - 1];
     }
     C* cz = s.lz.get(n + kCompactPad);
@@ -359,12 +363,12 @@ struct RowSampler {
         tau = double(lo_c);
         break;
       }
-      w = (double(hi_c) - double(lo_c)) / 8.0;
-      for (int k = 0; k < 7; ++k) t[k] = C(double(hi_c) - (k + 1) * w);
-      t[7] = lo_c;
+      w = (double(hi_c) - double(lo_c)) / kLevels;
+      for (int k = 0; k < kLast; ++k) t[k] = C(double(hi_c) - (k + 1) * w);
+      t[kLast] = lo_c;
       sel.level_sums(rz, re, c, t, sums);
       int k = 0;
-      while (k < 7 && before + sums[k] < target) ++k;
+      while (k < kLast && before + sums[k] < target) ++k;
       lvl_lo = t[k], lvl_hi = k == 0 ? kInf : t[k - 1];
       const int o = pass & 1;
       if (!bufz[o]) bufz[o] = s.lz3.get(c1 + kCompactPad), bufe[o] = s.le3.get(c1 + kCompactPad);

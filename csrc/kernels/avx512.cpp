@@ -493,19 +493,20 @@ struct SelectChunk {
         const __m512 v = _mm512_maskz_loadu_ps(live, z + i), ev = _mm512_maskz_loadu_ps(live, e + i);
         const __mmask16 up = _mm512_mask_cmp_ps_mask(live, v, vhi, _CMP_GE_OQ);
         const __mmask16 in = _mm512_mask_cmp_ps_mask(live, v, vlo, _CMP_GE_OQ) & ~up;
-        const __mmask16 sur = _mm512_mask_cmp_ps_mask(live, v, vfl, _CMP_GE_OQ);
         const __m512d e0 = _mm512_cvtps_pd(_mm512_castps512_ps256(ev));
         const __m512d e1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(ev), 1)));
         a0 = _mm512_mask_add_pd(a0, __mmask8(up), a0, e0);
         a1 = _mm512_mask_add_pd(a1, __mmask8(up >> 8), a1, e1);
-        s0 = _mm512_mask_add_pd(s0, __mmask8(sur), s0, e0);
-        s1 = _mm512_mask_add_pd(s1, __mmask8(sur >> 8), s1, e1);
         if (lows) {
-          const __mmask16 low = live & ~sur;
+          const __mmask16 sur = _mm512_mask_cmp_ps_mask(live, v, vfl, _CMP_GE_OQ), low = live & ~sur;
+          s0 = _mm512_mask_add_pd(s0, __mmask8(sur), s0, e0);
+          s1 = _mm512_mask_add_pd(s1, __mmask8(sur >> 8), s1, e1);
           l0 = _mm512_mask_add_pd(l0, __mmask8(low), l0, e0);
           l1 = _mm512_mask_add_pd(l1, __mmask8(low >> 8), l1, e1);
+        } else {  // every entry a survivor (a -inf has mass 0; the missing lanes 0)
+          s0 = _mm512_add_pd(s0, e0), s1 = _mm512_add_pd(s1, e1);
         }
-        if (!in) continue;
+        // branch-free: the level's entries are scattered, a test per vector mispredicts
         _mm512_storeu_ps(oz + c, _mm512_maskz_compress_ps(in, v));
         _mm512_storeu_ps(oe + c, _mm512_maskz_compress_ps(in, ev));
         c += __builtin_popcount(unsigned(in));
