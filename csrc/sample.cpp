@@ -310,8 +310,20 @@ struct RowSampler {
     const double cap = std::min(sizeof(C) == 4 ? 48.0 : 64.0, std::log(double(n) / (1.0 - p)) + 1.0);
     // the survivors: z >= C(thr); a -inf token (mass 0) is never a candidate
     const C fl = std::max(C(thr), std::numeric_limits<C>::lowest());
-    const double lo = double(sel.min_above(z, n, C(std::max(thr, M - cap))));
-    // t[0..6] spread over (lo, M], t[kLast] the survivors' bound
+    // the levels' floor: the least survivor at most `cap` below the max, of 16 runs of
+    // 256 spread over a long row (only the levels' spacing depends on it: a token
+    // below it lands in the lowest level)
+    const C floor_t = C(std::max(thr, M - cap));
+    constexpr int64_t kRuns = 16, kRun = 256;
+    C least = C(M);
+    if (n <= 2 * kRuns * kRun) {
+      least = sel.min_above(z, n, floor_t);
+    } else {
+      for (int64_t r = 0; r < kRuns; ++r)
+        least = std::min(least, sel.min_above(z + r * (n - kRun) / (kRuns - 1), kRun, floor_t));
+    }
+    const double lo = double(least);
+    // t[0..kLast) spread over (lo, M], t[kLast] the survivors' bound
     C t[kLevels];
     double w = (M - lo) / kLevels;
     for (int j = 0; j < kLast; ++j) t[j] = C(M - (j + 1) * w);
