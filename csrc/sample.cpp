@@ -2,10 +2,13 @@
 // -inf), then min_p, top_k and top_p as thresholds on z, then one inverse-CDF draw in
 // token-id order (docs/contract.md §12). Never sorts the vocabulary:
 //  * the row max and top_k's k-th value come from the selection kernel's O(n) scan;
-//  * top_p over many survivors: a histogram of their masses over z below the max
-//    (kBuckets buckets), the one bucket that crosses the mass p * S refined by the
-//    same bucketing on its members (a tie group is decided whole), sorting at most
-//    kSortMax candidates at the end: O(n) per row whatever the logits;
+//  * top_p over many survivors: their masses at kLevels levels of z below the max (one
+//    vectorized pass, two for a level of many tokens), the one level that crosses the
+//    mass p * S compacted out and refined by the same levels on its members (a tie
+//    group is decided whole), refine_top_p's histogram on the last few hundred,
+//    sorting at most kSortMax candidates at the end: O(n) per row whatever the logits
+//    (the histogram of every token, kBuckets buckets, where rounding makes the levels'
+//    float sums pick a level that does not cross);
 //  * small top_k (k <= kSmallK, no tie beyond the k-th): the k selected entries alone
 //    carry the filters and the draw (no pass over the row after the scan);
 //  * masses exp(z - M) by the softmax family's finish kernel, sums in double.
@@ -30,6 +33,7 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr int kBuckets = 512;  // 4 interleaved double histograms: 16 KiB, in L1
 constexpr size_t kSortMax = 64;
+constexpr int64_t kRefineMax = 512;  // top_p: the level refinement hands over to refine_top_p
 constexpr int64_t kSmallK = 1024;
 constexpr int64_t kDrawBlock = 1024;  // the draw sums masses per block, then walks one
 
@@ -41,7 +45,9 @@ struct SampleScratch {
   Buf<C> vals;
   Buf<Partial> parts;
   Buf<double> block_sums;
-  Buf<int32_t> bucket;  // top_p: each token's histogram bucket
+  Buf<int32_t> bucket;  // top_p: each token's histogram bucket (the fallback)
+  Buf<C> lz, le, lz2, le2, lz3, le3;  // top_p: the crossing level's (z, mass), refined
+  Buf<int64_t> first;       // the first level's members before each draw block
   std::vector<std::pair<double, double>> cand;  // (z, mass) of the bucket being refined
 };
 
@@ -153,11 +159,16 @@ struct RowSampler {
   // Draw among the tokens with z >= thr (masses e, all n) in id order.
   int64_t draw_all(const C* z, const C* e, double thr, double u, double* total,
                    SampleScratch<C>& s) const {
-    const int64_t n = a.n, nb = (n + kDrawBlock - 1) / kDrawBlock;
+    const int64_t nb = (a.n + kDrawBlock - 1) / kDrawBlock;
     double* bs = s.block_sums.get(nb);
     const C t = C(thr);  // thr is -inf or a z value: exact in C
-    const double total_mass = sel.kept_block_sums(z, e, n, t, kDrawBlock, bs);
-    *total = total_mass;
+    *total = sel.kept_block_sums(z, e, a.n, t, kDrawBlock, bs);
+    return walk(z, e, t, u, *total, bs);
+  }
+
+  // The inverse-CDF walk given the kept mass per block bs and their total.
+  int64_t walk(const C* z, const C* e, C t, double u, double total_mass, const double* bs) const {
+    const int64_t n = a.n, nb = (n + kDrawBlock - 1) / kDrawBlock;
     const double target = u * total_mass;
     double acc = 0.0;
     int64_t last = -1;
@@ -281,6 +292,136 @@ struct RowSampler {
     return s.cand.empty() ? thr : refine_top_p(s.cand, before, target);
   }
 
+  // top_p by coarse levels (O(n), no per-token bucket): the masses at or above
+  // kLevels thresholds (level_sums: float partial sums) spread over the survivors'
+  // span, at most ln(n / (1 - p)) below the max (the tokens further below cannot hold
+  // the mass 1 - p: the max's own mass is 1), the level that crosses p times the total
+  // compacted out with the exact masses about it (compact_level, double), the same on
+  // the compacted (z, mass) until at most kRefineMax remain, then refine_top_p.
+  // Returns tau (the survivors with z >= tau kept), the kept mass per draw block in
+  // s.block_sums and its total; or NaN where the exact masses show the level chosen
+  // does not cross (float rounding at a level's edge): then the caller takes the full
+  // histogram (top_p_threshold).
+  double top_p_levels(const C* z, const C* e, double M, double thr, double p, double* all_mass,
+                      double* kept_total, SampleScratch<C>& s) const {
+    constexpr C kInf = std::numeric_limits<C>::infinity();
+    constexpr int kLast = kLevels - 1;
+    const int64_t n = a.n, nb = (n + kDrawBlock - 1) / kDrawBlock;
+    const double cap = std::min(sizeof(C) == 4 ? 48.0 : 64.0, std::log(double(n) / (1.0 - p)) + 1.0);
+    // the survivors: z >= C(thr); a -inf token (mass 0) is never a candidate
+    const C fl = std::max(C(thr), std::numeric_limits<C>::lowest());
+    // the levels' floor: the least survivor at most `cap` below the max, of 16 runs of
+    // 256 spread over a long row (only the levels' spacing depends on it: a token
+    // below it lands in the lowest level)
+    const C floor_t = C(std::max(thr, M - cap));
+    constexpr int64_t kRuns = 16, kRun = 256;
+    C least = C(M);
+    if (n <= 2 * kRuns * kRun) {
+      least = sel.min_above(z, n, floor_t);
+    } else {
+      for (int64_t r = 0; r < kRuns; ++r)
+        least = std::min(least, sel.min_above(z + r * (n - kRun) / (kRuns - 1), kRun, floor_t));
+    }
+    const double lo = double(least);
+    // t[0..kLast) spread over (lo, M], t[kLast] the survivors' bound
+    C t[kLevels];
+    double w = (M - lo) / kLevels;
+    for (int j = 0; j < kLast; ++j) t[j] = C(M - (j + 1) * w);
+    t[kLast] = fl;
+    double sums[kLevels];
+    sel.level_sums(z, e, n, t, sums);
+    int j = 0;
+    while (j < kLast && sums[j] < p * sums[kLast]) ++j;
+    C lvl_lo = t[j], lvl_hi = j == 0 ? kInf : t[j - 1];
+    // a level of many tokens (about its mass over the mass at its middle; flat rows):
+    // the same levels within it, a second pass
+    const double lvl_mass = sums[j] - (j == 0 ? 0.0 : sums[j - 1]);
+    const double mid = j == kLast ? double(lvl_lo) : j == 0 ? M - 0.5 * w : double(lvl_lo) + 0.5 * w;
+    if (lvl_mass > double(n / 16) * std::exp(mid - M)) {
+      const double top = j == 0 ? M : double(lvl_hi), bottom = j == kLast ? lo : double(lvl_lo);
+      w = (top - bottom) / kLevels;
+      C u[kLevels];
+      for (int k = 0; k < kLast; ++k) u[k] = C(top - (k + 1) * w);
+      u[kLast] = lvl_lo;
+      const double approx_target = p * sums[kLast];
+      sel.level_sums(z, e, n, u, sums);
+      int k = 0;
+      while (k < kLast && sums[k] < approx_target) ++k;
+      lvl_lo = u[k], lvl_hi = k == 0 ? lvl_hi : u[k - 1];
+    }
+    C* cz = s.lz.get(n + kCompactPad);
+    C* ce = s.le.get(n + kCompactPad);
+    int64_t* first = s.first.get(nb + 1);
+    double* bs = s.block_sums.get(nb);
+    double rest[2];
+    const int64_t c1 = sel.compact_level(z, e, n, fl, lvl_lo, lvl_hi, kDrawBlock, bs, first, rest, cz, ce);
+    first[nb] = c1;
+    double before = 0.0;
+    for (int64_t b = 0; b < nb; ++b) before += bs[b];
+    const double total_mass = rest[0];
+    *all_mass = rest[0] + rest[1];  // every token's mass, the filtered ones' included
+    const double target = p * total_mass;
+    if (!(before < target && target <= before + kept_sum(cz, ce, 0, c1, lvl_lo))) return kNaN;
+    // the level's members refined: the same levels over their span until few remain
+    const C* rz = cz;
+    const C* re = ce;
+    int64_t c = c1;
+    C* bufz[2] = {s.lz2.get(c1 + kCompactPad), nullptr};
+    C* bufe[2] = {s.le2.get(c1 + kCompactPad), nullptr};
+    double tau = kNaN;
+    for (int pass = 0; c > kRefineMax; ++pass) {
+      const C hi_c = sel.max_nan(rz, c), lo_c = sel.min_above(rz, c, fl);
+      if (lo_c == hi_c) {  // one tie group, above the mass before it: all kept
+        tau = double(lo_c);
+        break;
+      }
+      w = (double(hi_c) - double(lo_c)) / kLevels;
+      for (int k = 0; k < kLast; ++k) t[k] = C(double(hi_c) - (k + 1) * w);
+      t[kLast] = lo_c;
+      sel.level_sums(rz, re, c, t, sums);
+      int k = 0;
+      while (k < kLast && before + sums[k] < target) ++k;
+      lvl_lo = t[k], lvl_hi = k == 0 ? kInf : t[k - 1];
+      const int o = pass & 1;
+      if (!bufz[o]) bufz[o] = s.lz3.get(c1 + kCompactPad), bufe[o] = s.le3.get(c1 + kCompactPad);
+      double above;
+      const int64_t c2 = sel.compact_level(rz, re, c, lvl_lo, lvl_lo, lvl_hi, c, &above, nullptr,
+                                           rest, bufz[o], bufe[o]);
+      // a level that does not cross (rounding) or no progress: refine what is left
+      if (c2 == c || !(before + above < target && target <= before + rest[0]))
+        break;
+      before += above;
+      rz = bufz[o], re = bufe[o], c = c2;
+    }
+    if (!(tau == tau)) {
+      s.cand.clear();
+      for (int64_t i = 0; i < c; ++i) s.cand.push_back({double(rz[i]), double(re[i])});
+      tau = refine_top_p(s.cand, before, target);
+    }
+    // the kept mass per block: above the first level, and its members at or above tau
+    const C ctau = C(tau);
+    double kept = 0.0;
+    for (int64_t b = 0; b < nb; ++b) {
+      bs[b] += kept_sum(cz, ce, first[b], first[b + 1], ctau);
+      kept += bs[b];
+    }
+    *kept_total = kept;
+    return tau;
+  }
+
+  // The sum in double of e[i] over i in [i0, i1) with z[i] >= t (vectorized lanes).
+  static double kept_sum(const C* z, const C* e, int64_t i0, int64_t i1, C t) {
+    constexpr int kLanes = 8;
+    double lane[kLanes] = {};
+    int64_t i = i0;
+    for (; i + kLanes <= i1; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) lane[j] += double(e[i + j]) * double(z[i + j] >= t);
+    for (int j = 0; i < i1; ++i, ++j) lane[j] += double(e[i]) * double(z[i] >= t);
+    double acc = 0.0;
+    for (int j = 0; j < kLanes; ++j) acc += lane[j];
+    return acc;
+  }
+
   void row(int64_t r, const int64_t* off, SampleScratch<C>& s) const {
     const int64_t n = a.n;
     const char* xb = a.x + off[kSampleLogits];
@@ -352,7 +493,15 @@ struct RowSampler {
     C* e = s.e.get(n);
     sm.softmax_finish(z, e, n, C(M), C(1));  // masses exp(z - M); -inf gives 0
     double all_mass = kNaN;
-    if (p < 1.0) thr = std::max(thr, top_p_threshold(z, e, M, thr, p, &all_mass, s));
+    if (p < 1.0) {
+      double kept;
+      const double tau = top_p_levels(z, e, M, thr, p, &all_mass, &kept, s);
+      if (tau == tau) {
+        const int64_t tok = walk(z, e, C(tau), u, kept, s.block_sums.get((n + kDrawBlock - 1) / kDrawBlock));
+        return finish(tok, (double(z[tok]) - M) - std::log(kept), all_mass);
+      }
+      thr = std::max(thr, top_p_threshold(z, e, M, thr, p, &all_mass, s));
+    }
     double total;
     const int64_t tok = draw_all(z, e, thr, u, &total, s);
     // where z == x the histogram's total is the raw sum exp(x - M): no second exp pass

@@ -572,6 +572,13 @@ struct SelectChunk {
   static __m256d gt(__m256d a, __m256d b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
   static __m256 select(__m256 m, __m256 a, __m256 b) { return _mm256_blendv_ps(b, a, m); }
   static __m256d select(__m256d m, __m256d a, __m256d b) { return _mm256_blendv_pd(b, a, m); }
+  // top_p's level_sums: acc + e on the lanes with z >= t (e AND-ed with the compare)
+  static __m256 add_ge(__m256 acc, __m256 z, __m256 t, __m256 e) {
+    return _mm256_add_ps(acc, _mm256_and_ps(_mm256_cmp_ps(z, t, _CMP_GE_OQ), e));
+  }
+  static __m256d add_ge(__m256d acc, __m256d z, __m256d t, __m256d e) {
+    return _mm256_add_pd(acc, _mm256_and_pd(_mm256_cmp_pd(z, t, _CMP_GE_OQ), e));
+  }
 };
 #define FASTSOFTMAX_SELECT_CHUNK 1
 

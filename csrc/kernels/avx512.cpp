@@ -466,8 +466,60 @@ struct SelectChunk {
   static __mmask8 gt(__m512d a, __m512d b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
   static __m512 select(__mmask16 m, __m512 a, __m512 b) { return _mm512_mask_blend_ps(m, b, a); }
   static __m512d select(__mmask8 m, __m512d a, __m512d b) { return _mm512_mask_blend_pd(m, b, a); }
+  // top_p's level_sums: acc + e on the lanes with z >= t, a masked add
+  static __m512 add_ge(__m512 acc, __m512 z, __m512 t, __m512 e) {
+    return _mm512_mask_add_ps(acc, _mm512_cmp_ps_mask(z, t, _CMP_GE_OQ), acc, e);
+  }
+  static __m512d add_ge(__m512d acc, __m512d z, __m512d t, __m512d e) {
+    return _mm512_mask_add_pd(acc, _mm512_cmp_pd_mask(z, t, _CMP_GE_OQ), acc, e);
+  }
+  // top_p's compact_level on float32 (generic/select_rows.h): the sums above in
+  // double by masked adds of the two halves, the level's entries by vcompressps into
+  // registers and whole-vector stores (Zen 4's compress to memory is microcoded).
+  static int64_t compact_level(const float* z, const float* e, int64_t n, float fl, float lo,
+                               float hi, int64_t block, double* above, int64_t* first,
+                               double* rest, float* oz, float* oe) {
+    const __m512 vfl = _mm512_set1_ps(fl), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    // below fl: only where fl is above every finite value (z -inf has mass 0)
+    const bool lows = fl > std::numeric_limits<float>::lowest();
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0, l0 = s0, l1 = s0;
+    int64_t c = 0;
+    for (int64_t b = 0, i0 = 0; i0 < n; ++b, i0 += block) {
+      const int64_t i1 = std::min(n, i0 + block);
+      if (first) first[b] = c;
+      __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+      for (int64_t i = i0; i < i1; i += 16) {
+        const __mmask16 live = i + 16 <= i1 ? __mmask16(0xffff) : mask16(i1 - i);
+        const __m512 v = _mm512_maskz_loadu_ps(live, z + i), ev = _mm512_maskz_loadu_ps(live, e + i);
+        const __mmask16 up = _mm512_mask_cmp_ps_mask(live, v, vhi, _CMP_GE_OQ);
+        const __mmask16 in = _mm512_mask_cmp_ps_mask(live, v, vlo, _CMP_GE_OQ) & ~up;
+        const __m512d e0 = _mm512_cvtps_pd(_mm512_castps512_ps256(ev));
+        const __m512d e1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(ev), 1)));
+        a0 = _mm512_mask_add_pd(a0, __mmask8(up), a0, e0);
+        a1 = _mm512_mask_add_pd(a1, __mmask8(up >> 8), a1, e1);
+        if (lows) {
+          const __mmask16 sur = _mm512_mask_cmp_ps_mask(live, v, vfl, _CMP_GE_OQ), low = live & ~sur;
+          s0 = _mm512_mask_add_pd(s0, __mmask8(sur), s0, e0);
+          s1 = _mm512_mask_add_pd(s1, __mmask8(sur >> 8), s1, e1);
+          l0 = _mm512_mask_add_pd(l0, __mmask8(low), l0, e0);
+          l1 = _mm512_mask_add_pd(l1, __mmask8(low >> 8), l1, e1);
+        } else {  // every entry a survivor (a -inf has mass 0; the missing lanes 0)
+          s0 = _mm512_add_pd(s0, e0), s1 = _mm512_add_pd(s1, e1);
+        }
+        // branch-free: the level's entries are scattered, a test per vector mispredicts
+        _mm512_storeu_ps(oz + c, _mm512_maskz_compress_ps(in, v));
+        _mm512_storeu_ps(oe + c, _mm512_maskz_compress_ps(in, ev));
+        c += __builtin_popcount(unsigned(in));
+      }
+      above[b] = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+    }
+    rest[0] = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+    rest[1] = _mm512_reduce_add_pd(_mm512_add_pd(l0, l1));
+    return c;
+  }
 };
 #define FASTSOFTMAX_SELECT_CHUNK 1
+#define FASTSOFTMAX_SELECT_COMPACT 1
 
 #define FASTSOFTMAX_TRAIN_VEC 512
 #include "kernels/isa_table.h"  // every family for these Ops; fill_table

@@ -25,6 +25,11 @@ struct Ranked {
   int64_t i;
 };
 
+// top_p's level thresholds per pass (csrc/sample.cpp): level_sums' t[kLevels].
+constexpr int kLevels = 8;
+// Room past n that compact_level's outputs need (whole vectors stored).
+constexpr int64_t kCompactPad = 64;
+
 // Entries scanned per compare against the running k-th best.
 constexpr int64_t kSelectChunk = 64;
 
@@ -60,6 +65,18 @@ struct SelectKernels {
   // (top >= every z; monotone: a larger z never gets a later bucket).
   void (*bucketize)(const C* z, int64_t n, C top, C inv, C t, int32_t last,
                     int32_t* bucket) = nullptr;
+  // top_p's coarse levels: sums[j] = the sum of e[i] over the i with z[i] >= t[j], for
+  // the kLevels thresholds t (any order; e finite >= 0, z no NaN). Approximate (float
+  // partial sums): it only chooses the level to refine, which compact_level's exact
+  // sums then check.
+  void (*level_sums)(const C* z, const C* e, int64_t n, const C* t, double* sums) = nullptr;
+  // The entries with lo <= z[i] < hi, in index order: z to oz, e to oe (each with room
+  // for n + kCompactPad); returns how many. first[b] (when not null) = how many of
+  // them lie before block b (`block` entries, the last one shorter). The masses about
+  // them, exact (in double): above[b] = the sum of e[i] over the i of block b with
+  // z[i] >= hi; rest[0] = the sum over z[i] >= fl, rest[1] over z[i] < fl (fl <= lo).
+  int64_t (*compact_level)(const C* z, const C* e, int64_t n, C fl, C lo, C hi, int64_t block,
+                           double* above, int64_t* first, double* rest, C* oz, C* oe) = nullptr;
 };
 
 }  // namespace fastsoftmax

@@ -407,8 +407,109 @@ void bucketize(const C* z, int64_t n, C top, C inv, C t, int32_t last, int32_t* 
   }
 }
 
+// top_p's coarse levels (select_kernels.h). Float32 partial sums over a block, then
+// double: the level chosen is checked by compact_level's double sums.
+template <class C>
+void level_sums(const C* z, const C* e, int64_t n, const C* t, double* sums) {
+  constexpr int64_t kBlock = 1024;
+  for (int j = 0; j < kLevels; ++j) sums[j] = 0.0;
+  int64_t i = 0;
+#ifdef FASTSOFTMAX_SELECT_CHUNK
+  using Ops = SelectOps<C>;
+  using V = typename Ops::V;
+  constexpr int64_t W = Ops::W;
+  V vt[kLevels];
+  for (int j = 0; j < kLevels; ++j) vt[j] = Ops::set1(t[j]);
+  for (; i + W <= n;) {
+    const int64_t i1 = std::min(n, i + kBlock) - W;
+    V acc[kLevels];
+    for (int j = 0; j < kLevels; ++j) acc[j] = Ops::set1(C(0));
+    for (; i <= i1; i += W) {
+      const V v = Ops::load(z + i), ev = Ops::load(e + i);
+      for (int j = 0; j < kLevels; ++j) acc[j] = SelectChunk::add_ge(acc[j], v, vt[j], ev);
+    }
+    alignas(64) C lane[W];
+    for (int j = 0; j < kLevels; ++j) {
+      Ops::storec(lane, acc[j]);
+      double s = 0.0;
+      for (int64_t l = 0; l < W; ++l) s += double(lane[l]);
+      sums[j] += s;
+    }
+  }
+#else
+  for (; i + kPassLanes <= n;) {
+    const int64_t i1 = std::min(n, i + kBlock) - kPassLanes;
+    C acc[kLevels][kPassLanes] = {};
+    for (; i <= i1; i += kPassLanes)
+      for (int j = 0; j < kLevels; ++j)
+        for (int l = 0; l < kPassLanes; ++l) acc[j][l] += e[i + l] * C(z[i + l] >= t[j]);
+    for (int j = 0; j < kLevels; ++j) {
+      double s = 0.0;
+      for (int l = 0; l < kPassLanes; ++l) s += double(acc[j][l]);
+      sums[j] += s;
+    }
+  }
+#endif
+  for (; i < n; ++i)
+    for (int j = 0; j < kLevels; ++j) sums[j] += z[i] >= t[j] ? double(e[i]) : 0.0;
+}
+
+// top_p's compaction of one level (select_kernels.h): the exact sums about it in
+// double lanes (as kept_block_sums), the entries in it copied out (branch-free) from
+// the runs of kPassLanes that hold any.
+template <class C>
+int64_t compact_level(const C* z, const C* e, int64_t n, C fl, C lo, C hi, int64_t block,
+                      double* above, int64_t* first, double* rest, C* oz, C* oe) {
+#ifdef FASTSOFTMAX_SELECT_COMPACT
+  if constexpr (std::is_same<C, float>::value)
+    return SelectChunk::compact_level(z, e, n, fl, lo, hi, block, above, first, rest, oz, oe);
+#endif
+  constexpr int kLanes = 8;
+  double sur[kLanes] = {}, low[kLanes] = {};
+  int64_t c = 0;
+  for (int64_t b = 0, i0 = 0; i0 < n; ++b, i0 += block) {
+    const int64_t i1 = std::min(n, i0 + block);
+    if (first) first[b] = c;
+    double up[kLanes] = {};
+    int64_t i = i0;
+    for (; i + kLanes <= i1; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) {
+        const double m = double(e[i + j]);
+        const C v = z[i + j];
+        up[j] += m * double(v >= hi);
+        sur[j] += m * double(v >= fl);
+        low[j] += m * double(v < fl);
+      }
+    for (int j = 0; i < i1; ++i, ++j) {
+      const double m = double(e[i]);
+      up[j] += m * double(z[i] >= hi);
+      sur[j] += m * double(z[i] >= fl);
+      low[j] += m * double(z[i] < fl);
+    }
+    double acc = 0.0;
+    for (int j = 0; j < kLanes; ++j) acc += up[j];
+    above[b] = acc;
+    for (i = i0; i < i1; i += kPassLanes) {
+      const int64_t len = std::min<int64_t>(kPassLanes, i1 - i);
+      int any = 0;
+      for (int64_t j = 0; j < len; ++j) any |= int(z[i + j] >= lo) & int(z[i + j] < hi);
+      if (!any) continue;
+      for (int64_t j = 0; j < len; ++j) {
+        const C v = z[i + j];
+        oz[c] = v, oe[c] = e[i + j];
+        c += int64_t(v >= lo) & int64_t(v < hi);
+      }
+    }
+  }
+  rest[0] = rest[1] = 0.0;
+  for (int j = 0; j < kLanes; ++j) rest[0] += sur[j], rest[1] += low[j];
+  return c;
+}
+
 template <class Set>
 void fill_select(Set& k) {
+  k.level_sums = level_sums;
+  k.compact_level = compact_level;
   k.top_k = top_k_row;
   k.max_nan = max_nan;
   k.argmax_nan = argmax_nan;
