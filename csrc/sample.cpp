@@ -409,17 +409,11 @@ struct RowSampler {
     return tau;
   }
 
-  // The sum in double of e[i] over i in [i0, i1) with z[i] >= t (vectorized lanes).
-  static double kept_sum(const C* z, const C* e, int64_t i0, int64_t i1, C t) {
-    constexpr int kLanes = 8;
-    double lane[kLanes] = {};
-    int64_t i = i0;
-    for (; i + kLanes <= i1; i += kLanes)
-      for (int j = 0; j < kLanes; ++j) lane[j] += double(e[i + j]) * double(z[i + j] >= t);
-    for (int j = 0; i < i1; ++i, ++j) lane[j] += double(e[i]) * double(z[i] >= t);
-    double acc = 0.0;
-    for (int j = 0; j < kLanes; ++j) acc += lane[j];
-    return acc;
+  // The sum in double of e[i] over i in [i0, i1) with z[i] >= t: the selection
+  // family's kept_block_sums over one block.
+  double kept_sum(const C* z, const C* e, int64_t i0, int64_t i1, C t) const {
+    double sum = 0.0;
+    return i1 > i0 ? sel.kept_block_sums(z + i0, e + i0, i1 - i0, t, i1 - i0, &sum) : 0.0;
   }
 
   void row(int64_t r, const int64_t* off, SampleScratch<C>& s) const {
