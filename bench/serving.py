@@ -12,7 +12,8 @@ Scenarios:
   quiet      nothing else running (what this process can see of the machine: the
              other processes' CPU share is printed);
   busy       N competing busy processes (`python -c "while True: pass"`, --busy N);
-  pythreads  4 and 8 Python threads calling concurrently for --seconds each:
+  pythreads  4 and 8 Python threads calling concurrently for --seconds each (in 4
+             rounds, the contenders' order alternating):
              aggregate calls/s and the per-call percentiles, at all threads and at
              1 thread per call (the throughput to match), peers alike;
   nested     calls from inside the user's own thread pool (a
@@ -149,6 +150,9 @@ def latency(peers, calls, n_calls, blocks=4):
     return res
 
 
+CONC_ROUNDS = 4
+
+
 def concurrent_calls(peers, call, n_threads, seconds):
     """(calls/s of all threads together, [ns] per call) with n_threads Python threads
     calling `call` for `seconds`."""
@@ -271,8 +275,20 @@ def main(argv=None):
             print("| shape | contender | calls/s | per call |")
             print("|---|---|---|---|")
             for k, (shape, axis) in shapes.items():
-                for c in contenders(peers, shape, axis, T):
-                    rate, ts = concurrent_calls(peers, c, P, a.seconds)
+                # the contenders in CONC_ROUNDS rounds of --seconds / CONC_ROUNDS each,
+                # alternating their order, so that the machine's drift between
+                # seconds hits them alike
+                cs = contenders(peers, shape, axis, T)
+                acc = {c.label(): [0, 0.0, []] for c in cs}
+                for r in range(CONC_ROUNDS):
+                    for c in cs if r % 2 == 0 else cs[::-1]:
+                        rate, ts = concurrent_calls(peers, c, P, a.seconds / CONC_ROUNDS)
+                        n_calls, wall, lat = acc[c.label()]
+                        took = len(ts) / rate if rate else a.seconds / CONC_ROUNDS
+                        acc[c.label()] = [n_calls + len(ts), wall + took, lat + ts]
+                for c in cs:
+                    n_calls, wall, ts = acc[c.label()]
+                    rate = n_calls / wall
                     summary.setdefault(f"py{P}", {}).setdefault(k, {})[c.label()] = rate
                     print(f"| {k} | {c.label()} | {rate:,.0f} | {fmt(pct(ts))} |")
             load = meter.stop()
