@@ -91,13 +91,21 @@ void add_event(bool event, int keep_den) {
                      std::memory_order_relaxed);
 }
 
+// The score's verdict without a new sample (contended() samples: it counts the thread
+// calling it as the caller, so only a call's planning may ask it).
+inline bool score_contended() {
+  const int f = g_contention_force.load(std::memory_order_relaxed);
+  if (f >= 0) return f == 1;
+  return g_contention.load(std::memory_order_relaxed) >= kContendedAt;
+}
+
 // One step of a spin: a pause, and under contention every 64th a yield: when the
 // thread we wait for (the caller, preempted by this worker's wake-up; a worker holding
 // a chunk) waits for this very core, the yield lets it run. On a quiet machine the
 // yields cost: (4096, 512) axis 0 at 2 threads went bimodal, half its calls ~1.5x
 // slower, and the yields' removal took its p50 from 1,050 to 690-860 µs (same run).
 inline void spin_step(int i) {
-  if ((i & 63) == 63 && contended())
+  if ((i & 63) == 63 && score_contended())
     std::this_thread::yield();
   else
     FASTSOFTMAX_PAUSE();
@@ -356,8 +364,7 @@ int runnable_now() {
 }
 
 bool contended() {
-  const int f = g_contention_force.load(std::memory_order_relaxed);
-  if (f >= 0) return f == 1;
+  if (g_contention_force.load(std::memory_order_relaxed) >= 0) return score_contended();
   const int64_t now = now_ns();
   int64_t last = g_last_sample_ns.load(std::memory_order_relaxed);
   if (now - last >= kSampleNs &&
@@ -372,7 +379,7 @@ bool contended() {
       add_event(running - 1 - std::max(0, awake) >= 1, 4);
     }
   }
-  return g_contention.load(std::memory_order_relaxed) >= kContendedAt;
+  return score_contended();
 }
 bool available() {
   bool in_use = g_active.load(std::memory_order_relaxed) != 0;

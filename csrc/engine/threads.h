@@ -39,7 +39,8 @@ constexpr int64_t kMaxChunks = 1024;
 // The most threads one call uses (the pool's claim word holds the count in 8 bits).
 constexpr int kMaxThreads = 255;
 
-// Where another process shares the cores (pool::contended), a worker the OS preempts
+// Where other threads want the cores (another process's, or more Python threads than
+// cores: pool::contended, asked only here, by the caller), a worker the OS preempts
 // in the middle of a chunk holds the call for a time slice (milliseconds: the
 // scheduler does not move a thread that just ran to the core the caller frees): calls
 // below kContendedParallelMin elements (about 2 ms on one thread) then run on their
